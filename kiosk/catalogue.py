@@ -1,0 +1,115 @@
+"""The library catalogue as the session core sees it: plain data and one interface.
+
+Backends (`kiosk/sync/local_catalogue.py`, `sip2_backend.py`, `rest_backend.py`)
+implement `Catalogue`; the session core and the outbox only use these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+
+class Refusal(str, enum.Enum):
+    """Why an item or a patron was refused; each maps to a friendly local message."""
+
+    ITEM_UNKNOWN = "item_unknown"
+    ON_HOLD = "on_hold"                  # reserved for someone else / waiting on the hold shelf
+    ALREADY_OUT = "already_out"          # charged to another patron
+    ALREADY_YOURS = "already_yours"      # already on this patron's card this session
+    LIMIT_REACHED = "limit_reached"
+    COUNTER_ONLY = "counter_only"        # AV, multi-part, reference-only: please go to the counter
+    PATRON_BLOCKED = "patron_blocked"
+    PATRON_UNKNOWN = "patron_unknown"
+    WRONG_PASSWORD = "wrong_password"
+    OFFLINE = "offline"                  # catalogue unreachable and offline lending is off
+    OTHER = "other"
+
+
+class CatalogueUnavailable(Exception):
+    """The catalogue could not be reached or answered garbage; the caller may retry later."""
+
+
+@dataclass(frozen=True)
+class PatronStatus:
+    patron_id: str
+    valid: bool
+    password_ok: bool | None = None      # None: no password was checked
+    blocked: tuple[str, ...] = ()        # reasons (SIP2 patron-status flags), empty = may borrow
+    limit: int | None = None             # max items on loan, None = no limit given
+    charged: int = 0                     # items already on loan
+    holds_ready: int = 0
+    overdue: int = 0
+    name: str | None = None              # shown only when configured
+
+    @property
+    def may_borrow(self) -> bool:
+        return self.valid and self.password_ok is not False and not self.blocked
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    item_id: str
+    title: str
+    available: bool = True
+    counter_only: bool = False
+    media_type: str = "book"
+
+
+@dataclass(frozen=True)
+class LoanRequest:
+    """One checkout, identified by `txn_id` so that a replay is recognised, never doubled."""
+
+    txn_id: str
+    patron_id: str
+    item_id: str
+    created_at: datetime
+    offline: bool = False                # lent under local rules; sent with no-block
+    due_date: date | None = None         # the offline due date given to the patron
+
+
+@dataclass(frozen=True)
+class LoanResult:
+    txn_id: str
+    ok: bool
+    item_id: str
+    title: str = ""
+    due_date: date | None = None
+    due_text: str = ""                   # the catalogue's due date when it could not be parsed
+    refusal: Refusal | None = None
+    message: str = ""                    # catalogue text, shown as secondary detail only
+    replayed: bool = False               # the catalogue already had this loan
+
+
+class Catalogue(Protocol):
+    """What the kiosk asks of the central catalogue. Every call may raise CatalogueUnavailable."""
+
+    def patron_status(self, patron_id: str, password: str | None = None) -> PatronStatus: ...
+
+    def item_info(self, item_id: str) -> ItemInfo: ...
+
+    def checkout(self, loan: LoanRequest) -> LoanResult: ...
+
+    def renew(self, patron_id: str, item_id: str) -> LoanResult: ...
+
+    def end_session(self, patron_id: str) -> None: ...
+
+    def resolve_identity(self, cert_hash: str) -> str | None:
+        """Library card number linked to this card identity, or None when not linked."""
+
+    def link_identity(self, cert_hash: str, patron_id: str, birth_date: date | None = None) -> None: ...
+
+    def unlink_identity(self, cert_hash: str) -> None: ...
+
+
+@dataclass
+class CatalogueCapabilities:
+    """What a backend told us it can do (SIP2 98 BX / REST discovery)."""
+
+    online: bool = True
+    offline_ok: bool = False
+    checkout: bool = True
+    renew: bool = True
+    messages: dict[str, bool] = field(default_factory=dict)
