@@ -1,0 +1,99 @@
+"""Events that drive the session core: from the patron's touches, the card layer,
+the scanner, the catalogue and the clock. Plain immutable data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk.card import AuthOutcome, CardIdentity, CardProbe
+from kiosk.catalogue import LoanResult, PatronStatus, Refusal
+
+
+@dataclass(frozen=True)
+class CardInserted:
+    pass
+
+
+@dataclass(frozen=True)
+class CardRemoved:
+    pass
+
+
+@dataclass(frozen=True)
+class ReaderChanged:
+    available: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CardProbed:
+    probe: CardProbe
+    serial: int | None = None           # the effect's serial; None = the current session
+
+
+@dataclass(frozen=True)
+class AuthDone:
+    outcome: AuthOutcome
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class PatronResolved:
+    """The card identity's library card number, or None when the card is not linked."""
+
+    patron_id: str | None
+    offline: bool = False               # answered from the local link cache
+    unavailable: bool = False           # neither the catalogue nor the cache could answer
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class PatronLoaded:
+    status: PatronStatus | None
+    refusal: Refusal | None = None      # Refusal.OFFLINE when the catalogue is unreachable
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class Barcode:
+    code: str
+
+
+@dataclass(frozen=True)
+class ItemDone:
+    result: LoanResult
+
+
+@dataclass(frozen=True)
+class Press:
+    """A touch on the screen: `action` names the button, `value` its argument."""
+
+    action: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The clock moved on; the session checks its timeouts."""
+
+
+@dataclass(frozen=True)
+class SetOutOfService:
+    on: bool
+
+
+@dataclass(frozen=True)
+class SetOfflineLending:
+    on: bool
+
+
+Event = (
+    CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
+    | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
+)
+
+__all__ = [
+    "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
+    "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
+    "SetOutOfService", "Tick",
+]
