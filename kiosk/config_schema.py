@@ -1,0 +1,167 @@
+"""The shape of the kiosk's configuration: every key, its type and its range.
+
+One schema serves the shipped defaults, the site file and the signed layer that
+central IT pushes, so a key is valid in one place exactly when it is valid in all.
+Defaults live in config/defaults.toml; this file only says what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+LANGUAGES = ("ja", "en", "pt-BR", "zh-Hans", "ko", "vi")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str                           # str, int, float, bool, path, paths, strs, pins
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None    # returns a reason when the value is wrong
+    live: bool = True                   # can change at the next idle moment without a restart
+    secret: bool = False                # names a file whose content is a secret; never printed
+
+
+def _regex(value: Any) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        try:
+            re.compile(v)
+        except re.error as e:
+            return f"not a valid regular expression ({e})"
+    return None
+
+
+def _kiosk_id(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) else "use 1-64 letters, digits, '.', '_' or '-'"
+
+
+def _languages(value: list[str]) -> str | None:
+    bad = [v for v in value if v not in LANGUAGES]
+    if bad:
+        return f"unknown language {bad[0]!r}; known: {', '.join(LANGUAGES)}"
+    return None if value else "at least one language is needed"
+
+
+_SECONDS = dict(min=5, max=900)
+_PIN = Field("int", min=-1, max=27, live=False)
+
+SCHEMA: dict[str, Any] = {
+    "kiosk": {
+        "id": Field("str", check=_kiosk_id, live=False),
+        "group": Field("str", check=_kiosk_id),
+        "mode": Field("str", choices=("kiosk", "counter"), live=False),
+        "data_dir": Field("path", live=False),
+        "library_name": Field("str"),
+        "demo": Field("bool", live=False),
+    },
+    "ui": {
+        "default_language": Field("str", choices=LANGUAGES),
+        "languages": Field("strs", check=_languages),
+        "fullscreen": Field("bool", live=False),
+        "kiosk_mode": Field("bool", live=False),
+        "high_contrast": Field("bool"),
+        "large_text": Field("bool"),
+        "font": Field("path", live=False),
+        "show_patron_name": Field("bool"),
+        "help_text": Field("str"),
+    },
+    "timeouts": {
+        "default": Field("float", **_SECONDS),
+        "reading_card": Field("float", **_SECONDS),
+        "pin": Field("float", **_SECONDS),
+        "last_try": Field("float", **_SECONDS),
+        "authenticating": Field("float", **_SECONDS),
+        "library_card": Field("float", **_SECONDS),
+        "take_card": Field("float", **_SECONDS),
+        "scanning": Field("float", **_SECONDS),
+        "finishing": Field("float", **_SECONDS),
+        "summary": Field("float", **_SECONDS),
+        "thank_you": Field("float", min=2, max=120),
+        "error": Field("float", **_SECONDS),
+        "warning": Field("float", min=3, max=120),
+        "card_reminder_interval": Field("float", min=1, max=60),
+    },
+    "card": {
+        "backend": Field("str", choices=("pcsc", "virtual", "none"), live=False),
+        "reader": Field("str", live=False),
+        "trust_anchors": Field("paths"),
+        "accept_test_pki": Field("bool"),
+        "test_anchors": Field("paths"),
+        "allow_smartphone": Field("bool"),
+        "link_cache_days": Field("int", min=0, max=3650),
+    },
+    "catalogue": {
+        "backend": Field("str", choices=("local", "sip2", "rest"), live=False),
+        "timeout": Field("float", min=1, max=120),
+        "local": {
+            "path": Field("path", live=False),
+            "seed_demo": Field("bool", live=False),
+        },
+        "sip2": {
+            "host": Field("str", live=False),
+            "port": Field("int", min=1, max=65535, live=False),
+            "tls": Field("bool", live=False),
+            "ca_file": Field("path", live=False),
+            "client_cert": Field("path", live=False),
+            "client_key": Field("path", live=False, secret=True),
+            "login_user": Field("str", live=False),
+            "password_file": Field("path", live=False, secret=True),
+            "terminal_password_file": Field("path", live=False, secret=True),
+            "institution": Field("str", live=False),
+            "location": Field("str", live=False),
+            "charset": Field("str", choices=("utf-8", "cp850", "shift_jis", "cp932", "euc_jp"), live=False),
+            "terminator": Field("str", choices=("CR", "CRLF"), live=False),
+            "retries": Field("int", min=0, max=10, live=False),
+        },
+        "rest": {
+            "base_url": Field("str", check=lambda v: None if v == "" or v.startswith("https://")
+                              or v.startswith("http://127.0.0.1") else "must be an https:// URL",
+                              live=False),
+            "ca_bundle": Field("path", live=False),
+            "client_cert": Field("path", live=False),
+            "client_key": Field("path", live=False, secret=True),
+            "token_file": Field("path", live=False, secret=True),
+            "retries": Field("int", min=0, max=10, live=False),
+        },
+    },
+    "loans": {
+        "library_card_signin": Field("bool"),
+        "library_card_password": Field("bool"),
+        "offline_lending": Field("bool"),
+        "offline_max_items": Field("int", min=1, max=50),
+        "offline_loan_days": Field("int", min=1, max=90),
+        "offline_refused_patterns": Field("strs", check=_regex),
+        "item_pattern": Field("str", check=_regex),
+        "patron_pattern": Field("str", check=_regex),
+        "strip_codabar": Field("bool"),
+        "receipt_printer": Field("bool"),
+    },
+    "hardware": {
+        "leds": Field("str", choices=("gpio", "none"), live=False),
+        "pin_factory": Field("str", choices=("auto", "lgpio", "rpigpio", "mock"), live=False),
+        "led_green": _PIN,
+        "led_yellow": _PIN,
+        "led_red": _PIN,
+        "buzzer": _PIN,
+        "reset_button": _PIN,
+        "scanner": Field("str", choices=("wedge", "evdev", "serial", "none"), live=False),
+        "scanner_device": Field("str", live=False),
+    },
+    "logging": {
+        "level": Field("str", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "format": Field("str", choices=("json", "text"), live=False),
+    },
+}
+
+
+def field_at(dotted: str) -> Field | None:
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, Field) else None

@@ -1,0 +1,131 @@
+"""Configuration: layered TOML, validated with errors naming file, key and reason."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import DEFAULTS, ConfigError, load_config, merge, read_secret, validate_layer
+from kiosk.config_schema import SCHEMA
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str, name: str = "kiosk.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_defaults_cover_every_schema_key():
+    """The shipped defaults set every key the schema knows, and nothing else."""
+    import tomllib
+
+    data = tomllib.loads(DEFAULTS.read_text(encoding="utf-8"))
+    validate_layer(data, str(DEFAULTS))
+
+    def keys(node, prefix=""):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                yield from keys(v, prefix + k + ".")
+            else:
+                yield prefix + k
+
+    assert set(keys(data)) == set(keys(SCHEMA))
+
+
+def test_example_site_file_is_valid():
+    config = load_config(REPO / "config" / "kiosk.example.toml")
+    assert config["catalogue"]["backend"] == "sip2"
+    assert config["catalogue"]["sip2"]["tls"] is True
+    assert config["kiosk"]["id"] == "chuo-01"
+    # untouched keys keep their defaults
+    assert config["timeouts"]["scanning"] == 120
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ("[kiosk]\ncolour = 'red'\n", "kiosk.colour", "unknown key"),
+    ("[nonsense]\nx = 1\n", "nonsense", "unknown key"),
+    ("[timeouts]\npin = 'long'\n", "timeouts.pin", "must be a number"),
+    ("[timeouts]\npin = 1\n", "timeouts.pin", "at least 5"),
+    ("[catalogue.sip2]\nport = 70000\n", "catalogue.sip2.port", "at most 65535"),
+    ("[catalogue]\nbackend = 'z39.50'\n", "catalogue.backend", "must be one of local, sip2, rest"),
+    ("[ui]\nlanguages = ['ja', 'fr']\n", "ui.languages", "unknown language 'fr'"),
+    ("[loans]\nitem_pattern = '(['\n", "loans.item_pattern", "not a valid regular expression"),
+    ("[loans]\noffline_lending = 'yes'\n", "loans.offline_lending", "true or false"),
+    ("[kiosk]\nid = 'bad id!'\n", "kiosk.id", "letters, digits"),
+    ("catalogue = 3\n", "catalogue", "must be a table"),
+    ("[hardware]\nled_red = true\n", "hardware.led_red", "whole number"),
+])
+def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.source == str(path)
+    assert err.value.key == key
+    assert reason in err.value.reason
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    path = write(tmp_path, "[kiosk\nid = 1")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "not valid TOML" in str(err.value) and str(path) in str(err.value)
+
+
+def test_cross_key_rules(tmp_path):
+    with pytest.raises(ConfigError, match="catalogue.sip2.host"):
+        load_config(write(tmp_path, "[catalogue]\nbackend = 'sip2'\n"))
+    with pytest.raises(ConfigError, match="ui.default_language"):
+        load_config(write(tmp_path, "[ui]\nlanguages = ['en']\n"))
+
+
+def test_relative_paths_resolve_against_the_declaring_file(tmp_path):
+    site = tmp_path / "etc"
+    site.mkdir()
+    path = write(site, "[catalogue.sip2]\nca_file = 'ils-ca.pem'\n")
+    config = load_config(path)
+    assert config["catalogue"]["sip2"]["ca_file"] == str(site / "ils-ca.pem")
+    assert all(Path(p).exists() for p in config["card"]["trust_anchors"])
+
+
+def test_layers_merge_deeply():
+    merged = merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
+    assert merged == {"a": {"b": 1, "c": 3}}
+
+
+def test_secret_comes_from_file_and_is_never_described(tmp_path):
+    secret = tmp_path / "sip2-password"
+    secret.write_text("s3cr3t-canary\n")
+    site = write(tmp_path, f"[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\nhost = 'ils'\n"
+                           f"password_file = '{secret}'\n")
+    config = load_config(site)
+    assert read_secret(config["catalogue"]["sip2"]["password_file"]) == "s3cr3t-canary"
+    out = subprocess.run([sys.executable, "-m", "kiosk", "config", "check", "-v", str(site)],
+                         capture_output=True, text=True, check=True)
+    assert "s3cr3t-canary" not in out.stdout + out.stderr
+    assert "password_file" in out.stdout
+
+
+def test_config_check_command_exit_codes(tmp_path):
+    good = write(tmp_path, "[kiosk]\nid = 'ok-1'\n", "good.toml")
+    bad = write(tmp_path, "[timeouts]\nscanning = 9999\n", "bad.toml")
+    ok = subprocess.run([sys.executable, "-m", "kiosk", "config", "check", str(good)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    ko = subprocess.run([sys.executable, "-m", "kiosk", "config", "check", str(bad)],
+                        capture_output=True, text=True)
+    assert ko.returncode == 1
+    assert f"{bad}: timeouts.scanning: must be at most 900" in ko.stderr
+    missing = subprocess.run([sys.executable, "-m", "kiosk", "config", "check", str(tmp_path / "no.toml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "file not found" in missing.stderr
+
+
+def test_booleans_are_not_numbers_and_numbers_not_booleans():
+    with pytest.raises(ConfigError, match="true or false"):
+        validate_layer({"kiosk": {"demo": 1}}, "x")
+    with pytest.raises(ConfigError, match="whole number"):
+        validate_layer({"catalogue": {"sip2": {"port": True}}}, "x")
