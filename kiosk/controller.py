@@ -1,0 +1,288 @@
+"""The imperative shell around the session core.
+
+It feeds events into `Session` on the UI thread and carries out the effects that
+come back: screens through the View, lights and sounds through their backends,
+card and catalogue work on worker threads (so the screen never waits on a card
+or the network), loans through the durable outbox. Results come back as events.
+Nothing here imports Kivy: the UI thread is whatever `Loop` the caller supplies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Protocol
+
+from kiosk import effects as fx
+from kiosk import events as ev
+from kiosk.card import AuthOutcome, CardError, CardKind, CardProbe
+from kiosk.catalogue import Catalogue, CatalogueUnavailable, LoanResult, Refusal
+from kiosk.interfaces import CardEvent, CardEventKind, CardReader, Leds, Loop, Sounds, View
+from kiosk.logs import log_event
+from kiosk.patron_resolver import PatronResolver
+from kiosk.session import Session
+
+log = logging.getLogger("kiosk.controller")
+
+TICK_SECONDS = 0.25
+
+
+class CardAuth(Protocol):
+    """kiosk.card_service.CardService as the controller uses it (blocking calls)."""
+
+    def probe(self) -> CardProbe: ...
+
+    def authenticate(self, pin: bytearray) -> AuthOutcome: ...
+
+    def release(self) -> None: ...
+
+
+class LoanJournal(Protocol):
+    """kiosk.outbox.Outbox + its worker as the controller uses them."""
+
+    def append(self, loan) -> None: ...
+
+    def withdraw(self, txn_id: str) -> None: ...
+
+
+class Receipts(Protocol):
+    def print_receipt(self, lines: tuple[tuple[str, str], ...]) -> bool: ...
+
+
+class _NoLeds:
+    def show(self, pattern: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _NoSounds:
+    def play(self, cue: str) -> None:
+        pass
+
+
+def _zero(buf: bytearray | None) -> None:
+    if buf is not None:
+        for i in range(len(buf)):
+            buf[i] = 0
+
+
+class Controller:
+    def __init__(
+        self,
+        session: Session,
+        view: View,
+        loop: Loop,
+        clock: Callable[[], float],
+        card_reader: CardReader | None,
+        card_auth: CardAuth | None,
+        catalogue: Catalogue,
+        resolver: PatronResolver,
+        journal: LoanJournal,
+        leds: Leds | None = None,
+        sounds: Sounds | None = None,
+        receipts: Receipts | None = None,
+        wake_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.session = session
+        self.view = view
+        self.loop = loop
+        self.clock = clock
+        self.card_reader = card_reader
+        self.card_auth = card_auth
+        self.catalogue = catalogue
+        self.resolver = resolver
+        self.journal = journal
+        self.leds = leds or _NoLeds()
+        self.sounds = sounds or _NoSounds()
+        self.receipts = receipts
+        self.wake_outbox = wake_outbox
+        # One thread for the card (APDUs must not interleave), one for the catalogue.
+        self._card_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card")
+        self._net_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
+        self._started = False
+        self._stopped = threading.Event()
+        self._screen = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._run(self.session.start(self.clock()))
+        self.loop.call_every(TICK_SECONDS, lambda: self.dispatch(ev.Tick()))
+        if self.card_reader is not None:
+            self.card_reader.start(self._on_card_event)
+        else:
+            self.dispatch(ev.ReaderChanged(False, "no_reader"))
+        log_event(log, "kiosk.started")
+
+    def stop(self) -> None:
+        """Idempotent: Kivy may call on_stop twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.card_reader is not None:
+            self.card_reader.stop()
+        self._card_pool.shutdown(wait=False, cancel_futures=True)
+        self._net_pool.shutdown(wait=False, cancel_futures=True)
+        self.leds.close()
+        log_event(log, "kiosk.stopped")
+
+    # -- events in ------------------------------------------------------------
+
+    def post(self, event: ev.Event) -> None:
+        """Hand an event to the session from any thread."""
+        if not self._stopped.is_set():
+            self.loop.call_soon(lambda: self.dispatch(event))
+
+    def dispatch(self, event: ev.Event) -> None:
+        """Run one event through the session. UI thread only."""
+        if self._stopped.is_set():
+            return
+        self._run(self.session.handle(event, self.clock()))
+
+    def on_loan_result(self, result: LoanResult) -> None:
+        """Called by the outbox worker's thread when the catalogue answered a loan."""
+        self.post(ev.ItemDone(result))
+
+    def _on_card_event(self, e: CardEvent) -> None:
+        mapping = {
+            CardEventKind.INSERTED: ev.CardInserted(),
+            CardEventKind.REMOVED: ev.CardRemoved(),
+            CardEventKind.READER_AVAILABLE: ev.ReaderChanged(True),
+            CardEventKind.READER_UNAVAILABLE: ev.ReaderChanged(False, e.detail),
+        }
+        log_event(log, "card." + e.kind.value, detail=e.detail)
+        self.post(mapping[e.kind])
+
+    # -- effects out ------------------------------------------------------------
+
+    def _run(self, effects: list[fx.Effect]) -> None:
+        for effect in effects:
+            handler = getattr(self, "_do_" + type(effect).__name__)
+            try:
+                handler(effect)
+            except Exception:  # one failing effect must never take the kiosk down
+                log.exception("effect.failed", extra={"kiosk_fields": {"effect": type(effect).__name__}})
+
+    def _do_Show(self, e: fx.Show) -> None:
+        if e.screen != self._screen:
+            log_event(log, "screen", screen=e.screen)
+            self._screen = e.screen
+        self.view.show(e.screen, e.model)
+
+    def _do_Lights(self, e: fx.Lights) -> None:
+        self.leds.show(e.pattern)
+        self.view.lights(e.pattern)
+
+    def _do_Cue(self, e: fx.Cue) -> None:
+        self.sounds.play(e.sound)
+        self.view.cue(e.sound)
+
+    def _do_ProbeCard(self, e: fx.ProbeCard) -> None:
+        def work() -> None:
+            if self.card_auth is None:
+                probe = CardProbe(kind=CardKind.MUTE, error=CardError.READER_GONE)
+            else:
+                probe = self.card_auth.probe()
+            log_event(log, "card.probed", kind=getattr(probe.kind, "value", None),
+                      error=probe.error.value if probe.error else None)
+            self.post(ev.CardProbed(probe, serial=e.serial))
+
+        self._submit(self._card_pool, work, lambda: ev.CardProbed(
+            CardProbe(kind=CardKind.MUTE, error=CardError.MUTE_CARD), serial=e.serial))
+
+    def _do_Authenticate(self, e: fx.Authenticate) -> None:
+        pin = e.pin
+
+        def work() -> None:
+            try:
+                outcome = self.card_auth.authenticate(pin) if self.card_auth else AuthOutcome(
+                    error=CardError.READER_GONE)
+            finally:
+                _zero(pin)
+            log_event(log, "card.authenticated" if outcome.ok else "card.refused",
+                      error=outcome.error.value if outcome.error else None,
+                      tries_left=outcome.tries_left)
+            self.post(ev.AuthDone(outcome, serial=e.serial))
+
+        self._submit(self._card_pool, work, lambda: ev.AuthDone(
+            AuthOutcome(error=CardError.MUTE_CARD), serial=e.serial), cleanup=lambda: _zero(pin))
+
+    def _do_ResolvePatron(self, e: fx.ResolvePatron) -> None:
+        def work() -> None:
+            self.post(self.resolver.resolve(e.identity, serial=e.serial))
+
+        self._submit(self._net_pool, work, lambda: ev.PatronResolved(None, unavailable=True, serial=e.serial))
+
+    def _do_LoadPatron(self, e: fx.LoadPatron) -> None:
+        password = e.password
+
+        def work() -> None:
+            try:
+                secret = password.decode("ascii") if password is not None else None
+                status = self.catalogue.patron_status(e.patron_id, secret)
+                del secret
+                self.post(ev.PatronLoaded(status, serial=e.serial))
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="patron_status")
+                self.post(ev.PatronLoaded(None, Refusal.OFFLINE, serial=e.serial))
+            finally:
+                _zero(password)
+
+        self._submit(self._net_pool, work, lambda: ev.PatronLoaded(None, Refusal.OFFLINE, serial=e.serial),
+                     cleanup=lambda: _zero(password))
+
+    def _do_Checkout(self, e: fx.Checkout) -> None:
+        # Durable before anything else happens: the screen may show the loan next.
+        self.journal.append(e.loan)
+        log_event(log, "loan.journaled", txn=e.loan.txn_id, offline=e.loan.offline)
+        self.wake_outbox()
+
+    def _do_Withdraw(self, e: fx.Withdraw) -> None:
+        self.journal.withdraw(e.txn_id)
+        log_event(log, "loan.withdrawn", txn=e.txn_id)
+
+    def _do_PrintReceipt(self, e: fx.PrintReceipt) -> None:
+        if self.receipts is not None:
+            self._submit(self._net_pool, lambda: self.receipts.print_receipt(e.lines), None)
+
+    def _do_EndSession(self, e: fx.EndSession) -> None:
+        log_event(log, "session.ended", reason=e.reason)
+        if self.card_auth is not None:
+            self._submit(self._card_pool, self.card_auth.release, None)
+        if e.patron_id is not None:
+            pid = e.patron_id
+
+            def end() -> None:
+                try:
+                    self.catalogue.end_session(pid)
+                except CatalogueUnavailable:
+                    pass
+
+            self._submit(self._net_pool, end, None)
+
+    def _submit(self, pool: ThreadPoolExecutor, work: Callable[[], None],
+                on_crash: Callable[[], ev.Event] | None, cleanup: Callable[[], None] | None = None) -> None:
+        """Run `work` on a worker; if it crashes, log the type only and answer with `on_crash`."""
+
+        def guarded() -> None:
+            try:
+                work()
+            except Exception as exc:
+                log_event(log, "worker.failed", logging.ERROR, error=type(exc).__name__)
+                if on_crash is not None:
+                    self.post(on_crash())
+            finally:
+                if cleanup is not None:
+                    cleanup()
+
+        try:
+            pool.submit(guarded)
+        except RuntimeError:        # shutting down
+            if cleanup is not None:
+                cleanup()

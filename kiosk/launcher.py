@@ -1,0 +1,236 @@
+"""Builds a running kiosk from its configuration: the one place that knows every backend.
+
+Config picks each backend (card reader, catalogue, LEDs) the way gpiozero's pin
+factories are picked; everything is handed to the controller as interfaces. Kivy is
+imported only in `run_app`, so building and testing the services needs no display.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kiosk.audit import Audit
+from kiosk.barcodes import BarcodeRules
+from kiosk.card_service import CardService
+from kiosk.config import ConfigError, load_config, site_path
+from kiosk.controller import Controller
+from kiosk.identity import TrustStore
+from kiosk.interfaces import CardReader, Loop, View
+from kiosk.link_cache import LinkCache
+from kiosk.loan_rules import OfflineRules
+from kiosk.logs import log_event, setup_logging
+from kiosk.outbox import Outbox
+from kiosk.patron_resolver import PatronResolver
+from kiosk.sealed import DeviceKey
+from kiosk.session import Session, SessionSettings, Timeouts
+from kiosk.store import Store, open_store
+from kiosk.sync.outbox_worker import OutboxWorker
+
+log = logging.getLogger("kiosk.launcher")
+
+DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kiosk-demo"
+
+
+def load_site_config(explicit: str | None) -> dict:
+    path = site_path(explicit)
+    if explicit is None and not path.exists():
+        log_event(log, "config.no_site_file", level=logging.WARNING, path=str(path))
+        return load_config(None)
+    return load_config(path)
+
+
+def demo_config(data_dir: str | None, windowed: bool = True) -> dict:
+    directory = Path(data_dir).expanduser() if data_dir else DEMO_DIR
+    layer = {
+        "kiosk": {"demo": True, "data_dir": str(directory), "id": "demo"},
+        "ui": {"fullscreen": not windowed, "kiosk_mode": not windowed},
+        "card": {"backend": "virtual", "accept_test_pki": True, "allow_smartphone": False},
+        "catalogue": {"backend": "local", "local": {"seed_demo": True}},
+        "loans": {"receipt_printer": False},
+        "logging": {"format": "text"},
+    }
+    return load_config(None, [("demo", layer)])
+
+
+def session_settings(config: dict) -> SessionSettings:
+    """The session core's settings from the config's plain data."""
+    t = config["timeouts"]
+    per_screen = {k: float(v) for k, v in t.items() if k not in ("default", "warning", "card_reminder_interval")}
+    loans = config["loans"]
+    return SessionSettings(
+        default_language=config["ui"]["default_language"],
+        languages=tuple(config["ui"]["languages"]),
+        timeouts=Timeouts(default=float(t["default"]), per_screen=per_screen, warning=float(t["warning"])),
+        library_card_enabled=loans["library_card_signin"],
+        library_card_password=loans["library_card_password"],
+        offline_lending=loans["offline_lending"],
+        offline_rules=OfflineRules(max_items=loans["offline_max_items"], loan_days=loans["offline_loan_days"],
+                                   refused_patterns=tuple(loans["offline_refused_patterns"])),
+        receipt_printer=loans["receipt_printer"],
+        show_patron_name=config["ui"]["show_patron_name"],
+        barcodes=BarcodeRules(item_pattern=loans["item_pattern"], patron_pattern=loans["patron_pattern"],
+                              strip_codabar=loans["strip_codabar"]),
+        reminder_interval=float(t["card_reminder_interval"]),
+    )
+
+
+@dataclass
+class Services:
+    """Everything the controller needs, built once; `close()` releases it in order."""
+
+    config: dict
+    data_dir: Path
+    store: Store
+    key: DeviceKey
+    outbox: Outbox
+    links: LinkCache
+    audit: Audit
+    catalogue: Any
+    resolver: PatronResolver
+    reader: CardReader | None
+    card: CardService | None
+    worker: OutboxWorker | None = None
+    demo: Any = None
+    extras: list = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self.reader is not None:
+            self.reader.stop()
+        for thing in reversed(self.extras):
+            thing.close()
+        self.store.close()
+
+
+def _data_dir(config: dict) -> Path:
+    d = Path(config["kiosk"]["data_dir"]).expanduser()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def build_catalogue(config: dict, data_dir: Path):
+    cat = config["catalogue"]
+    backend = cat["backend"]
+    if backend == "local":
+        from kiosk.sync.local_catalogue import LocalCatalogue
+
+        path = Path(cat["local"]["path"] or data_dir / "catalogue.json")
+        local = LocalCatalogue(path)
+        if cat["local"]["seed_demo"]:
+            local.seed(LocalCatalogue.demo_seed())
+        return local
+    if backend == "sip2":
+        from kiosk.sync.sip2_backend import build_sip2_catalogue
+
+        return build_sip2_catalogue(config)
+    raise ConfigError("configuration", "catalogue.backend", f"{backend!r} is not available in this build")
+
+
+def build_reader(config: dict) -> CardReader | None:
+    backend = config["card"]["backend"]
+    if backend == "pcsc":
+        from kiosk.hardware.pcsc_reader import PcscReader
+
+        return PcscReader(name_filter=config["card"]["reader"] or None)
+    if backend == "virtual":
+        from kiosk.hardware.virtual_reader import VirtualReader
+
+        return VirtualReader()
+    return None
+
+
+def build_services(config: dict, demo: bool = False) -> Services:
+    data_dir = _data_dir(config)
+    store = open_store(data_dir / "kiosk.db")
+    key = DeviceKey.load_or_create(data_dir / "device.key")
+    clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
+    outbox = Outbox(store, key, clock)
+    links = LinkCache(store, key, clock, max_age_days=config["card"]["link_cache_days"])
+    audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
+    catalogue = build_catalogue(config, data_dir)
+    extras = [catalogue] if hasattr(catalogue, "close") else []
+    card_cfg = config["card"]
+    test_anchors = list(card_cfg["test_anchors"])
+    demo_devices = None
+    if demo:
+        from kiosk.demo import DemoDevices
+
+        demo_devices = DemoDevices.prepare(data_dir, catalogue)
+        test_anchors.append(str(demo_devices.ca_pem_path))
+    trust = TrustStore.from_pem_files([Path(p) for p in card_cfg["trust_anchors"]],
+                                      test_paths=[Path(p) for p in test_anchors],
+                                      accept_test=card_cfg["accept_test_pki"])
+    reader = build_reader(config)
+    card = None
+    if reader is not None:
+        card = CardService(reader, trust, clock, allow_smartphone=card_cfg["allow_smartphone"])
+    if demo_devices is not None:
+        demo_devices.attach_reader(reader)
+    services = Services(config=config, data_dir=data_dir, store=store, key=key, outbox=outbox, links=links,
+                        audit=audit, catalogue=catalogue, resolver=PatronResolver(catalogue, links),
+                        reader=reader, card=card, demo=demo_devices, extras=extras)
+    return services
+
+
+def build_controller(services: Services, view: View, loop: Loop) -> Controller:
+    """Wire the session, the outbox worker and every backend into one controller."""
+    session = Session(session_settings(services.config), new_txn_id=lambda: uuid.uuid4().hex,
+                      wall=lambda: datetime.now().astimezone())
+    controller = Controller(
+        session=session, view=view, loop=loop, clock=time.monotonic,
+        card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
+        resolver=services.resolver, journal=services.outbox,
+    )
+    worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
+                          on_result=controller.on_loan_result)
+    services.worker = worker
+    controller.wake_outbox = worker.notify
+    worker.start()
+    if services.demo is not None:
+        services.demo.attach_controller(controller)
+    return controller
+
+
+def kivy_environment(config: dict, demo: bool) -> None:
+    """Kivy reads these when it is imported: hardening for kiosks, quiet files."""
+    data_dir = Path(config["kiosk"]["data_dir"]).expanduser()
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_FILELOG", "1")
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    os.environ.setdefault("KIVY_HOME", str(data_dir / "kivy"))
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and demo:
+        os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    if config["ui"]["kiosk_mode"]:
+        os.environ.setdefault("KCFG_KIVY_EXIT_ON_ESCAPE", "0")
+        os.environ.setdefault("KCFG_GRAPHICS_SHOW_CURSOR", "0")
+        os.environ.setdefault("KCFG_GRAPHICS_BORDERLESS", "1")
+        os.environ.setdefault("KCFG_GRAPHICS_ALLOW_SCREENSAVER", "0")
+    if config["ui"]["fullscreen"]:
+        os.environ.setdefault("KCFG_GRAPHICS_FULLSCREEN", "auto")
+
+
+def run_app(config: dict, demo: bool) -> int:
+    setup_logging(config["logging"]["level"], config["logging"]["format"])
+    kivy_environment(config, demo)
+    services = build_services(config, demo=demo)
+    try:
+        from kiosk.screens.app import KioskApp
+
+        app = KioskApp(
+            build_controller=lambda view, loop: build_controller(services, view, loop),
+            demo_controls=services.demo,
+            ui_config=config["ui"],
+            library_name=config["kiosk"]["library_name"],
+        )
+        app.run()
+    finally:
+        services.close()
+    return 0

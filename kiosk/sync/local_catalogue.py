@@ -1,0 +1,183 @@
+"""A catalogue kept on the kiosk itself in tinydb: the demo's library system.
+
+It behaves like a small ILS: patrons with limits and blocks, items that can be on
+hold for someone else or lent only at the counter, loans made idempotent by their
+transaction id, and card-identity links. It is also the reference the SIP2 and REST
+backends are compared with in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from tinydb import Query, TinyDB
+
+from kiosk.catalogue import (
+    CatalogueUnavailable, ItemInfo, LoanRequest, LoanResult, PatronStatus, Refusal,
+)
+from kiosk.store import AtomicJSONStorage
+
+DEMO_SEED = Path(__file__).resolve().parent.parent / "data" / "demo_catalogue.json"
+LOAN_DAYS = 14
+
+
+class LocalCatalogue:
+    """Implements kiosk.catalogue.Catalogue over one tinydb file."""
+
+    def __init__(self, path: Path, loan_days: int = LOAN_DAYS) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = TinyDB(path, storage=AtomicJSONStorage, ensure_ascii=False)
+        self._lock = threading.RLock()
+        self._loan_days = loan_days
+        self.available = True           # tests and the demo panel can take it "offline"
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- seeding -------------------------------------------------------------
+
+    def seed(self, data: dict) -> None:
+        """Load patrons and items once; a seeded catalogue is left as it is."""
+        with self._lock:
+            if len(self._db.table("patrons")):
+                return
+            self._db.table("patrons").insert_multiple(
+                {**p, "loans": [], "holds_ready": p.get("holds_ready", 0)} for p in data["patrons"])
+            self._db.table("items").insert_multiple(
+                {"on_loan_to": None, "on_hold_for": None, "counter_only": False, **i} for i in data["items"])
+
+    @staticmethod
+    def demo_seed() -> dict:
+        return json.loads(DEMO_SEED.read_text(encoding="utf-8"))
+
+    # -- helpers ------------------------------------------------------------
+
+    def _check(self) -> None:
+        if not self.available:
+            raise CatalogueUnavailable("local catalogue switched off")
+
+    def _patron(self, patron_id: str) -> dict | None:
+        return self._db.table("patrons").get(Query().id == patron_id)
+
+    def _item(self, item_id: str) -> dict | None:
+        return self._db.table("items").get(Query().id == item_id)
+
+    # -- Catalogue ------------------------------------------------------------
+
+    def patron_status(self, patron_id: str, password: str | None = None) -> PatronStatus:
+        with self._lock:
+            self._check()
+            p = self._patron(patron_id)
+            if p is None:
+                return PatronStatus(patron_id=patron_id, valid=False)
+            password_ok = None if password is None else password == p.get("password")
+            return PatronStatus(
+                patron_id=patron_id, valid=True, password_ok=password_ok,
+                blocked=tuple(p.get("blocked", ())), limit=p.get("limit"),
+                charged=p.get("charged", 0) + len(p["loans"]), holds_ready=p.get("holds_ready", 0),
+                name=p.get("name"),
+            )
+
+    def item_info(self, item_id: str) -> ItemInfo:
+        with self._lock:
+            self._check()
+            i = self._item(item_id)
+            if i is None:
+                return ItemInfo(item_id=item_id, title="", available=False)
+            return ItemInfo(item_id=item_id, title=i["title"], available=i["on_loan_to"] is None,
+                            counter_only=i["counter_only"], media_type=i.get("media", "book"))
+
+    def checkout(self, loan: LoanRequest) -> LoanResult:
+        with self._lock:
+            self._check()
+            done = self._db.table("loans").get(Query().txn_id == loan.txn_id)
+            if done is not None:
+                return _result_from(done["result"], replayed=True)
+            result = self._decide(loan)
+            if result.ok:
+                self._db.table("items").update({"on_loan_to": loan.patron_id}, Query().id == loan.item_id)
+                patrons = self._db.table("patrons")
+                p = self._patron(loan.patron_id)
+                patrons.update({"loans": p["loans"] + [loan.item_id]}, Query().id == loan.patron_id)
+            self._db.table("loans").insert({"txn_id": loan.txn_id, "result": _result_to(result)})
+            return result
+
+    def _decide(self, loan: LoanRequest) -> LoanResult:
+        def refuse(why: Refusal, title: str = "") -> LoanResult:
+            return LoanResult(txn_id=loan.txn_id, ok=False, item_id=loan.item_id, title=title, refusal=why)
+
+        p = self._patron(loan.patron_id)
+        i = self._item(loan.item_id)
+        if p is None:
+            return refuse(Refusal.PATRON_UNKNOWN)
+        if i is None:
+            return refuse(Refusal.ITEM_UNKNOWN)
+        title = i["title"]
+        if p.get("blocked") and not loan.offline:
+            return refuse(Refusal.PATRON_BLOCKED, title)
+        if i["counter_only"] and not loan.offline:
+            return refuse(Refusal.COUNTER_ONLY, title)
+        if i["on_loan_to"] == loan.patron_id:
+            return refuse(Refusal.ALREADY_YOURS, title)
+        if i["on_loan_to"] is not None:
+            return refuse(Refusal.ALREADY_OUT, title)
+        if i.get("on_hold_for") not in (None, loan.patron_id):
+            return refuse(Refusal.ON_HOLD, title)
+        limit = p.get("limit")
+        if limit is not None and not loan.offline and p.get("charged", 0) + len(p["loans"]) >= limit:
+            return refuse(Refusal.LIMIT_REACHED, title)
+        due = loan.due_date if loan.offline and loan.due_date else loan.created_at.date() + timedelta(days=self._loan_days)
+        return LoanResult(txn_id=loan.txn_id, ok=True, item_id=loan.item_id, title=title, due_date=due)
+
+    def renew(self, patron_id: str, item_id: str) -> LoanResult:
+        with self._lock:
+            self._check()
+            i = self._item(item_id)
+            if i is None or i["on_loan_to"] != patron_id:
+                return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.OTHER)
+            due = date.today() + timedelta(days=self._loan_days)
+            return LoanResult(txn_id="", ok=True, item_id=item_id, title=i["title"], due_date=due)
+
+    def end_session(self, patron_id: str) -> None:
+        self._check()
+
+    def resolve_identity(self, cert_hash: str) -> str | None:
+        with self._lock:
+            self._check()
+            link = self._db.table("links").get(Query().cert_hash == cert_hash)
+            return link["patron_id"] if link else None
+
+    def link_identity(self, cert_hash: str, patron_id: str, birth_date: date | None = None) -> None:
+        with self._lock:
+            self._check()
+            links = self._db.table("links")
+            links.remove(Query().cert_hash == cert_hash)
+            links.insert({"cert_hash": cert_hash, "patron_id": patron_id,
+                          "linked_at": datetime.now().isoformat(timespec="seconds")})
+
+    def unlink_identity(self, cert_hash: str) -> None:
+        with self._lock:
+            self._check()
+            self._db.table("links").remove(Query().cert_hash == cert_hash)
+
+    # -- for tests and staff --------------------------------------------------
+
+    def loans_of(self, patron_id: str) -> list[str]:
+        with self._lock:
+            p = self._patron(patron_id)
+            return list(p["loans"]) if p else []
+
+
+def _result_to(r: LoanResult) -> dict:
+    return {"txn_id": r.txn_id, "ok": r.ok, "item_id": r.item_id, "title": r.title,
+            "due_date": r.due_date.isoformat() if r.due_date else None,
+            "refusal": r.refusal.value if r.refusal else None}
+
+
+def _result_from(d: dict, replayed: bool) -> LoanResult:
+    return LoanResult(txn_id=d["txn_id"], ok=d["ok"], item_id=d["item_id"], title=d["title"],
+                      due_date=date.fromisoformat(d["due_date"]) if d["due_date"] else None,
+                      refusal=Refusal(d["refusal"]) if d["refusal"] else None, replayed=replayed)
