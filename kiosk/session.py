@@ -335,6 +335,9 @@ class Session:
 
     def _on_ReaderChanged(self, e: ev.ReaderChanged, now: float) -> list[fx.Effect]:
         self.reader_ok = e.available
+        if not e.available and not (self.screen in _CARD_NEEDED or self.screen == AUTHENTICATING):
+            self.card_present = False           # a reader that is gone holds no card to remind about
+            self.card_used = False
         if not e.available and (self.screen in _CARD_NEEDED or (
                 self.screen == AUTHENTICATING and self.p.method == "card" and self.p.identity is None)):
             self.card_present = False
@@ -407,6 +410,7 @@ class Session:
             return self._fail(Refusal.PATRON_BLOCKED.value, now)
         p.status = status
         if p.method == "card" and self.card_present:
+            self._last_reminder = now           # this cue counts: the next Tick must not repeat it at once
             return self._go(TAKE_CARD, now) + [fx.Cue("card_reminder")]
         return self._go(SCANNING, now) + [fx.Cue("accepted")]
 
@@ -416,8 +420,6 @@ class Session:
         kind, code = self.settings.barcodes.classify(e.code)
         s = self.screen
         if s == IDLE:
-            if self.out_of_service:
-                return []
             if kind == BarcodeKind.PATRON and self.settings.library_card_enabled:
                 return self._library_card(code, now)
             notice = "sign_in_first" if kind == BarcodeKind.ITEM else "bad_barcode"
