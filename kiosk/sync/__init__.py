@@ -1,0 +1,1 @@
+"""Catalogue backends (SIP2, REST, local) and the durable outbox that feeds them."""

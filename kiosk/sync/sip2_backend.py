@@ -1,0 +1,282 @@
+"""The library catalogue over SIP2: kiosk.catalogue.Catalogue on top of Sip2Client.
+
+Maps SIP2 flags and screen messages onto the kiosk's plain results, so that the
+session core never sees protocol details. Checkout replays are recognised by the
+ACS's "renewal ok" flag: the same patron already has the item, so the loan exists
+and is acknowledged once, never lent twice.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, tzinfo
+from typing import Any, Callable, Iterable, Mapping
+
+from kiosk.catalogue import (
+    CatalogueCapabilities,
+    CatalogueUnavailable,
+    ItemInfo,
+    LoanRequest,
+    LoanResult,
+    PatronStatus,
+    Refusal,
+)
+from kiosk.sync import sip2_codec as codec
+from kiosk.sync.sip2_client import Sip2Client, Sip2Config
+from kiosk.sync.sip2_codec import SipMessage
+
+#: Patron-status flags that stop a checkout (renewal/hold/recall-only flags do not).
+BORROWING_BLOCKS = frozenset({
+    "charge_privileges_denied", "card_reported_lost", "too_many_items_charged",
+    "too_many_items_overdue", "too_many_claims_of_items_returned", "too_many_items_lost",
+    "excessive_outstanding_fines", "excessive_outstanding_fees", "recall_overdue",
+    "too_many_items_billed",
+})
+
+#: Circulation statuses (18) for an item the patron may take from the shelf now.
+AVAILABLE_STATUSES = frozenset({"03", "09"})
+
+#: Media types (CK) that go to the counter: AV and multi-part sets.
+DEFAULT_COUNTER_ONLY_MEDIA = frozenset({"004", "005", "006", "007", "008", "009", "010"})
+
+#: Screen-message keywords per refusal, checked in this order (first match wins).
+#: Koha, Evergreen and Japanese ILS wordings; AF is free text, so this is a best effort
+#: and anything unmatched is OTHER with the text kept as secondary detail.
+REFUSAL_KEYWORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
+    (Refusal.ITEM_UNKNOWN, ("invalid item", "item not found", "unknown item", "item unknown",
+                            "no such item", "資料が見つかりません", "該当資料なし", "未登録資料")),
+    (Refusal.PATRON_UNKNOWN, ("invalid patron", "patron not found", "unknown patron",
+                              "no such patron", "利用者が見つかりません", "未登録利用者")),
+    (Refusal.ON_HOLD, ("hold", "reserve", "予約")),
+    (Refusal.ALREADY_OUT, ("another patron", "issued to another", "charged to another",
+                           "already checked out", "already out", "貸出中")),
+    (Refusal.COUNTER_ONLY, ("not for loan", "notforloan", "not loanable", "reference only",
+                            "rental", "fee acknowledg", "counter", "staff", "禁帯出", "カウンター")),
+    (Refusal.PATRON_BLOCKED, ("blocked", "debarred", "restricted", "expired", "suspended",
+                              "fines", "owes", "lost card", "card lost", "利用停止", "有効期限", "延滞")),
+    (Refusal.LIMIT_REACHED, ("too many", "limit", "maximum", "上限", "冊数")),
+)
+
+IDENTITY_UNSUPPORTED = "identity links need the REST backend or the local link service"
+
+
+def classify_refusal(messages: Iterable[str], *, fee: bool = False) -> Refusal:
+    """Refusal for a checkout with ok=0, from AF text and whether a fee was reported."""
+    text = " ".join(messages).casefold()
+    for refusal, words in REFUSAL_KEYWORDS:
+        if any(word in text for word in words):
+            return refusal
+    return Refusal.COUNTER_ONLY if fee else Refusal.OTHER
+
+
+class Sip2Catalogue:
+    """Catalogue backed by a SIP2 ACS. Every call may raise CatalogueUnavailable."""
+
+    def __init__(
+        self,
+        client: Sip2Client,
+        institution: str,
+        terminal_password: str = "",
+        *,
+        language: str = "014",
+        patron_request: str = "63",
+        counter_only_media: Iterable[str] = DEFAULT_COUNTER_ONLY_MEDIA,
+        clock: Callable[[], datetime] = datetime.now,
+        tz: tzinfo | None = None,
+    ) -> None:
+        if patron_request not in ("63", "23"):
+            raise ValueError("patron_request must be '63' (patron information) or '23' (patron status)")
+        self.client = client
+        self.institution = institution
+        self.terminal_password = terminal_password
+        self.language = language
+        self.patron_request = patron_request
+        self.counter_only_media = frozenset(counter_only_media)
+        self._clock = clock
+        self._tz = tz
+
+    # ------------------------------------------------------------------ Catalogue
+
+    def patron_status(self, patron_id: str, password: str | None = None) -> PatronStatus:
+        if not self._sendable(patron_id):
+            return PatronStatus(patron_id=patron_id, valid=False)
+        common = dict(terminal_password=self.terminal_password, patron_password=password,
+                      language=self.language)
+        if self.patron_request == "63":
+            # Summary position 0 asks for the available-hold items (AS) so they can be counted.
+            request = codec.patron_information(self.institution, patron_id, self._now(),
+                                               summary="Y" + " " * 9, **common)
+        else:
+            request = codec.patron_status(self.institution, patron_id, self._now(), **common)
+        reply = self.client.request(request)
+        flags = codec.patron_flags(reply.flag("patron_status"))
+        return PatronStatus(
+            patron_id=patron_id,
+            valid=reply.get("BL") != "N",
+            password_ok=None if password is None else {"Y": True, "N": False}.get(reply.get("CQ") or ""),
+            blocked=tuple(f for f in flags if f in BORROWING_BLOCKS),
+            limit=codec.parse_count(reply.get("CB")),
+            charged=_count(reply, "charged_items_count", "AU"),
+            holds_ready=len(reply.getall("AS")) or (codec.parse_count(reply.flag("hold_items_count")) or 0),
+            overdue=_count(reply, "overdue_items_count", "AT"),
+            name=reply.get("AE") or None,
+        )
+
+    def item_info(self, item_id: str) -> ItemInfo:
+        if not self._sendable(item_id):
+            return ItemInfo(item_id=item_id, title="", available=False)
+        reply = self.client.request(codec.item_information(
+            self.institution, item_id, self._now(), terminal_password=self.terminal_password))
+        status = reply.flag("circulation_status")
+        title = reply.get("AJ") or ""
+        media = reply.get("CK") or ""
+        if status == "01" and not title:          # how Koha and pysip2 answer for an unknown barcode
+            return ItemInfo(item_id=item_id, title="", available=False)
+        return ItemInfo(
+            item_id=item_id,
+            title=title,
+            available=status in AVAILABLE_STATUSES,
+            counter_only=media in self.counter_only_media,
+            media_type=codec.MEDIA_TYPES.get(media, "book" if not media else "other"),
+        )
+
+    def checkout(self, loan: LoanRequest) -> LoanResult:
+        """11 with renewal policy N; offline loans go with no-block Y and their own due date."""
+        checks = ((loan.patron_id, Refusal.PATRON_UNKNOWN), (loan.item_id, Refusal.ITEM_UNKNOWN))
+        for value, refusal in checks:
+            if not self._sendable(value):
+                return LoanResult(txn_id=loan.txn_id, ok=False, item_id=loan.item_id, refusal=refusal)
+        when = codec.format_datetime(loan.created_at, tz=self._tz)
+        if loan.offline:
+            if loan.due_date is None:
+                raise ValueError("an offline loan must carry the due date given to the patron")
+            nb_due = codec.format_datetime(codec.combine_due(loan.due_date))
+        else:
+            nb_due = when                         # strict ACSs reject blanks; Koha's emulator sends this
+        reply = self.client.request(codec.checkout(
+            self.institution, loan.patron_id, loan.item_id, when, nb_due,
+            terminal_password=self.terminal_password, no_block=loan.offline,
+            renewal_policy=False, fee_acknowledged=False,
+        ))
+        if reply.flag("renewal_ok") == "Y":
+            # Already on this patron's card: the loan exists (e.g. replay after a crash).
+            return loan_result(loan.txn_id, loan.item_id, reply, ok=True, replayed=True)
+        return loan_result(loan.txn_id, loan.item_id, reply, ok=reply.flag("ok") == "1")
+
+    def renew(self, patron_id: str, item_id: str) -> LoanResult:
+        if not (self._sendable(patron_id) and self._sendable(item_id)):
+            return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.ITEM_UNKNOWN)
+        when = self._now()
+        reply = self.client.request(codec.renew(
+            self.institution, patron_id, item_id, when, when, terminal_password=self.terminal_password))
+        return loan_result("", item_id, reply, ok=reply.flag("ok") == "1")
+
+    def end_session(self, patron_id: str) -> None:
+        if self._sendable(patron_id):
+            self.client.request(codec.end_session(
+                self.institution, patron_id, self._now(), terminal_password=self.terminal_password))
+
+    def resolve_identity(self, cert_hash: str) -> str | None:
+        """SIP2 has no message for card-identity links; see IDENTITY_UNSUPPORTED."""
+        raise CatalogueUnavailable(IDENTITY_UNSUPPORTED)
+
+    def link_identity(self, cert_hash: str, patron_id: str, birth_date: date | None = None) -> None:
+        raise CatalogueUnavailable(IDENTITY_UNSUPPORTED)
+
+    def unlink_identity(self, cert_hash: str) -> None:
+        raise CatalogueUnavailable(IDENTITY_UNSUPPORTED)
+
+    # ------------------------------------------------------------------ extras
+
+    def capabilities(self) -> CatalogueCapabilities:
+        """What the ACS announced in 98 (asks now if the connection has not done so yet)."""
+        status = self.client.acs_status or self.client.status()
+        return CatalogueCapabilities(
+            online=status.online,
+            offline_ok=status.offline_ok,
+            checkout=status.checkout_ok and status.supported.get("checkout", False),
+            renew=status.supported.get("renew", False),
+            messages=dict(status.supported),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> str:
+        return codec.format_datetime(self._clock(), tz=self._tz)
+
+    def _sendable(self, identifier: str) -> bool:
+        """An id we can send unchanged: non-empty, encodable, within 255 bytes.
+
+        Truncating an identifier would silently name a different patron or item.
+        """
+        try:
+            data = codec.clean_value(identifier).encode(self.client.config.charset)
+        except UnicodeEncodeError:
+            return False
+        return bool(identifier.strip()) and len(data) <= codec.MAX_FIELD_BYTES
+
+def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
+                replayed: bool = False) -> LoanResult:
+    """A 12/30 response as a LoanResult; an unreadable due date is kept as text."""
+    due = codec.parse_due_date(reply.get("AH"))
+    messages = reply.getall("AF")
+    refusal = None
+    if not ok:
+        fee = bool((reply.get("BV") or "").strip().strip("0.")) or bool(reply.get("BT"))
+        refusal = classify_refusal(messages, fee=fee)
+    return LoanResult(
+        txn_id=txn_id,
+        ok=ok,
+        item_id=item_id,
+        title=reply.get("AJ") or "",
+        due_date=due.date if ok else None,
+        due_text="" if due.when or not ok else due.raw.strip(),
+        refusal=refusal,
+        message=" ".join(m.strip() for m in messages if m.strip()),
+        replayed=replayed,
+    )
+
+
+def build_sip2_catalogue(config: Mapping[str, Any]) -> Sip2Catalogue:
+    """The backend from the validated kiosk config ([catalogue] and [catalogue.sip2]).
+
+    Secrets come from their files here and stay in memory only. The connection is
+    opened lazily by the first request, so a down ILS does not stop the kiosk starting.
+    """
+    from kiosk.config import read_secret
+
+    section = config["catalogue"]["sip2"]
+    client = Sip2Client(Sip2Config(
+        host=section["host"],
+        port=int(section["port"]),
+        tls=section["tls"],
+        ca_file=section.get("ca_file") or None,
+        client_cert=section.get("client_cert") or None,
+        client_key=section.get("client_key") or None,
+        login_user=section.get("login_user") or None,
+        login_password=read_secret(section.get("password_file", "")),
+        location=section.get("location") or None,
+        charset=section.get("charset") or "utf-8",
+        terminator={"CR": "\r", "CRLF": "\r\n"}[section.get("terminator") or "CR"],
+        retries=int(section.get("retries", 3)),
+        timeout=float(config["catalogue"].get("timeout", 10)),
+    ))
+    return Sip2Catalogue(
+        client,
+        institution=section.get("institution", ""),
+        terminal_password=read_secret(section.get("terminal_password_file", "")),
+    )
+
+
+def _count(reply: SipMessage, fixed_name: str, detail_id: str) -> int:
+    count = codec.parse_count(reply.flag(fixed_name))
+    return count if count is not None else len(reply.getall(detail_id))
+
+
+__all__ = [
+    "Sip2Catalogue", "build_sip2_catalogue", "classify_refusal", "loan_result",
+    "BORROWING_BLOCKS", "AVAILABLE_STATUSES",
+    "DEFAULT_COUNTER_ONLY_MEDIA", "REFUSAL_KEYWORDS", "IDENTITY_UNSUPPORTED",
+]
