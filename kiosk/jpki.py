@@ -1,0 +1,233 @@
+"""The JPKI user-authentication protocol, spoken over any Transport.
+
+Plain code over plain bytes: no PC/SC, no threads, no clock. It sends only what
+the allowlist permits (the transport underneath enforces that) and turns status
+words into typed results, so the card service never looks at raw SWs.
+Reference: /work/shared/reference/jpki.md §3-§7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from kiosk.card import CardError, CardKind
+from kiosk.interfaces import Transport
+
+JPKI_AID = bytes.fromhex("D392F000260100000001")
+EF_TOKEN, EF_AUTH_CERT, EF_AUTH_CA, EF_AUTH_KEY, EF_AUTH_PIN = 0x0006, 0x000A, 0x000B, 0x0017, 0x0018
+SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+
+SW_OK = 0x9000
+SW_NOT_FOUND = 0x6A82
+SW_WRONG_OFFSET = 0x6B00
+SW_BLOCKED = frozenset({0x6983, 0x6984})
+
+# Replies to SELECT by AID that mean "no such application here" rather than "card broken".
+_NOT_JPKI_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00, 0x6999})
+
+# One READ gets both the DER length and the serial (within the first ~35 bytes), which is
+# enough to recognise a returning card without reading the rest of the certificate.
+CERT_HEAD_LEN = 64
+MAX_CERT_LEN = 0x7FFF           # READ BINARY offsets are 15 bits
+_MAX_GET_RESPONSES = 64
+
+TOKENS = {
+    "JPKIAPICCTOKEN2": CardKind.MY_NUMBER_CARD,
+    "JPKIAPICCTOKEN": CardKind.JUKI_CARD,
+    "JPKIAPGPSETOKEN": CardKind.SMARTPHONE,
+}
+
+
+class JpkiError(Exception):
+    """The card answered, but not in a way that lets authentication go on."""
+
+    def __init__(self, kind: CardError, message: str, sw: int | None = None) -> None:
+        super().__init__(f"{message} (SW {sw:04X})" if sw is not None else message)
+        self.kind = kind
+        self.sw = sw
+
+
+@dataclass(frozen=True)
+class PinResult:
+    ok: bool
+    tries_left: int | None = None       # after a failure: what the card reported (0 = locked)
+
+    @property
+    def locked(self) -> bool:
+        return self.tries_left == 0
+
+
+def der_length(head: bytes) -> int:
+    """Total size of the DER SEQUENCE starting `head` (tag + length octets + content)."""
+    if len(head) < 2 or head[0] != 0x30:
+        raise JpkiError(CardError.BAD_CERTIFICATE, "certificate EF does not start with a DER SEQUENCE")
+    first = head[1]
+    if first < 0x80:
+        return 2 + first
+    n = first & 0x7F
+    if n == 0 or n > 3 or len(head) < 2 + n:
+        raise JpkiError(CardError.BAD_CERTIFICATE, "unsupported DER length form")
+    return 2 + n + int.from_bytes(head[2:2 + n], "big")
+
+
+def _has_le(apdu: bytes | bytearray) -> bool:
+    """Short case 2 or case 4: the last byte is Le, so a 6Cxx reply can be answered by resending."""
+    return len(apdu) == 5 or (len(apdu) > 5 and len(apdu) == 6 + apdu[4])
+
+
+def digest_info_sha256(digest: bytes) -> bytes:
+    if len(digest) != 32:
+        raise ValueError("a SHA-256 digest is 32 bytes")
+    return SHA256_DIGEST_INFO_PREFIX + digest
+
+
+class JpkiCard:
+    """The JPKI AP of one inserted card. Remembers the selected EF to skip repeated SELECTs."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._ef: int | None = None
+
+    # -- transport helpers -------------------------------------------------------------
+
+    def _send(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
+        """Transmit, following 61xx (GET RESPONSE) and 6Cxx (resend with the right Le)."""
+        try:
+            data, sw = self.transport.transmit(apdu)
+            if sw >> 8 == 0x6C and _has_le(apdu):
+                data, sw = self.transport.transmit(bytes(apdu[:-1]) + bytes([sw & 0xFF]))
+            collected = bytearray(data)
+            for _ in range(_MAX_GET_RESPONSES):
+                if sw >> 8 != 0x61:
+                    break
+                more, sw = self.transport.transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
+                collected += more
+            if sw >> 8 == 0x61:
+                raise JpkiError(CardError.MUTE_CARD, "card keeps answering 61xx", sw)
+        except BaseException:
+            self._ef = None                     # we no longer know what the card has selected
+            raise
+        if not (0x61 <= sw >> 8 <= 0x6F or 0x90 <= sw >> 8 <= 0x9F):
+            self._ef = None
+            raise JpkiError(CardError.MUTE_CARD, "no valid status word from the card", sw)
+        return bytes(collected), sw
+
+    def _select_ef(self, fid: int) -> None:
+        if self._ef == fid:
+            return
+        _, sw = self._send(bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + fid.to_bytes(2, "big"))
+        if sw != SW_OK:
+            self._ef = None
+            raise JpkiError(CardError.MUTE_CARD, f"SELECT EF {fid:04X} failed", sw)
+        self._ef = fid
+
+    def _read(self, offset: int, length: int) -> tuple[bytes, int]:
+        if not 0 <= offset <= MAX_CERT_LEN or not 1 <= length <= 256:
+            raise ValueError("READ BINARY offset or length out of range")
+        return self._send(bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, length & 0xFF]))
+
+    # -- the protocol ------------------------------------------------------------------
+
+    def select_ap(self) -> bool:
+        """SELECT the JPKI AP. False: this card has no JPKI AP. Also clears VERIFY status."""
+        self._ef = None
+        _, sw = self._send(bytes([0x00, 0xA4, 0x04, 0x0C, 0x0A]) + JPKI_AID)
+        if sw == SW_OK:
+            return True
+        if sw in _NOT_JPKI_SWS:
+            return False
+        raise JpkiError(CardError.MUTE_CARD, "unexpected answer to SELECT of the JPKI AP", sw)
+
+    def read_token(self) -> CardKind:
+        """Which kind of JPKI token this is (EF 0006). An unknown token is not usable here."""
+        self._select_ef(EF_TOKEN)
+        data, sw = self._read(0, 20)
+        if sw != SW_OK:
+            raise JpkiError(CardError.MUTE_CARD, "token EF unreadable", sw)
+        token = data.rstrip(b" \x00").decode("ascii", errors="replace")
+        return TOKENS.get(token, CardKind.NOT_JPKI)
+
+    def read_auth_cert(self, cached: Callable[[bytes], bytes | None] | None = None) -> bytes:
+        """The user-authentication certificate (EF 000A) as DER.
+
+        `cached(head)` may return a certificate seen before whose first bytes equal `head`;
+        then the rest of the read is skipped. A wrong guess costs nothing in security: the
+        certificate's key must still verify the card's signature over a fresh challenge.
+        """
+        return self._read_der(EF_AUTH_CERT, cached)
+
+    def read_auth_ca_cert(self) -> bytes:
+        return self._read_der(EF_AUTH_CA, None)
+
+    def _read_der(self, fid: int, cached: Callable[[bytes], bytes | None] | None) -> bytes:
+        self._select_ef(fid)
+        head, sw = self._read(0, CERT_HEAD_LEN)
+        if sw != SW_OK:
+            raise JpkiError(CardError.MUTE_CARD, f"EF {fid:04X} unreadable", sw)
+        total = der_length(head)
+        if total > MAX_CERT_LEN:
+            raise JpkiError(CardError.BAD_CERTIFICATE, "certificate too large")
+        if cached is not None:
+            prefix = head[:total]
+            known = cached(prefix)
+            if known is not None and len(known) == total and known.startswith(prefix):
+                return known
+        der = bytearray(head[:total])
+        while len(der) < total:
+            chunk, sw = self._read(len(der), min(256, total - len(der)))
+            if sw != SW_OK or not chunk:
+                raise JpkiError(CardError.BAD_CERTIFICATE, "certificate read ended early", sw)
+            der += chunk[:total - len(der)]
+        return bytes(der)
+
+    def pin_tries_left(self) -> int | None:
+        """Tries left on the user-authentication PIN, without spending one.
+
+        None means the PIN is already verified in this session (the card does not say how
+        many tries it has then).
+        """
+        self._select_ef(EF_AUTH_PIN)
+        _, sw = self._send(bytes([0x00, 0x20, 0x00, 0x80]))
+        if sw >> 4 == 0x63C:
+            return sw & 0x0F
+        if sw in SW_BLOCKED:
+            return 0
+        if sw == SW_OK:
+            return None
+        raise JpkiError(CardError.MUTE_CARD, "unexpected answer to the PIN tries query", sw)
+
+    def verify_pin(self, pin: bytearray) -> PinResult:
+        """One VERIFY of the user-authentication PIN. Never retried here or anywhere.
+
+        The PIN only ever exists in bytearrays that are zeroed after use; the caller zeroes
+        its own `pin`.
+        """
+        if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
+            raise ValueError("the user-authentication PIN is 4 digits")
+        self._select_ef(EF_AUTH_PIN)
+        apdu = bytearray(9)                     # built in place: the PIN is copied exactly once
+        apdu[:5] = b"\x00\x20\x00\x80\x04"
+        apdu[5:] = pin
+        try:
+            _, sw = self._send(apdu)
+        finally:
+            apdu[:] = bytes(len(apdu))
+        if sw == SW_OK:
+            return PinResult(ok=True)
+        if sw >> 4 == 0x63C:
+            return PinResult(ok=False, tries_left=sw & 0x0F)
+        if sw in SW_BLOCKED:
+            return PinResult(ok=False, tries_left=0)
+        raise JpkiError(CardError.MUTE_CARD, "unexpected answer to VERIFY", sw)
+
+    def sign(self, digest: bytes) -> bytes:
+        """Sign a SHA-256 digest with the user-authentication key (EF 0017), after VERIFY."""
+        self._select_ef(EF_AUTH_KEY)
+        apdu = bytes([0x80, 0x2A, 0x00, 0x80, 0x33]) + digest_info_sha256(digest) + b"\x00"
+        signature, sw = self._send(apdu)
+        if sw == 0x6982:
+            raise JpkiError(CardError.BAD_SIGNATURE, "card refused to sign: PIN not verified", sw)
+        if sw != SW_OK or not signature:
+            raise JpkiError(CardError.BAD_SIGNATURE, "card did not sign", sw)
+        return signature

@@ -1,0 +1,402 @@
+"""The card service end to end over the virtual reader: probe, authenticate, release."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from kiosk.card import CardError, CardKind
+from kiosk.card_service import CardService, CertCache
+from kiosk.demo_pki import issue_auth_cert
+from kiosk.hardware.virtual_card import VirtualJpkiCard
+from kiosk.identity import TrustStore
+from kiosk.interfaces import CardEventKind
+from kiosk.jpki import CERT_HEAD_LEN
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def service(jpki_reader, demo_trust, jpki_now):
+    svc = CardService(jpki_reader, demo_trust, jpki_now, rng=lambda n: b"\x5a" * n)
+    yield svc
+    svc.release()
+
+
+@pytest.fixture
+def insert(jpki_reader, make_jpki_card):
+    def insert_(name="registered-1", **overrides) -> VirtualJpkiCard:
+        card = make_jpki_card(name, **overrides)
+        jpki_reader.insert(card)
+        return card
+    return insert_
+
+
+def verifies(apdu_log, with_pin=True):
+    return [r for r in apdu_log if r.apdu[1] == 0x20 and (len(r.apdu) > 4) == with_pin]
+
+
+def pin(text="1234"):
+    return bytearray(text.encode())
+
+
+# -- probe --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, overrides, kind, tries, error", [
+    ("registered-1", {}, CardKind.MY_NUMBER_CARD, 3, None),
+    ("pin-1-try", {}, CardKind.MY_NUMBER_CARD, 1, None),
+    ("pin-locked", {}, CardKind.MY_NUMBER_CARD, 0, CardError.PIN_LOCKED),
+    ("pin-locked", {"blocked_sw": 0x6984}, CardKind.MY_NUMBER_CARD, 0, CardError.PIN_LOCKED),
+    ("transit-card", {}, CardKind.NOT_JPKI, None, CardError.NOT_JPKI),
+    ("juki-card", {}, CardKind.JUKI_CARD, None, CardError.JUKI_CARD),
+    ("smartphone", {}, CardKind.SMARTPHONE, None, CardError.SMARTPHONE_UNSUPPORTED),
+    ("registered-1", {"token": "SOMETHINGELSE"}, CardKind.NOT_JPKI, None, CardError.NOT_JPKI),
+    ("registered-1", {"mute": True}, CardKind.MUTE, None, CardError.MUTE_CARD),
+])
+def test_probe(service, insert, apdu_log, name, overrides, kind, tries, error):
+    card = insert(name, **overrides)
+    probe = service.probe()
+    assert (probe.kind, probe.tries_left, probe.error) == (kind, tries, error)
+    assert probe.usable == (error is None)
+    assert not verifies(apdu_log)                       # a probe never spends a try
+    if card.profile.jpki and not card.profile.mute:
+        assert card.tries_left() == card.profile.auth_tries
+
+
+def test_probe_smartphone_when_allowed(jpki_reader, demo_trust, jpki_now, insert):
+    insert("smartphone")
+    svc = CardService(jpki_reader, demo_trust, jpki_now, allow_smartphone=True)
+    probe = svc.probe()
+    assert (probe.kind, probe.tries_left, probe.usable) == (CardKind.SMARTPHONE, 3, True)
+
+
+def test_probe_without_card_or_reader(service, jpki_reader, insert):
+    assert service.probe().error is CardError.CARD_REMOVED
+    insert()
+    jpki_reader.unplug()
+    assert service.probe().error is CardError.READER_GONE
+    jpki_reader.replug()
+    assert service.probe().usable
+
+
+# -- authenticate: success --------------------------------------------------------------------------
+
+def test_authenticate(service, insert, apdu_log, demo_pki):
+    card = insert()
+    assert service.probe().usable
+    secret = pin()
+    outcome = service.authenticate(secret)
+    assert outcome.ok and outcome.error is None
+    assert outcome.identity.cert_hash == demo_pki.cards["registered-1"].cert_hash
+    assert outcome.identity.test_pki and outcome.identity.issuer == "auth_ca_test"
+    assert secret == bytearray(4)                         # zeroed
+    assert len(verifies(apdu_log)) == 1
+    assert card.verified == frozenset()                   # VERIFY status dropped right after signing
+    assert card.tries_left() == 3
+    sign = [r.apdu for r in apdu_log if r.apdu[1] == 0x2A]
+    assert len(sign) == 1
+    service.release()
+    assert apdu_log[-1].apdu.hex().upper() == "00A4040C0AD392F000260100000001"
+
+
+def test_authenticate_without_probe_probes_first(service, insert):
+    insert()
+    assert service.authenticate(pin()).ok
+
+
+def test_challenge_is_fresh_each_time(jpki_reader, demo_trust, jpki_now, insert, apdu_log):
+    insert()
+    svc = CardService(jpki_reader, demo_trust, jpki_now)        # real os.urandom
+    for _ in range(2):
+        svc.probe()
+        assert svc.authenticate(pin()).ok
+    digests = [r.apdu[24:56] for r in apdu_log if r.apdu[1] == 0x2A]
+    assert len(digests) == 2 and digests[0] != digests[1]
+
+
+def test_returning_card_skips_most_of_the_certificate(service, insert, demo_pki):
+    first = insert()
+    service.probe()
+    assert service.authenticate(pin()).ok
+    again = insert()
+    service.probe()
+    outcome = service.authenticate(pin())
+    assert outcome.ok and outcome.identity.cert_hash == demo_pki.cards["registered-1"].cert_hash
+    assert again.stats.by_ins[0xB0] == 2                  # token + one block of the certificate
+    assert first.stats.by_ins[0xB0] > again.stats.by_ins[0xB0]
+    assert again.stats.bytes_total < 0.6 * first.stats.bytes_total
+    assert len(service.cert_cache) == 1
+
+
+def test_cache_keys_hold_no_certificate_bytes(demo_pki):
+    cache = CertCache()
+    der = demo_pki.profile("registered-1").auth_cert
+    cache.add(der)
+    (slot,) = cache._entries
+    assert der[:CERT_HEAD_LEN] != slot and der[15:19] not in slot      # not the head, not the serial
+    assert cache.lookup(der[:CERT_HEAD_LEN]) == der and CertCache().lookup(der[:CERT_HEAD_LEN]) is None
+    small = CertCache(capacity=2)
+    for name in ("registered-1", "registered-2", "registered-3"):
+        small.add(demo_pki.profile(name).auth_cert)
+    assert len(small) == 2 and small.lookup(der[:CERT_HEAD_LEN]) is None
+    off = CertCache(capacity=0)
+    off.add(der)
+    assert len(off) == 0 and off.lookup(der[:CERT_HEAD_LEN]) is None
+
+
+def test_cache_hit_on_the_wrong_certificate_falls_back_to_a_full_read(service, insert, demo_pki):
+    """A renewed or colliding certificate with the same first bytes must still authenticate."""
+    card_profile = demo_pki.profile("registered-1")
+    original = x509.load_der_x509_certificate(card_profile.auth_cert)
+    other_key = demo_pki.profile("registered-2").auth_key
+    builder = (
+        x509.CertificateBuilder().subject_name(original.subject).issuer_name(original.issuer)
+        .public_key(other_key.public_key()).serial_number(original.serial_number)
+        .not_valid_before(original.not_valid_before_utc).not_valid_after(original.not_valid_after_utc)
+    )
+    for ext in original.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    twin = builder.sign(demo_pki.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    assert len(twin) == len(card_profile.auth_cert)
+    assert twin[:CERT_HEAD_LEN] == card_profile.auth_cert[:CERT_HEAD_LEN] and twin != card_profile.auth_cert
+    service.cert_cache.add(twin)
+    card = insert()
+    service.probe()
+    outcome = service.authenticate(pin())
+    assert outcome.ok and outcome.identity.cert_hash == demo_pki.cards["registered-1"].cert_hash
+    assert card.stats.by_ins[0x2A] == 1                   # signed once, re-checked against the full cert
+    assert card.stats.by_ins[0xB0] > 3                    # token, the cached block, then the full read
+    assert service.cert_cache.lookup(twin[:CERT_HEAD_LEN]) == card_profile.auth_cert
+
+
+@pytest.mark.parametrize("overrides", [dict(t0_get_response=True), dict(strict_le=True)])
+def test_authenticate_on_cards_needing_get_response_or_le_fixes(service, insert, overrides):
+    insert(**overrides)
+    service.probe()
+    assert service.authenticate(pin()).ok
+
+
+def test_smartphone_when_allowed_reads_its_certificate_after_verify(jpki_reader, demo_trust, jpki_now,
+                                                                   insert, apdu_log):
+    insert("smartphone")
+    svc = CardService(jpki_reader, demo_trust, jpki_now, allow_smartphone=True)
+    svc.probe()
+    assert svc.authenticate(pin()).ok
+    ins = [r.apdu[1] for r in apdu_log]
+    assert ins.index(0x20, ins.index(0x20) + 1) < max(i for i, x in enumerate(ins) if x == 0xB0)
+
+
+# -- authenticate: PIN -------------------------------------------------------------------------------
+
+def test_wrong_pin_is_sent_once_and_never_retried(service, insert, apdu_log):
+    card = insert()
+    service.probe()
+    secret = pin("0000")
+    outcome = service.authenticate(secret)
+    assert (outcome.error, outcome.tries_left) == (CardError.PIN_WRONG, 2)
+    assert len(verifies(apdu_log)) == 1 and card.tries_left() == 2
+    assert secret == bytearray(4)
+    assert not any(r.apdu[1] == 0x2A for r in apdu_log)
+    # the patron types again: that is a new attempt, again exactly one VERIFY
+    assert service.authenticate(pin()).ok
+    assert len(verifies(apdu_log)) == 2
+
+
+def test_last_try_wrong_locks(service, insert, apdu_log):
+    card = insert("pin-1-try")
+    assert service.probe().tries_left == 1
+    outcome = service.authenticate(pin("9999"))
+    assert (outcome.error, outcome.tries_left) == (CardError.PIN_LOCKED, 0)
+    assert card.tries_left() == 0
+    again = service.authenticate(pin())
+    assert again.error is CardError.PIN_LOCKED and len(verifies(apdu_log)) == 1
+
+
+def test_locked_card_never_gets_a_verify(service, insert, apdu_log):
+    insert("pin-locked")
+    secret = pin()
+    outcome = service.authenticate(secret)
+    assert (outcome.error, outcome.tries_left) == (CardError.PIN_LOCKED, 0)
+    assert not verifies(apdu_log) and secret == bytearray(4)
+
+
+@pytest.mark.parametrize("text", ["123", "12345", "12a4", ""])
+def test_malformed_pin_is_not_sent(service, insert, apdu_log, text):
+    card = insert()
+    service.probe()
+    secret = bytearray(text.encode())
+    outcome = service.authenticate(secret)
+    assert outcome.error is CardError.PIN_WRONG and outcome.tries_left == 3
+    assert not verifies(apdu_log) and card.tries_left() == 3
+    assert secret == bytearray(len(text))
+
+
+def test_pin_counter_survives_sessions_and_new_card_objects(jpki_reader, demo_trust, jpki_now, demo_pki, tmp_path):
+    state = tmp_path / "card.json"
+    svc = CardService(jpki_reader, demo_trust, jpki_now)
+    for expected in (3, 2):
+        jpki_reader.insert(VirtualJpkiCard(demo_pki.profile("registered-1"), state_path=state))
+        assert svc.probe().tries_left == expected
+        assert svc.authenticate(pin("0000")).tries_left == expected - 1
+        svc.release()
+        jpki_reader.remove()
+    jpki_reader.insert(VirtualJpkiCard(demo_pki.profile("registered-1"), state_path=state))
+    assert svc.probe().tries_left == 1
+
+
+# -- authenticate: certificate and signature problems cost no try --------------------------------------
+
+@pytest.mark.parametrize("name, error", [("expired", CardError.CERT_EXPIRED),
+                                         ("not-yet-valid", CardError.CERT_NOT_YET_VALID)])
+def test_bad_validity_refused_before_verify(service, insert, apdu_log, name, error):
+    card = insert(name)
+    service.probe()
+    secret = pin()
+    outcome = service.authenticate(secret)
+    assert (outcome.error, outcome.tries_left) == (error, 3)
+    assert not verifies(apdu_log) and card.tries_left() == 3 and secret == bytearray(4)
+
+
+def test_unknown_ca_refused_before_verify(jpki_reader, jpki_now, insert, apdu_log):
+    insert()
+    svc = CardService(jpki_reader, TrustStore.shipped(), jpki_now)       # real J-LIS anchors only
+    svc.probe()
+    assert svc.authenticate(pin()).error is CardError.UNKNOWN_CA
+    assert not verifies(apdu_log)
+
+
+def test_wrong_key_usage_refused(service, insert, demo_pki, apdu_log):
+    profile = demo_pki.profile("registered-1")
+    now = dt.datetime.now(UTC)
+    der = issue_auth_cert(demo_pki.ca_key, demo_pki.ca_cert, profile.auth_key.public_key(), now - dt.timedelta(1),
+                          now + dt.timedelta(30), key_usage=x509.KeyUsage(False, False, True, False, False,
+                                                                          False, False, False, False))
+    insert(auth_cert=der)
+    service.probe()
+    assert service.authenticate(pin()).error is CardError.BAD_CERTIFICATE
+    assert not verifies(apdu_log)
+
+
+def test_card_with_someone_elses_certificate_fails_the_signature(service, insert, demo_pki):
+    """A copied certificate (readable without PIN) on a card with another key: BAD_SIGNATURE."""
+    victim = demo_pki.profile("registered-1")
+    insert("registered-2", auth_cert=victim.auth_cert)
+    service.probe()
+    outcome = service.authenticate(pin())
+    assert outcome.error is CardError.BAD_SIGNATURE and outcome.identity is None
+    assert len(service.cert_cache) == 0                   # nothing learnt from a failure
+
+
+def test_cached_victim_certificate_does_not_help_a_copy(service, insert, demo_pki):
+    victim = demo_pki.profile("registered-1")
+    insert("registered-1")
+    service.probe()
+    assert service.authenticate(pin()).ok                  # the victim's card is now cached
+    insert("registered-2", auth_cert=victim.auth_cert)
+    service.probe()
+    assert service.authenticate(pin()).error is CardError.BAD_SIGNATURE
+
+
+# -- card and reader leaving --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ins", [0xB0, 0x20, 0x2A])
+def test_card_removed_mid_way(service, insert, jpki_reader, ins):
+    insert()
+    service.probe()
+    jpki_reader.remove_before(lambda header: header[1] == ins)
+    secret = pin()
+    outcome = service.authenticate(secret)
+    assert outcome.error is CardError.CARD_REMOVED and outcome.identity is None
+    assert secret == bytearray(4)
+    assert jpki_reader.events[-1].kind is CardEventKind.REMOVED
+    service.release()                                       # harmless after removal
+
+
+def test_card_removed_during_probe(service, insert, jpki_reader):
+    insert()
+    jpki_reader.remove_before(lambda header: header[1] == 0x20)
+    assert service.probe().error is CardError.CARD_REMOVED
+
+
+def test_reader_gone_mid_way(service, insert, jpki_reader):
+    insert()
+    service.probe()
+    jpki_reader.unplug()
+    secret = pin()
+    assert service.authenticate(secret).error is CardError.READER_GONE
+    assert secret == bytearray(4)
+    assert jpki_reader.events[-1].kind is CardEventKind.READER_UNAVAILABLE
+
+
+def test_swapped_card_is_not_trusted_with_the_old_session(service, insert, jpki_reader):
+    insert("registered-1")
+    service.probe()
+    insert("registered-2")                                   # the old transport is dead now
+    assert service.authenticate(pin()).error is CardError.CARD_REMOVED
+    service.probe()
+    assert service.authenticate(pin()).ok
+
+
+def test_release_clears_verify_and_closes(service, insert, jpki_reader, demo_trust):
+    card = insert()
+    service.probe()
+    assert service.authenticate(pin()).ok
+    opened = jpki_reader.opened
+    service.release()
+    service.release()
+    assert card.verified == frozenset()
+    assert jpki_reader.opened == opened
+    assert service.authenticate(pin()).ok                   # a new session opens a new transport
+    assert jpki_reader.opened == opened + 1
+
+
+# -- nothing secret in the logs ------------------------------------------------------------------------
+
+def test_logs_hold_no_pin_and_no_card_data(service, insert, demo_pki, caplog):
+    caplog.set_level(logging.DEBUG)
+    insert("expired")
+    service.probe()
+    service.authenticate(pin("4321"))
+    insert()
+    service.probe()
+    service.authenticate(pin("4321"))
+    service.authenticate(pin("1234"))
+    text = caplog.text
+    cert = x509.load_der_x509_certificate(demo_pki.profile("expired").auth_cert)
+    for secret in ("4321", "34333231", "1234", "31323334", f"{cert.serial_number:x}", str(cert.serial_number),
+                   cert.subject.rfc4514_string()):
+        assert secret.lower() not in text.lower()
+    assert "cert_expired" in text                        # it does log *why*
+
+
+def test_identity_is_plain_data(service, insert):
+    insert()
+    outcome = service.authenticate(pin())
+    fields = {f.name for f in dataclasses.fields(outcome.identity)}
+    assert fields == {"cert_hash", "not_before", "not_after", "issuer", "test_pki"}
+
+
+def test_card_pulled_while_the_card_is_working_is_removed_not_mute(service, insert, jpki_reader):
+    """The UI thread removes the card while the worker is inside card.process()."""
+    card = insert()
+    service.probe()
+    real_process = card.process
+
+    def process_then_lose_power(apdu):
+        jpki_reader.remove()                # power goes away under the card...
+        return real_process(apdu)           # ...so it answers nothing
+
+    card.process = process_then_lose_power
+    assert service.authenticate(pin()).error is CardError.CARD_REMOVED
+
+
+def test_after_success_the_service_knows_the_counter_is_full_again(service, insert):
+    card = insert("pin-1-try")
+    service.probe()
+    assert service.authenticate(pin()).ok and card.tries_left() == 3
+    assert service.authenticate(pin()).ok                   # a second sign-in in the same session works
