@@ -1,0 +1,182 @@
+"""Crash safety: SIGKILL a writer at random moments; the store must always reopen whole.
+
+The child appends loans to the real Outbox (and acknowledges the oldest every third
+loan) and prints a line only after each call has returned. The parent kills it at a
+random moment, reopens the store with the same storage and checks that every loan
+reported committed is there (unless reported acknowledged), in order, exactly once.
+
+The negative control shows what this guards against: TinyDB's JSONStorage writes in
+place, and a file cut short mid-write cannot be opened at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tinydb import TinyDB
+from tinydb.storages import JSONStorage
+
+from kiosk.outbox import Outbox
+from kiosk.sealed import DeviceKey
+from kiosk.store import StoreCorrupt, open_store
+from tests.support.store import ManualClock
+
+pytestmark = pytest.mark.slow
+
+KILLS = 40
+TIME_BUDGET = 18.0      # seconds for the whole kill loop
+
+CHILD = r"""
+import sys
+from datetime import datetime, timezone
+from kiosk.catalogue import LoanRequest, LoanResult
+from kiosk.outbox import Outbox
+from kiosk.sealed import DeviceKey
+from kiosk.store import open_store
+
+def say(word, txn):
+    sys.stdout.write(f"{word} {txn}\n")
+    sys.stdout.flush()
+
+data, run = sys.argv[1], int(sys.argv[2])
+clock = lambda: datetime.now(timezone.utc)
+outbox = Outbox(open_store(data + "/kiosk.json"), DeviceKey.load_or_create(data + "/device.key"), clock)
+print("ready", flush=True)
+i = 0
+while True:
+    txn = f"r{run:02d}-{i:04d}"
+    outbox.append(LoanRequest(txn, "P-SECRET", f"ITEM{i}", clock()))
+    say("committed", txn)
+    if i % 3 == 2:
+        head = outbox.next_pending().loan
+        say("acking", head.txn_id)
+        outbox.acknowledge(head.txn_id, LoanResult(head.txn_id, True, head.item_id))
+        say("acked", head.txn_id)
+    i += 1
+"""
+
+
+def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
+    DeviceKey.load_or_create(store_dir / "device.key")
+    rng = random.Random(20250401)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    committed: list[str] = []        # in the order the child reported them
+    acked: set[str] = set()
+    in_progress: set[str] = set()    # per run, the append that may have landed unreported
+    maybe_acked: set[str] = set()    # per run, the acknowledge that may have landed unreported
+    kills = torn_writes = 0
+    deadline = time.monotonic() + TIME_BUDGET
+
+    while kills < KILLS and time.monotonic() < deadline:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(store_dir), str(kills)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        first = child.stdout.readline()
+        if first != "ready\n":
+            child.kill()
+            pytest.fail(f"child did not start: {first!r} {child.communicate()[1]}")
+        time.sleep(rng.uniform(0.002, 0.06))
+        child.send_signal(signal.SIGKILL)
+        # Read through the same file object as readline(): it may already hold later lines.
+        out, err = child.stdout.read(), child.stderr.read()
+        child.wait(timeout=10)
+        child.stdout.close()
+        child.stderr.close()
+        assert child.returncode == -signal.SIGKILL, err
+        kills += 1
+
+        acking: str | None = None
+        run_commits = 0
+        for line in out.split("\n")[:-1]:       # a line cut by the kill was not reported
+            word, txn = line.split()
+            if word == "committed":
+                committed.append(txn)
+                run_commits += 1
+            elif word == "acking":
+                acking = txn
+            elif word == "acked":
+                acked.add(txn)
+                acking = None
+        in_progress.add(f"r{kills - 1:02d}-{run_commits:04d}")
+        if acking:
+            maybe_acked.add(acking)
+
+        if list(store_dir.glob(".kiosk.json.*.tmp")):
+            torn_writes += 1           # the kill landed between temp-file write and rename
+
+        store = open_store(store_dir / "kiosk.json")          # must open, every time
+        try:
+            pending = [loan.txn_id for loan in Outbox(store, DeviceKey.load_or_create(store_dir / "device.key"),
+                                                      ManualClock()).pending()]
+        finally:
+            store.close()
+
+        assert len(pending) == len(set(pending)), "a loan is duplicated"
+        lost = [t for t in committed if t not in acked and t not in pending and t not in maybe_acked]
+        assert not lost, f"after kill {kills}: committed loans lost: {lost}"
+        assert not acked & set(pending), "an acknowledged loan came back"
+        reported = set(committed)
+        unreported = [t for t in pending if t not in reported]
+        assert set(unreported) <= in_progress, f"loans appeared that were never appended: {unreported}"
+        held = set(pending)
+        assert [t for t in pending if t in reported] == [t for t in committed if t in held], "queue order changed"
+
+    assert kills >= 30, f"only {kills} kills fit in the time budget"
+    assert len(committed) > kills, "the child hardly wrote anything before being killed"
+    assert torn_writes >= 1, "no kill landed mid-write, so the test proved little"
+    print(f"\n{kills} kills, {len(committed)} loans committed, {len(acked)} acknowledged, "
+          f"{torn_writes} kills left a half-written temp file")
+
+
+def _tinydb_file(path: Path, storage) -> None:
+    db = TinyDB(path, storage=storage)
+    for i in range(200):
+        db.table("outbox").insert({"txn_id": f"t{i}", "sealed": "x" * 64})
+    db.close()
+
+
+def _cut_short(src: Path, dst: Path) -> None:
+    """What a power cut during an in-place rewrite leaves: the first part of the new bytes."""
+    shutil.copy(src, dst)
+    with open(dst, "r+b") as f:
+        f.truncate(os.path.getsize(dst) // 2)
+
+
+def test_negative_control_plain_jsonstorage_cut_mid_write_cannot_be_opened(tmp_path):
+    _tinydb_file(tmp_path / "plain.json", JSONStorage)
+    _cut_short(tmp_path / "plain.json", tmp_path / "cut.json")
+    db = TinyDB(tmp_path / "cut.json", storage=JSONStorage)
+    with pytest.raises(json.JSONDecodeError):
+        db.table("outbox").all()           # every queued loan is unreachable
+    db.close()
+
+
+def test_atomic_storage_only_ever_leaves_cut_bytes_in_a_temp_file(store_dir):
+    """With os.replace the torn bytes can only be in the temp file, which is dropped on open."""
+    store = open_store(store_dir / "kiosk.json")
+    for i in range(200):
+        store.outbox.insert({"txn_id": f"t{i}", "sealed": "x" * 64})
+    store.close()
+    _cut_short(store_dir / "kiosk.json", store_dir / ".kiosk.json.crash1.tmp")
+
+    store = open_store(store_dir / "kiosk.json")
+    assert len(store.outbox) == 200
+    store.close()
+    assert not (store_dir / ".kiosk.json.crash1.tmp").exists()
+
+    # The same torn bytes as the DB itself would be refused loudly, not read as empty.
+    _cut_short(store_dir / "kiosk.json", store_dir / "torn.json")
+    torn = open_store(store_dir / "torn.json")
+    with pytest.raises(StoreCorrupt):
+        len(torn.outbox)
+    torn.close()
