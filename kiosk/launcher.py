@@ -28,6 +28,7 @@ from kiosk.loan_rules import OfflineRules
 from kiosk.logs import log_event, setup_logging
 from kiosk.outbox import Outbox
 from kiosk.patron_resolver import PatronResolver
+from kiosk.sd_notify import SystemdNotifier
 from kiosk.sealed import DeviceKey
 from kiosk.session import Session, SessionSettings, Timeouts
 from kiosk.store import Store, open_store
@@ -99,8 +100,10 @@ class Services:
     worker: OutboxWorker | None = None
     demo: Any = None
     extras: list = field(default_factory=list)
+    notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
 
     def close(self) -> None:
+        self.notifier.stopping()
         if self.worker is not None:
             self.worker.stop()
         if self.reader is not None:
@@ -145,6 +148,16 @@ def build_reader(config: dict) -> CardReader | None:
 
         return VirtualReader()
     return None
+
+
+def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
+    """The store, outbox and catalogue alone, for `kiosk sync drain` (raises StoreBusy
+    while the kiosk itself holds the store)."""
+    data_dir = _data_dir(config)
+    store = open_store(data_dir / "kiosk.db")
+    key = DeviceKey.load_or_create(data_dir / "device.key")
+    outbox = Outbox(store, key, lambda: datetime.now().astimezone())
+    return store, outbox, build_catalogue(config, data_dir)
 
 
 def build_services(config: dict, demo: bool = False) -> Services:
@@ -196,6 +209,10 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     worker.start()
     if services.demo is not None:
         services.demo.attach_controller(controller)
+    notifier = services.notifier
+    notifier.ready()
+    if notifier.ping_interval():
+        loop.call_every(notifier.ping_interval(), notifier.watchdog)
     return controller
 
 

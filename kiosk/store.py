@@ -317,14 +317,19 @@ class Store:
         self.close()
 
 
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open (or create) the kiosk DB at `path`; a directory we create is made 0700."""
+def open_store(path: str | os.PathLike[str], *, snapshot: bool = False) -> Store:
+    """Open (or create) the kiosk DB at `path`; a directory we create is made 0700.
+
+    `snapshot=True` reads without taking the writer's lock (for `kiosk sync status`
+    while the kiosk runs): every write is an atomic rename, so a reader sees one whole
+    version. Never write through a snapshot.
+    """
     path = Path(path)
     directory = path.parent
     if not directory.exists():
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)          # mkdir's mode is filtered by the umask
-    db = TinyDB(path, storage=AtomicJSONStorage, ensure_ascii=False)
+    db = TinyDB(path, storage=AtomicJSONStorage, ensure_ascii=False, lock=not snapshot)
     storage = db.storage
     assert isinstance(storage, AtomicJSONStorage)
     return Store(path, db, storage)
