@@ -20,7 +20,7 @@ from typing import Callable
 
 from kiosk.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
 from kiosk.identity import IdentityError, TrustStore, check_certificate, verify_challenge
-from kiosk.interfaces import CardGoneError, CardReader, ReaderGoneError, Transport
+from kiosk.interfaces import CardGoneError, CardReader, PcscdGoneError, ReaderGoneError, Transport
 from kiosk.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ class CardService:
             self._transport = self._reader.open()
         except CardGoneError:
             return CardProbe(CardKind.MUTE, error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            return CardProbe(CardKind.MUTE, error=CardError.PCSCD_GONE)
         except ReaderGoneError:
             return CardProbe(CardKind.MUTE, error=CardError.READER_GONE)
         self._card = JpkiCard(self._transport)
@@ -99,6 +101,8 @@ class CardService:
             result = self._probe_card(self._card)
         except CardGoneError:
             result = CardProbe(CardKind.MUTE, error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            result = CardProbe(CardKind.MUTE, error=CardError.PCSCD_GONE)
         except ReaderGoneError:
             result = CardProbe(CardKind.MUTE, error=CardError.READER_GONE)
         except JpkiError as exc:
@@ -132,6 +136,8 @@ class CardService:
             return self._authenticate(pin)
         except CardGoneError:
             return AuthOutcome(error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            return AuthOutcome(error=CardError.PCSCD_GONE)
         except ReaderGoneError:
             return AuthOutcome(error=CardError.READER_GONE)
         except JpkiError as exc:

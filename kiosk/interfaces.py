@@ -56,6 +56,10 @@ class ReaderGoneError(Exception):
     """The reader or pcscd went away."""
 
 
+class PcscdGoneError(ReaderGoneError):
+    """pcscd itself is gone (not just one reader): the patron sees its own message."""
+
+
 class Leds(Protocol):
     """Status light patterns: ready, busy, success, refused, error, card_left, out_of_service, off."""
 

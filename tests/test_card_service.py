@@ -400,3 +400,28 @@ def test_after_success_the_service_knows_the_counter_is_full_again(service, inse
     service.probe()
     assert service.authenticate(pin()).ok and card.tries_left() == 3
     assert service.authenticate(pin()).ok                   # a second sign-in in the same session works
+
+
+def test_pcscd_gone_has_its_own_error(demo_trust, jpki_now):
+    """pcscd stopping is told apart from one reader being unplugged (kiosk.interfaces.PcscdGoneError)."""
+    from kiosk.card import CardError
+    from kiosk.card_service import CardService
+    from kiosk.interfaces import PcscdGoneError, ReaderGoneError
+
+    class GoneReader:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def start(self, listener):
+            pass
+
+        def stop(self):
+            pass
+
+        def open(self):
+            raise self.exc
+
+    pcscd = CardService(GoneReader(PcscdGoneError("pcscd_gone")), demo_trust, lambda: jpki_now)
+    assert pcscd.probe().error == CardError.PCSCD_GONE
+    reader = CardService(GoneReader(ReaderGoneError("unplugged")), demo_trust, lambda: jpki_now)
+    assert reader.probe().error == CardError.READER_GONE

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 from smartcard import scard
 
 from kiosk.apdu_allowlist import AllowlistTransport
-from kiosk.interfaces import CardEvent, CardEventKind, CardGoneError, ReaderGoneError, Transport
+from kiosk.interfaces import CardEvent, CardEventKind, CardGoneError, PcscdGoneError, ReaderGoneError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,6 @@ def error_name(hresult: int) -> str:
         if name.startswith(("SCARD_E_", "SCARD_W_", "SCARD_F_")) and _code(getattr(scard, name)) == code:
             return name
     return f"0x{code:08X}"
-
-
-class PcscdGoneError(ReaderGoneError):
-    """pcscd itself is gone. Its message starts with "pcscd_gone", so code that only knows
-    kiosk.interfaces can tell CardError.PCSCD_GONE from READER_GONE."""
 
 
 def error_for(hresult: int, what: str) -> Exception:
