@@ -55,6 +55,21 @@ def _type_error(f: Field, value: Any) -> str | None:
         return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"must be a number, got {value!r}"
     if k in ("str", "path"):
         return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if k == "tables":
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            return f"must be a list of tables ([[...]]), got {value!r}"
+        for n, table in enumerate(value):
+            for key, item in table.items():
+                sub = (f.fields or {}).get(key)
+                if sub is None:
+                    return f"entry {n + 1}: unknown key {key!r}"
+                reason = _field_error(sub, item)
+                if reason:
+                    return f"entry {n + 1}: {key}: {reason}"
+            missing = sorted(set(f.fields or {}) - set(table))
+            if missing:
+                return f"entry {n + 1}: missing {', '.join(missing)}"
+        return None
     if k in ("strs", "paths"):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return None

@@ -23,6 +23,7 @@ class Field:
     check: Callable[[Any], str | None] | None = None    # returns a reason when the value is wrong
     live: bool = True                   # can change at the next idle moment without a restart
     secret: bool = False                # names a file whose content is a secret; never printed
+    fields: dict[str, "Field"] | None = None    # kind "tables": the keys each table may have
 
 
 def _regex(value: Any) -> str | None:
@@ -46,8 +47,34 @@ def _languages(value: list[str]) -> str | None:
     return None if value else "at least one language is needed"
 
 
+def _management_address(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be the IP address of the interface to listen on, e.g. 10.1.2.3"
+    return None
+
+
+def _management_poll_url(value: str) -> str | None:
+    ok = value == "" or value.startswith("https://") or value.startswith("http://127.0.0.1")
+    return None if ok else "must be an https:// URL (or empty: no polling)"
+
+
+def _staff_accounts(value: list[dict]) -> str | None:
+    ids = [a.get("id") for a in value]
+    if len(set(ids)) != len(ids):
+        return "staff account ids must be unique"
+    for a in value:
+        if not str(a.get("pin_hash", "")).startswith("scrypt$"):
+            return f"account {a.get('id')!r}: pin_hash must be a scrypt hash from `kiosk staff hash-pin`"
+    return None
+
+
 _SECONDS = dict(min=5, max=900)
 _PIN = Field("int", min=-1, max=27, live=False)
+_CHECKS = ("none", "mod10w31", "mod10w21", "luhn", "mod11w27", "mod11", "7dr", "7dsr", "mod43", "mod16")
 
 SCHEMA: dict[str, Any] = {
     "kiosk": {
@@ -150,10 +177,59 @@ SCHEMA: dict[str, Any] = {
         "reset_button": _PIN,
         "scanner": Field("str", choices=("wedge", "evdev", "serial", "none"), live=False),
         "scanner_device": Field("str", live=False),
+        "scanner_layout": Field("str", choices=("us", "jis"), live=False),
+        "scanner_baud": Field("int", choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200), live=False),
+        "scan_debounce_ms": Field("int", min=0, max=5000, live=False),
+        "scan_flush_ms": Field("int", min=20, max=5000, live=False),
+        "reset_hold_seconds": Field("float", min=1, max=30, live=False),
+        "printer": Field("str", choices=("none", "usb", "serial", "network", "file"), live=False),
+        "printer_device": Field("str", live=False),
+        "printer_kanji": Field("bool", live=False),
+        "printer_width": Field("int", min=200, max=1000, live=False),
+        "printer_font": Field("path", live=False),
+        "printer_footer": Field("str"),
+    },
+    "barcodes": {
+        "symbologies": Field("strs", check=lambda v: next(
+            (f"unknown symbology {x!r}; known: nw7, code39, code128, ean13" for x in v
+             if x not in ("nw7", "code39", "code128", "ean13")), None if v else "at least one symbology is needed")),
+        "item_check": Field("str", choices=_CHECKS),
+        "patron_check": Field("str", choices=_CHECKS),
+        "aim_ids": Field("bool", live=False),
+        "max_length": Field("int", min=4, max=128),
     },
     "logging": {
         "level": Field("str", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
         "format": Field("str", choices=("json", "text"), live=False),
+    },
+    "staff": {
+        # [[staff.accounts]] id = "s01", badge = "S00001" (or ""), pin_hash = "scrypt$..."
+        # (`kiosk staff hash-pin` makes the hash; the PIN itself is never stored).
+        "accounts": Field("tables", check=_staff_accounts, fields={
+            "id": Field("str", check=_kiosk_id), "badge": Field("str"), "pin_hash": Field("str"),
+        }),
+        "max_failures": Field("int", min=1, max=20),
+        "lockout_minutes": Field("float", min=1, max=1440),
+        "idle_timeout": Field("float", min=10, max=900),
+        "badge_pattern": Field("str", check=_regex),
+        "registration_birth_date": Field("bool"),
+    },
+    # Central IT's endpoint and pinned signing keys: site file only, never pushable
+    # (kiosk/signed_config.py PUSH_PROTECTED).
+    "management": {
+        "enabled": Field("bool", live=False),
+        "bind": Field("str", check=_management_address, live=False),
+        "port": Field("int", min=1, max=65535, live=False),
+        "tls_cert": Field("path", live=False),
+        "tls_key": Field("path", live=False, secret=True),
+        "client_ca": Field("path", live=False),
+        "require_client_cert": Field("bool", live=False),
+        "max_body_bytes": Field("int", min=1024, max=1048576, live=False),
+        "rate_per_minute": Field("int", min=1, max=600, live=False),
+        "trusted_keys": Field("paths", live=False),
+        "poll_url": Field("str", check=_management_poll_url, live=False),
+        "poll_interval": Field("float", min=30, max=86400, live=False),
+        "poll_ca": Field("path", live=False),
     },
 }
 

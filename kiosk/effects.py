@@ -5,6 +5,7 @@ a call to the card layer or the catalogue, and feeds the answer back as an event
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from kiosk.card import CardIdentity
@@ -90,7 +91,76 @@ class EndSession:
     reason: str             # finished, timeout, cancelled, error
 
 
+@dataclass(frozen=True)
+class Audit:
+    """Record a staff action (who, what, when) in the store and the log; never patron data."""
+
+    actor: str | None
+    action: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, actor: str | None, action: str, **fields: Any) -> None:
+        object.__setattr__(self, "actor", actor)
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "fields", fields)
+
+
+@dataclass(frozen=True)
+class StaffCommand:
+    """A staff-menu action for the shell: reset, out_of_service, offline_lending, sync_now,
+    load, resolve_conflict, self_test, restart, shutdown, end_patron_session, leave,
+    lock_signin, card_mode, release_card."""
+
+    name: str
+    value: Any = None
+
+
+@dataclass(frozen=True, eq=False)
+class AuthenticateForRegistration:
+    """Counter mode: authenticate, then (if `birth_date`) read it with the same PIN when
+    at least two tries remain on the 券面事項入力補助 PIN. The card layer zeroes `pin`."""
+
+    pin: bytearray
+    birth_date: bool
+    serial: int = 0
+
+    def __repr__(self) -> str:
+        return "AuthenticateForRegistration(pin=<hidden>)"
+
+
+@dataclass(frozen=True, eq=False)
+class ReadBirthDate:
+    """Counter mode: VERIFY the 券面事項入力補助 PIN once and read the birth date only."""
+
+    pin: bytearray
+    serial: int = 0
+
+    def __repr__(self) -> str:
+        return "ReadBirthDate(pin=<hidden>)"
+
+
+@dataclass(frozen=True)
+class LookupLink:
+    identity: CardIdentity
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class LinkCard:
+    identity: CardIdentity
+    patron_id: str
+    birth_date: date | None = None
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class UnlinkCard:
+    identity: CardIdentity
+    serial: int = 0
+
+
 Effect = (
     Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout
-    | Withdraw | PrintReceipt | EndSession
+    | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
+    | ReadBirthDate | LookupLink | LinkCard | UnlinkCard
 )

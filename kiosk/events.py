@@ -4,6 +4,7 @@ the scanner, the catalogue and the clock. Plain immutable data."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from kiosk.card import AuthOutcome, CardIdentity, CardProbe
 from kiosk.catalogue import LoanResult, PatronStatus, Refusal
@@ -87,13 +88,62 @@ class SetOfflineLending:
     on: bool
 
 
+@dataclass(frozen=True)
+class StaffOpen:
+    """The hidden gesture, the GPIO reset button or a staff badge asks for staff mode."""
+
+    badge: str | None = None
+
+
+@dataclass(frozen=True)
+class StaffData:
+    """Data staff screens asked for: kind "status", "conflicts" or "selftest"."""
+
+    kind: str
+    data: object
+
+
+@dataclass(frozen=True)
+class RegistrationRead:
+    """Counter registration: the card authenticated (or not) and, when asked for, the
+    birth date read with the same PIN. `second_pin_tries` is set when the patron must
+    enter the 券面事項入力補助 PIN themselves."""
+
+    outcome: AuthOutcome
+    birth_date: date | None = None
+    second_pin_tries: int | None = None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class BirthDateRead:
+    birth_date: date | None
+    tries_left: int | None = None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class LinkFound:
+    patron_id: str | None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class LinkDone:
+    error: str | None = None            # a CardError/Refusal value, or "offline"
+    unlinked: bool = False
+    serial: int | None = None
+
+
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
     | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
+    | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
     "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
-    "SetOutOfService", "Tick",
+    "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
+    "LinkFound", "LinkDone",
 ]
