@@ -17,11 +17,12 @@ from typing import Callable, Protocol
 from kiosk import effects as fx
 from kiosk import events as ev
 from kiosk.card import AuthOutcome, CardError, CardKind, CardProbe
-from kiosk.catalogue import Catalogue, CatalogueUnavailable, LoanResult, Refusal
+from kiosk.catalogue import Catalogue, CatalogueUnavailable, LinkRefused, LoanResult, Refusal
 from kiosk.interfaces import CardEvent, CardEventKind, CardReader, Leds, Loop, Sounds, View
 from kiosk.logs import log_event
 from kiosk.patron_resolver import PatronResolver
 from kiosk.session import Session
+from kiosk.staff import StaffMode
 
 log = logging.getLogger("kiosk.controller")
 
@@ -48,6 +49,24 @@ class LoanJournal(Protocol):
 
 class Receipts(Protocol):
     def print_receipt(self, lines: tuple[tuple[str, str], ...]) -> bool: ...
+
+
+class StaffBackend(Protocol):
+    """What staff-menu actions need from the rest of the kiosk (built by the launcher)."""
+
+    def audit(self, actor: str, action: str, **fields) -> None: ...
+
+    def load(self, kind: str) -> object:
+        """Data for a staff screen: "status" (dict) or "conflicts" (list of dicts)."""
+
+    def resolve_conflict(self, conflict_id: str) -> None: ...
+
+    def remember(self, setting: str, value: object) -> None: ...
+
+    def lock_signin(self, seconds: float) -> None: ...
+
+    def exit(self, how: str) -> None:
+        """Leave the app: "restart" (systemd starts it again) or "shutdown" (power off)."""
 
 
 class _NoLeds:
@@ -85,6 +104,8 @@ class Controller:
         sounds: Sounds | None = None,
         receipts: Receipts | None = None,
         wake_outbox: Callable[[], None] = lambda: None,
+        staff: StaffMode | None = None,
+        staff_backend: "StaffBackend | None" = None,
     ) -> None:
         self.session = session
         self.view = view
@@ -99,6 +120,9 @@ class Controller:
         self.sounds = sounds or _NoSounds()
         self.receipts = receipts
         self.wake_outbox = wake_outbox
+        self.staff = staff
+        self.staff_backend = staff_backend
+        self.card_present = False
         # One thread for the card (APDUs must not interleave), one for the catalogue.
         self._card_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card")
         self._net_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
@@ -139,11 +163,37 @@ class Controller:
         if not self._stopped.is_set():
             self.loop.call_soon(lambda: self.dispatch(event))
 
+    # Events staff mode takes while it is open; the patron session never sees them then.
+    _STAFF_EVENTS = (ev.Press, ev.Barcode, ev.CardInserted, ev.CardRemoved, ev.CardProbed, ev.StaffData,
+                     ev.RegistrationRead, ev.BirthDateRead, ev.LinkFound, ev.LinkDone)
+
     def dispatch(self, event: ev.Event) -> None:
-        """Run one event through the session. UI thread only."""
+        """Run one event through staff mode or the session. UI thread only."""
         if self._stopped.is_set():
             return
-        self._run(self.session.handle(event, self.clock()))
+        now = self.clock()
+        if isinstance(event, ev.CardInserted | ev.CardRemoved):
+            self.card_present = isinstance(event, ev.CardInserted)
+        staff = self.staff
+        if staff is None:
+            self._run(self.session.handle(event, now))
+            return
+        if isinstance(event, ev.StaffOpen):
+            self._run(staff.open(now, self.session.out_of_service, self.session.offline_lending, event.badge))
+            return
+        if (not staff.active and isinstance(event, ev.Barcode) and staff.settings.is_badge(event.code)
+                and not self.session.in_session):
+            self._run(staff.open(now, self.session.out_of_service, self.session.offline_lending, event.code))
+            return
+        if staff.active and isinstance(event, self._STAFF_EVENTS):
+            self._run(staff.handle(event, now))
+            return
+        if staff.active and isinstance(event, ev.Tick):
+            self._run(staff.handle(event, now))
+            # The patron session's clock runs on (its timeouts still end a session), unseen.
+            self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
+            return
+        self._run(self.session.handle(event, now))
 
     def on_loan_result(self, result: LoanResult) -> None:
         """Called by the outbox worker's thread when the catalogue answered a loan."""
@@ -265,6 +315,160 @@ class Controller:
                     pass
 
             self._submit(self._net_pool, end, None)
+
+    # -- staff mode ---------------------------------------------------------------
+
+    def _do_Audit(self, e: fx.Audit) -> None:
+        if self.staff_backend is not None:
+            self.staff_backend.audit(e.actor or "staff", e.action, **e.fields)
+
+    def _do_StaffCommand(self, e: fx.StaffCommand) -> None:
+        name, value = e.name, e.value
+        now = self.clock()
+        if name == "end_patron_session":
+            self._run([x for x in self.session.handle(ev.Reset("staff"), now)
+                       if not isinstance(x, fx.Show | fx.Lights)])
+        elif name == "leave":
+            self._run(self.session.handle(ev.CardPresence(self.card_present), now))
+            self._run(self.session.refresh(now))
+        elif name == "reset":
+            self._run([x for x in self.session.handle(ev.Reset("staff"), now)
+                       if not isinstance(x, fx.Show | fx.Lights)])
+            self._reinitialise()
+        elif name == "out_of_service":
+            self._run([x for x in self.session.handle(ev.SetOutOfService(bool(value)), now)
+                       if not isinstance(x, fx.Show | fx.Lights)])
+            if self.staff_backend is not None:
+                self.staff_backend.remember("out_of_service", bool(value))
+        elif name == "offline_lending":
+            self.session.handle(ev.SetOfflineLending(bool(value)), now)
+            if self.staff_backend is not None:
+                self.staff_backend.remember("offline_lending", bool(value))
+        elif name == "sync_now":
+            self.wake_outbox()
+        elif name == "load" and self.staff_backend is not None:
+            backend = self.staff_backend
+            self._submit(self._net_pool, lambda: self.post(ev.StaffData(value, backend.load(value))), None)
+        elif name == "resolve_conflict" and self.staff_backend is not None:
+            self.staff_backend.resolve_conflict(value)
+        elif name == "self_test":
+            self._self_test(value)
+        elif name == "lock_signin" and self.staff_backend is not None:
+            self.staff_backend.lock_signin(float(value))
+        elif name == "card_mode" and self.card_auth is not None and hasattr(self.card_auth, "set_mode"):
+            self._submit(self._card_pool, lambda: self.card_auth.set_mode(value), None)
+        elif name == "release_card" and self.card_auth is not None:
+            self._submit(self._card_pool, self.card_auth.release, None)
+        elif name in ("restart", "shutdown") and self.staff_backend is not None:
+            log_event(log, "kiosk." + name)
+            self.staff_backend.exit(name)
+
+    def _reinitialise(self) -> None:
+        """Staff reset: reader, card layer and catalogue connection start afresh, no reboot."""
+        log_event(log, "kiosk.reset")
+        if self.card_reader is not None:
+            reader = self.card_reader
+            self.card_present = False
+
+            def restart_reader() -> None:
+                reader.stop()
+                reader.start(self._on_card_event)
+
+            self._submit(self._card_pool, restart_reader, None)
+        if self.card_auth is not None:
+            self._submit(self._card_pool, self.card_auth.release, None)
+        if hasattr(self.catalogue, "reset"):
+            self._submit(self._net_pool, self.catalogue.reset, None)
+        self.wake_outbox()
+
+    def _self_test(self, what: str) -> None:
+        """Walk every light pattern or sound cue once, paced on the card worker's thread."""
+        patterns = ("ready", "busy", "success", "refused", "error", "card_left", "out_of_service")
+        cues = ("accepted", "refused", "card_reminder", "attention")
+
+        def run() -> None:
+            import time as _time
+
+            for item in (patterns if what == "lights" else cues):
+                if what == "lights":
+                    self.leds.show(item)
+                    self.loop.call_soon(lambda item=item: self.view.lights(item))
+                else:
+                    self.sounds.play(item)
+                    self.loop.call_soon(lambda item=item: self.view.cue(item))
+                _time.sleep(0.6)
+            self.leds.show("ready")
+            self.post(ev.StaffData("selftest", {what: "done"}))
+
+        self._submit(self._net_pool, run, None)
+
+    def _do_AuthenticateForRegistration(self, e: fx.AuthenticateForRegistration) -> None:
+        pin = e.pin
+
+        def work() -> None:
+            try:
+                outcome, birth, second = self.card_auth.authenticate_for_registration(pin, e.birth_date)
+            finally:
+                _zero(pin)
+            log_event(log, "registration.authenticated" if outcome.ok else "registration.refused",
+                      error=outcome.error.value if outcome.error else None, birth_date_read=birth is not None)
+            self.post(ev.RegistrationRead(outcome, birth, second, serial=e.serial))
+
+        self._submit(self._card_pool, work, lambda: ev.RegistrationRead(
+            AuthOutcome(error=CardError.MUTE_CARD), serial=e.serial), cleanup=lambda: _zero(pin))
+
+    def _do_ReadBirthDate(self, e: fx.ReadBirthDate) -> None:
+        pin = e.pin
+
+        def work() -> None:
+            try:
+                birth, tries = self.card_auth.read_birth_date(pin)
+            finally:
+                _zero(pin)
+            log_event(log, "registration.second_pin", ok=birth is not None, tries_left=tries)
+            self.post(ev.BirthDateRead(birth, tries, serial=e.serial))
+
+        self._submit(self._card_pool, work, lambda: ev.BirthDateRead(None, None, serial=e.serial),
+                     cleanup=lambda: _zero(pin))
+
+    def _do_LookupLink(self, e: fx.LookupLink) -> None:
+        def work() -> None:
+            try:
+                found = self.catalogue.resolve_identity(e.identity.cert_hash)
+            except CatalogueUnavailable:
+                found = None
+            self.post(ev.LinkFound(found, serial=e.serial))
+
+        self._submit(self._net_pool, work, None)
+
+    def _do_LinkCard(self, e: fx.LinkCard) -> None:
+        def work() -> None:
+            try:
+                self.catalogue.link_identity(e.identity.cert_hash, e.patron_id, e.birth_date)
+            except LinkRefused as refused:
+                self.post(ev.LinkDone(refused.refusal.value, serial=e.serial))
+                return
+            except CatalogueUnavailable:
+                self.post(ev.LinkDone("offline", serial=e.serial))
+                return
+            if self.resolver.cache is not None:
+                self.resolver.cache.put(e.identity.cert_hash, e.patron_id)
+            self.post(ev.LinkDone(None, serial=e.serial))
+
+        self._submit(self._net_pool, work, lambda: ev.LinkDone("offline", serial=e.serial))
+
+    def _do_UnlinkCard(self, e: fx.UnlinkCard) -> None:
+        def work() -> None:
+            try:
+                self.catalogue.unlink_identity(e.identity.cert_hash)
+            except CatalogueUnavailable:
+                self.post(ev.LinkDone("offline", unlinked=True, serial=e.serial))
+                return
+            if self.resolver.cache is not None:
+                self.resolver.cache.forget(e.identity.cert_hash)
+            self.post(ev.LinkDone(None, unlinked=True, serial=e.serial))
+
+        self._submit(self._net_pool, work, lambda: ev.LinkDone("offline", unlinked=True, serial=e.serial))
 
     def _submit(self, pool: ThreadPoolExecutor, work: Callable[[], None],
                 on_crash: Callable[[], ev.Event] | None, cleanup: Callable[[], None] | None = None) -> None:

@@ -89,6 +89,21 @@ class SetOfflineLending:
 
 
 @dataclass(frozen=True)
+class Reset:
+    """Staff reset (or staff signing in): end any patron session now and show idle."""
+
+    reason: str = "staff"
+
+
+@dataclass(frozen=True)
+class CardPresence:
+    """Whether a card sits in the reader, learnt while staff mode had the reader: only
+    remembered (so a left card is reminded about), never read."""
+
+    present: bool
+
+
+@dataclass(frozen=True)
 class StaffOpen:
     """The hidden gesture, the GPIO reset button or a staff badge asks for staff mode."""
 
@@ -138,12 +153,12 @@ class LinkDone:
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
     | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
-    | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
+    | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
     "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
     "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
-    "LinkFound", "LinkDone",
+    "LinkFound", "LinkDone", "Reset", "CardPresence",
 ]

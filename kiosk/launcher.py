@@ -31,6 +31,9 @@ from kiosk.patron_resolver import PatronResolver
 from kiosk.sd_notify import SystemdNotifier
 from kiosk.sealed import DeviceKey
 from kiosk.session import Session, SessionSettings, Timeouts
+from kiosk.staff import StaffAccount, StaffMode, StaffSettings
+from kiosk.staff_backend import StaffBackend
+from kiosk.staff_pins import check_pin
 from kiosk.store import Store, open_store
 from kiosk.sync.outbox_worker import OutboxWorker
 
@@ -82,6 +85,17 @@ def session_settings(config: dict) -> SessionSettings:
     )
 
 
+def staff_settings(config: dict) -> StaffSettings:
+    staff = config["staff"]
+    return StaffSettings(
+        accounts=tuple(StaffAccount(a["id"], a["pin_hash"], a.get("badge", "")) for a in staff["accounts"]),
+        max_failures=staff["max_failures"], lockout_seconds=staff["lockout_minutes"] * 60,
+        idle_timeout=staff["idle_timeout"], warning=min(15.0, staff["idle_timeout"] / 3),
+        badge_pattern=staff["badge_pattern"], birth_date=staff["registration_birth_date"],
+        patron_pattern=config["loans"]["patron_pattern"],
+    )
+
+
 @dataclass
 class Services:
     """Everything the controller needs, built once; `close()` releases it in order."""
@@ -101,6 +115,14 @@ class Services:
     demo: Any = None
     extras: list = field(default_factory=list)
     notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
+    staff_backend: StaffBackend | None = None
+    stop_app: Any = None                # set by run_app: stops the UI loop
+    exit_how: str | None = None         # "restart" / "shutdown" asked for by staff
+
+    def request_exit(self, how: str) -> None:
+        self.exit_how = how
+        if self.stop_app is not None:
+            self.stop_app()
 
     def close(self) -> None:
         self.notifier.stopping()
@@ -190,6 +212,10 @@ def build_services(config: dict, demo: bool = False) -> Services:
     services = Services(config=config, data_dir=data_dir, store=store, key=key, outbox=outbox, links=links,
                         audit=audit, catalogue=catalogue, resolver=PatronResolver(catalogue, links),
                         reader=reader, card=card, demo=demo_devices, extras=extras)
+    services.staff_backend = StaffBackend(
+        store, outbox, audit, data_dir, wall=clock, config_version=lambda: str(config.get("_version", "site")),
+        worker_status=lambda: services.worker.status if services.worker else None,
+        on_exit=services.request_exit, scanner=config["hardware"]["scanner"])
     return services
 
 
@@ -197,11 +223,18 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     """Wire the session, the outbox worker and every backend into one controller."""
     session = Session(session_settings(services.config), new_txn_id=lambda: uuid.uuid4().hex,
                       wall=lambda: datetime.now().astimezone())
+    backend = services.staff_backend
+    # Staff switches survive a restart: a kiosk put out of service stays out of service.
+    session.out_of_service = bool(backend.remembered("out_of_service", False))
+    session.offline_lending = bool(backend.remembered("offline_lending", session.offline_lending))
+    staff = StaffMode(staff_settings(services.config), check_pin, locked_for=backend.signin_locked_for(),
+                      now=time.monotonic())
     controller = Controller(
         session=session, view=view, loop=loop, clock=time.monotonic,
         card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
-        resolver=services.resolver, journal=services.outbox,
+        resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
     )
+    backend.reader_ok = lambda: session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
                           on_result=controller.on_loan_result)
     services.worker = worker
@@ -247,7 +280,12 @@ def run_app(config: dict, demo: bool) -> int:
             ui_config=config["ui"],
             library_name=config["kiosk"]["library_name"],
         )
+        services.stop_app = app.stop
         app.run()
     finally:
         services.close()
+    if services.exit_how == "shutdown":
+        import subprocess
+
+        subprocess.run(["systemctl", "poweroff"], check=False)
     return 0

@@ -187,7 +187,7 @@ class Session:
     # ------------------------------------------------------------------ entry points
 
     def start(self, now: float) -> list[fx.Effect]:
-        return self._go(IDLE, now)
+        return self._go_idle_or(IDLE, now)       # a kiosk left out of service starts out of service
 
     def handle(self, event: ev.Event, now: float) -> list[fx.Effect]:
         handler = getattr(self, "_on_" + type(event).__name__, None)
@@ -573,6 +573,21 @@ class Session:
         self.out_of_service = e.on
         self._out_of_service_requested = None
         return self._go_idle_or(IDLE, now)          # also resets the language and patron context
+
+    def _on_Reset(self, e: ev.Reset, now: float) -> list[fx.Effect]:
+        if self.in_session and self.screen != OUT_OF_SERVICE:
+            return self._end(now, e.reason)
+        return self.refresh(now)
+
+    def _on_CardPresence(self, e: ev.CardPresence, now: float) -> list[fx.Effect]:
+        self.card_present = e.present
+        self.card_used = e.present
+        return []
+
+    def refresh(self, now: float) -> list[fx.Effect]:
+        """Draw the current screen again (after staff mode had the display)."""
+        self._arm(now)
+        return self._render(now) + [self._lights()]
 
     def _on_SetOfflineLending(self, e: ev.SetOfflineLending, now: float) -> list[fx.Effect]:
         self.offline_lending = e.on

@@ -298,7 +298,10 @@ class StaffMode:
         return []
 
     def _on_StaffData(self, e: ev.StaffData, now: float) -> list[fx.Effect]:
-        self._data[e.kind] = e.data
+        if e.kind == "selftest":                # results arrive one part at a time
+            self._data.setdefault("selftest", {}).update(e.data)
+        else:
+            self._data[e.kind] = e.data
         return self._render(now) if self.screen in (STATUS, REVIEW, SELFTEST) else []
 
     def _on_Barcode(self, e: ev.Barcode, now: float) -> list[fx.Effect]:

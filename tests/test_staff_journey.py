@@ -1,0 +1,143 @@
+"""Staff mode through the real controller, store and backends (no window)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kiosk.catalogue import LoanRequest, LoanResult, Refusal
+from kiosk.events import Barcode, Press, StaffOpen
+from kiosk.launcher import build_controller, build_services, demo_config
+from kiosk.staff_pins import hash_pin
+from tests.support.manual_loop import ManualLoop, RecordingView
+
+STAFF_PIN = "2468"
+
+
+def make_kiosk(tmp_path: Path, demo_pki, **staff):
+    data = tmp_path / "kiosk-data"
+    if not (data / "demo-pki").exists():
+        shutil.copytree(demo_pki.directory, data / "demo-pki")
+    config = demo_config(str(data))
+    config["catalogue"]["local"]["path"] = str(tmp_path / "ils.json")
+    config["staff"].update({"accounts": [{"id": "s01", "badge": "S00001",
+                                          "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}],
+                            "max_failures": 3, **staff})
+    services = build_services(config, demo=True)
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    loop.run_pending()
+    return services, controller, view, loop
+
+
+@pytest.fixture
+def kiosk(tmp_path, demo_pki):
+    services, controller, view, loop = make_kiosk(tmp_path, demo_pki)
+    yield services, controller, view, loop
+    controller.stop()
+    services.close()
+
+
+def post(controller, loop, event):
+    controller.post(event)
+    loop.run_pending()
+
+
+def sign_in(controller, loop, pin=STAFF_PIN):
+    post(controller, loop, StaffOpen())
+    for d in pin:
+        post(controller, loop, Press("digit", d))
+    post(controller, loop, Press("ok"))
+
+
+def test_sign_in_menu_and_leave(kiosk):
+    services, controller, view, loop = kiosk
+    sign_in(controller, loop)
+    assert view.screen == "staff_menu" and view.model["staff_id"] == "s01"
+    post(controller, loop, Press("out_of_service"))
+    assert view.model["out_of_service"] is True
+    post(controller, loop, Press("exit"))
+    assert view.screen == "out_of_service"            # the patron screen, as staff left it
+    actions = [e["action"] for e in services.audit.entries()]
+    assert actions[:4] == ["staff.signin_opened", "staff.signed_in", "staff.out_of_service", "staff.signed_out"]
+    assert services.store.get_setting("staff.out_of_service") is True
+
+
+def test_out_of_service_survives_a_restart(tmp_path, demo_pki):
+    services, controller, view, loop = make_kiosk(tmp_path, demo_pki)
+    sign_in(controller, loop)
+    post(controller, loop, Press("out_of_service"))
+    post(controller, loop, Press("exit"))
+    controller.stop()
+    services.close()
+    services, controller, view, loop = make_kiosk(tmp_path, demo_pki)
+    try:
+        assert view.screen == "out_of_service"
+    finally:
+        controller.stop()
+        services.close()
+
+
+def test_badge_scan_opens_sign_in_and_wrong_pins_lock(kiosk):
+    services, controller, view, loop = kiosk
+    post(controller, loop, Barcode("S00001"))
+    assert view.screen == "staff_signin" and view.model["badge"] is True
+    for _ in range(3):
+        for d in "1111":
+            post(controller, loop, Press("digit", d))
+        post(controller, loop, Press("ok"))
+    assert view.model["notice"] == "locked" and view.model["locked_for"] > 0
+    for d in STAFF_PIN:
+        post(controller, loop, Press("digit", d))
+    post(controller, loop, Press("ok"))
+    assert view.screen == "staff_signin"               # even the right PIN waits out the lockout
+    assert services.store.get_setting("staff_signin_locked_until")
+    assert all("1111" not in str(e) for e in services.audit.entries())
+
+
+def test_staff_sign_in_ends_a_patron_session(kiosk):
+    services, controller, view, loop = kiosk
+    services.demo.scan("20000001")
+    loop.pump_until(lambda: view.screen == "pin")
+    post(controller, loop, Press("digit", "1"))
+    sign_in(controller, loop)
+    assert view.screen == "staff_menu"
+    assert controller.session.screen == "idle" and controller.session.p.method is None
+    post(controller, loop, Press("exit"))
+    assert view.screen == "idle"
+
+
+def test_status_review_and_resolve(kiosk):
+    services, controller, view, loop = kiosk
+    loan = LoanRequest(txn_id="t-offline", patron_id="20000001", item_id="10000007",
+                       created_at=datetime.now().astimezone(), offline=True)
+    services.outbox.append(loan)
+    services.outbox.conflict("t-offline", LoanResult("t-offline", ok=False, item_id="10000007",
+                                                     refusal=Refusal.ON_HOLD))
+    sign_in(controller, loop)
+    post(controller, loop, Press("status"))
+    loop.pump_until(lambda: view.model.get("status"))
+    status = view.model["status"]
+    assert status["reader"] == "ok" and status["conflicts"] == 1 and status["disk_free_mb"] > 0
+    post(controller, loop, Press("back"))
+    post(controller, loop, Press("review"))
+    loop.pump_until(lambda: view.model.get("conflicts"))
+    (conflict,) = view.model["conflicts"]
+    assert conflict["item_id"] == "10000007" and conflict["refusal"] == "on_hold"
+    post(controller, loop, Press("resolve", conflict["id"]))
+    loop.pump_until(lambda: view.model.get("conflicts") == [])
+    assert services.outbox.stats().conflicts == 0
+
+
+def test_staff_mode_leaves_by_itself(kiosk):
+    services, controller, view, loop = kiosk
+    sign_in(controller, loop)
+    controller.clock = lambda: 10 ** 9                  # far past the staff idle timeout
+    loop.tick()
+    loop.run_pending()
+    assert view.screen == "idle"
+    assert services.audit.entries()[-1]["action"] == "staff.timed_out"
