@@ -19,9 +19,9 @@ def _add_config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.launcher import load_site_config, run_app
+    from kiosk.launcher import load_site, run_app
 
-    return run_app(load_site_config(args.config), demo=False)
+    return run_app(load_site(args.config), demo=False)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -67,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config_check)
 
     from kiosk.card_cli import add_card_commands
+    from kiosk.fleet_cli import add_fleet_commands
     from kiosk.sync_cli import add_sync_commands
 
     add_card_commands(sub)
     add_sync_commands(sub)
+    add_fleet_commands(sub)             # after `config check`: it adds sign/push to that group
     return parser
 
 

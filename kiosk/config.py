@@ -9,6 +9,7 @@ file it came from, the key and the reason. Plain data in, plain dicts out.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -52,7 +53,9 @@ def _type_error(f: Field, value: Any) -> str | None:
     if k == "int":
         return None if isinstance(value, int) and not isinstance(value, bool) else f"must be a whole number, got {value!r}"
     if k == "float":
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"must be a number, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a number, got {value!r}"
+        return None
     if k in ("str", "path"):
         return None if isinstance(value, str) else f"must be a string, got {value!r}"
     if k == "tables":

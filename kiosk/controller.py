@@ -123,6 +123,7 @@ class Controller:
         self.staff = staff
         self.staff_backend = staff_backend
         self.card_present = False
+        self._at_idle: list[Callable[[], None]] = []
         # One thread for the card (APDUs must not interleave), one for the catalogue.
         self._card_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card")
         self._net_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
@@ -177,6 +178,8 @@ class Controller:
         staff = self.staff
         if staff is None:
             self._run(self.session.handle(event, now))
+            if isinstance(event, ev.Tick):
+                self._run_at_idle()
             return
         if isinstance(event, ev.StaffOpen):
             self._run(staff.open(now, self.session.out_of_service, self.session.offline_lending, event.badge))
@@ -188,12 +191,37 @@ class Controller:
         if staff.active and isinstance(event, self._STAFF_EVENTS):
             self._run(staff.handle(event, now))
             return
+        if isinstance(event, ev.Tick):
+            self._run_at_idle()
         if staff.active and isinstance(event, ev.Tick):
             self._run(staff.handle(event, now))
             # The patron session's clock runs on (its timeouts still end a session), unseen.
             self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
             return
         self._run(self.session.handle(event, now))
+
+    def when_idle(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the UI thread at the next moment no patron or staff member is using
+        the kiosk (new configuration never lands in the middle of a session). Any thread."""
+        self.loop.call_soon(lambda: (self._at_idle.append(fn), self._run_at_idle()))
+
+    def _run_at_idle(self) -> None:
+        if not self._at_idle or self.session.in_session and self.session.screen != "out_of_service":
+            return
+        if self.staff is not None and self.staff.active:
+            return
+        pending, self._at_idle = self._at_idle, []
+        for fn in pending:
+            try:
+                fn()
+            except Exception as exc:
+                log_event(log, "idle_task.failed", logging.ERROR, error=type(exc).__name__)
+
+    def apply_settings(self, settings) -> None:
+        """Live configuration: the session's rules change; the screen is redrawn."""
+        self.session.settings = settings
+        self._run(self.session.refresh(self.clock()))
+        log_event(log, "config.applied_live")
 
     def on_loan_result(self, result: LoanResult) -> None:
         """Called by the outbox worker's thread when the catalogue answered a loan."""

@@ -19,7 +19,9 @@ from typing import Any
 from kiosk.audit import Audit
 from kiosk.barcodes import BarcodeRules
 from kiosk.card_service import CardService
+from kiosk import __version__
 from kiosk.config import ConfigError, load_config, site_path
+from kiosk.config_applier import ConfigApplier, EffectiveConfig, load_effective_config
 from kiosk.controller import Controller
 from kiosk.identity import TrustStore
 from kiosk.interfaces import CardReader, Loop, View
@@ -42,12 +44,17 @@ log = logging.getLogger("kiosk.launcher")
 DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kiosk-demo"
 
 
-def load_site_config(explicit: str | None) -> dict:
+def load_site(explicit: str | None) -> EffectiveConfig:
+    """Defaults + site file + the stored signed layer from central IT (re-verified)."""
     path = site_path(explicit)
     if explicit is None and not path.exists():
         log_event(log, "config.no_site_file", level=logging.WARNING, path=str(path))
-        return load_config(None)
-    return load_config(path)
+        return load_effective_config(None)
+    return load_effective_config(path)
+
+
+def load_site_config(explicit: str | None) -> dict:
+    return load_site(explicit).config
 
 
 def demo_config(data_dir: str | None, windowed: bool = True) -> dict:
@@ -116,6 +123,8 @@ class Services:
     extras: list = field(default_factory=list)
     notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
     staff_backend: StaffBackend | None = None
+    effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
+    applier: ConfigApplier | None = None
     stop_app: Any = None                # set by run_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" asked for by staff
 
@@ -213,7 +222,9 @@ def build_services(config: dict, demo: bool = False) -> Services:
                         audit=audit, catalogue=catalogue, resolver=PatronResolver(catalogue, links),
                         reader=reader, card=card, demo=demo_devices, extras=extras)
     services.staff_backend = StaffBackend(
-        store, outbox, audit, data_dir, wall=clock, config_version=lambda: str(config.get("_version", "site")),
+        store, outbox, audit, data_dir, wall=clock,
+        config_version=lambda: str(services.applier.version) if services.applier and services.applier.version
+        else "site",
         worker_status=lambda: services.worker.status if services.worker else None,
         on_exit=services.request_exit, scanner=config["hardware"]["scanner"])
     return services
@@ -242,11 +253,52 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     worker.start()
     if services.demo is not None:
         services.demo.attach_controller(controller)
+    if services.effective is not None:
+        start_management(services, controller)
     notifier = services.notifier
     notifier.ready()
     if notifier.ping_interval():
         loop.call_every(notifier.ping_interval(), notifier.watchdog)
     return controller
+
+
+def start_management(services: Services, controller: Controller) -> None:
+    """Central IT's signed configuration: the HTTPS endpoint and/or polling, as configured.
+    A new layer takes effect at the next idle moment: live keys in place, others by a
+    restart (systemd starts the kiosk again)."""
+    from kiosk.sync.config_poll import ConfigPoller
+    from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
+
+    def on_new_config(new_config: dict, restart_needed: bool) -> None:
+        if restart_needed:
+            controller.when_idle(lambda: services.request_exit("restart"))
+        else:
+            controller.when_idle(lambda: controller.apply_settings(session_settings(new_config)))
+
+    applier = ConfigApplier(services.effective, on_new_config=on_new_config, audit=services.audit)
+    services.applier = applier
+    config = services.config
+    started = time.monotonic()
+
+    def health() -> dict:
+        stats = services.outbox.stats()
+        worker = services.worker.status if services.worker else None
+        return health_document(
+            reader_ok=controller.session.reader_ok if services.reader is not None else None,
+            scanner_ok=None, catalogue_ok=None if worker is None else worker.failures == 0,
+            outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
+            app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
+            now=datetime.now().astimezone())
+
+    if config["management"]["enabled"]:
+        server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
+                                  status=applier.status, audit=services.audit)
+        server.start()
+        services.extras.append(server)
+    if config["management"]["poll_url"]:
+        poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
+        poller.start()
+        services.extras.append(poller)
 
 
 def kivy_environment(config: dict, demo: bool) -> None:
@@ -267,10 +319,13 @@ def kivy_environment(config: dict, demo: bool) -> None:
         os.environ.setdefault("KCFG_GRAPHICS_FULLSCREEN", "auto")
 
 
-def run_app(config: dict, demo: bool) -> int:
+def run_app(config: dict | EffectiveConfig, demo: bool) -> int:
+    effective = config if isinstance(config, EffectiveConfig) else None
+    config = effective.config if effective else config
     setup_logging(config["logging"]["level"], config["logging"]["format"])
     kivy_environment(config, demo)
     services = build_services(config, demo=demo)
+    services.effective = effective
     try:
         from kiosk.screens.app import KioskApp
 

@@ -129,3 +129,9 @@ def test_booleans_are_not_numbers_and_numbers_not_booleans():
         validate_layer({"kiosk": {"demo": 1}}, "x")
     with pytest.raises(ConfigError, match="whole number"):
         validate_layer({"catalogue": {"sip2": {"port": True}}}, "x")
+
+
+def test_nan_and_infinity_are_not_numbers(tmp_path):
+    for text in ("nan", "inf"):
+        with pytest.raises(ConfigError, match="must be a number"):
+            load_config(write(tmp_path, f"[timeouts]\npin = {text}\n"))

@@ -1,0 +1,52 @@
+"""Circulation from one backend, card-identity links from another.
+
+SIP2 has no message for card-identity (MyKey ID) links, so a SIP2 site keeps its
+links in a REST link service (the same OpenAPI contract, kiosk/sync/catalogue_api.yaml)
+while loans go over SIP2. Config: `catalogue.identity_links = "rest"`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from kiosk.catalogue import Catalogue, ItemInfo, LoanRequest, LoanResult, PatronStatus
+
+
+class LinkedCatalogue:
+    def __init__(self, circulation: Catalogue, links: Catalogue) -> None:
+        self.circulation = circulation
+        self.links = links
+
+    def patron_status(self, patron_id: str, password: str | None = None) -> PatronStatus:
+        return self.circulation.patron_status(patron_id, password)
+
+    def item_info(self, item_id: str) -> ItemInfo:
+        return self.circulation.item_info(item_id)
+
+    def checkout(self, loan: LoanRequest) -> LoanResult:
+        return self.circulation.checkout(loan)
+
+    def renew(self, patron_id: str, item_id: str) -> LoanResult:
+        return self.circulation.renew(patron_id, item_id)
+
+    def end_session(self, patron_id: str) -> None:
+        self.circulation.end_session(patron_id)
+
+    def resolve_identity(self, cert_hash: str) -> str | None:
+        return self.links.resolve_identity(cert_hash)
+
+    def link_identity(self, cert_hash: str, patron_id: str, birth_date: date | None = None) -> None:
+        self.links.link_identity(cert_hash, patron_id, birth_date)
+
+    def unlink_identity(self, cert_hash: str) -> None:
+        self.links.unlink_identity(cert_hash)
+
+    def reset(self) -> None:
+        for part in (self.circulation, self.links):
+            if hasattr(part, "reset"):
+                part.reset()
+
+    def close(self) -> None:
+        for part in (self.circulation, self.links):
+            if hasattr(part, "close"):
+                part.close()

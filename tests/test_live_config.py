@@ -1,0 +1,98 @@
+"""A signed bundle pushed to a running kiosk lands at the next idle moment, never mid-session.
+
+The whole chain runs for real: launcher-built services, the management endpoint over
+TLS with a client certificate on loopback, the applier, the controller and session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.events import Barcode, Press
+from kiosk.launcher import build_controller, build_services, load_site
+from tests.support.fleet import free_port, https, make_bundle, site_text
+from tests.support.manual_loop import ManualLoop, RecordingView
+
+
+@pytest.fixture
+def running_kiosk(tmp_path: Path, fleet_keys, fleet_pki):
+    port = free_port()
+    site = tmp_path / "kiosk.toml"
+    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
+    text = text.replace("[management]\n", f"[management]\nport = {port}\n")
+    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
+             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
+    site.write_text(text, encoding="utf-8")
+    effective = load_site(str(site))
+    services = build_services(effective.config)
+    services.effective = effective
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    loop.run_pending()
+    yield services, controller, view, loop, f"https://127.0.0.1:{port}"
+    controller.stop()
+    services.close()
+
+
+def push(url: str, pki, body: bytes):
+    with https(pki) as s:
+        return s.put(url + "/config", data=body, timeout=10)
+
+
+def tick(controller, loop, n=3):
+    for _ in range(n):
+        loop.tick()
+        loop.run_pending()
+
+
+def test_live_key_waits_for_idle_then_applies(running_kiosk, fleet_keys, fleet_pki):
+    services, controller, view, loop, url = running_kiosk
+    assert controller.session.settings.timeouts.per_screen["scanning"] == 120
+    controller.post(Barcode("20000001"))
+    loop.pump_until(lambda: view.screen == "scanning")
+
+    reply = push(url, fleet_pki, make_bundle(fleet_keys.private, {"timeouts": {"scanning": 240}}, 1,
+                                            now=_now()))
+    assert reply.status_code == 200, reply.text
+    tick(controller, loop)
+    assert view.screen == "scanning"
+    assert controller.session.settings.timeouts.per_screen["scanning"] == 120   # not mid-session
+
+    controller.post(Press("finish"))
+    loop.pump_until(lambda: view.screen == "thank_you")
+    controller.post(Press("ok"))
+    loop.run_pending()
+    tick(controller, loop)
+    assert view.screen == "idle"
+    assert controller.session.settings.timeouts.per_screen["scanning"] == 240
+    assert services.exit_how is None
+
+    with https(fleet_pki) as s:
+        health = s.get(url + "/health", timeout=10)
+    assert health.status_code == 200 and health.json()["config_version"] == 1
+
+
+def test_restart_only_key_restarts_at_idle(running_kiosk, fleet_keys, fleet_pki):
+    services, controller, view, loop, url = running_kiosk
+    reply = push(url, fleet_pki, make_bundle(fleet_keys.private, {"ui": {"fullscreen": False}}, 1, now=_now()))
+    assert reply.status_code == 200, reply.text
+    tick(controller, loop)
+    assert services.exit_how == "restart"
+
+
+def test_refused_bundle_leaves_the_kiosk_as_it_was(running_kiosk, fleet_keys, fleet_pki):
+    services, controller, view, loop, url = running_kiosk
+    reply = push(url, fleet_pki, make_bundle(fleet_keys.other, {"timeouts": {"scanning": 240}}, 1, now=_now()))
+    assert reply.status_code == 403 and reply.json()["code"] == "wrong_key"
+    tick(controller, loop)
+    assert controller.session.settings.timeouts.per_screen["scanning"] == 120
+    assert services.exit_how is None
+
+
+def _now():
+    from datetime import datetime
+
+    return datetime.now().astimezone()
