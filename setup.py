@@ -27,15 +27,19 @@ setup(
         "gpiozero>=2.0",
     ],
     extras_require={
-        # Pi 4 and older: RPi.GPIO. Pi 5: install rpi-lgpio + lgpio instead (same import name).
-        "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64' or platform_machine=='armv7l'"],
+        # gpiozero's lgpio pin factory (Pi 5 and Pi 4). Pi 4 and older may use RPi.GPIO instead;
+        # rpi-lgpio provides the RPi.GPIO import on a Pi 5 (only one of the two can be installed).
+        "pi": ["lgpio>=0.2; platform_machine=='aarch64' or platform_machine=='armv7l'"],
         "scanner": ["evdev>=1.6", "pyserial>=3.5"],
+        "printer": ["python-escpos[usb,serial]>=3.1", "Pillow>=10"],
         "test": [
             "pytest>=8",
             "hypothesis>=6.100",
             "pysip2==0.1.0",
             "openapi-core>=0.19",
             "pyserial>=3.5",
+            "python-escpos[usb,serial]>=3.1",
+            "Pillow>=10",
         ],
     },
     entry_points={"console_scripts": ["kiosk = kiosk.cli:main"]},

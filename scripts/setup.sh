@@ -40,10 +40,10 @@ PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "$mode" = test ]; then
-  .venv/bin/python -m pip install --quiet -e ".[test,scanner]"
+  .venv/bin/python -m pip install --quiet -e ".[test,scanner,printer]"
   export CI="${CI:-}"
   exec .venv/bin/python -m pytest
 else
-  .venv/bin/python -m pip install --quiet -e ".[scanner]"
+  .venv/bin/python -m pip install --quiet -e ".[scanner,printer]"
   exec .venv/bin/kiosk demo
 fi

@@ -1,0 +1,228 @@
+"""A HID ("keyboard wedge") barcode scanner read straight from /dev/input, grabbed.
+
+The device is grabbed (EVIOCGRAB) so its keystrokes reach only this reader: never SDL,
+a focused text field, the IME or the console. A thread owns the device: it finds it
+under /dev/input/by-id (a stable name that survives replugging), decodes keys with
+kiosk.hardware.keymaps, and when the device vanishes (unplugged, ENODEV) releases it
+and looks again every `rescan_interval` seconds: hot-plug without udev callbacks.
+
+Scans are handed to the listener on this thread; the launcher hops them onto the UI
+thread. A scan that stopped without a terminator is delivered marked partial
+(kiosk.barcodes.mark_partial) so the patron is told to scan again; re-reads of one
+label within the debounce window are dropped. Scan text is never logged.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from kiosk.barcodes import Debouncer, mark_partial
+from kiosk.hardware.keymaps import KeyDecoder
+from kiosk.logs import log_event
+
+log = logging.getLogger("kiosk.hardware.evdev_scanner")
+
+BY_ID = Path("/dev/input/by-id")
+EV_KEY = 1
+
+
+class EventSource(Protocol):
+    """One open input device: its key events, exclusively."""
+
+    def fileno(self) -> int: ...
+
+    def read_keys(self) -> list[tuple[int, int]]:
+        """(code, value) of the EV_KEY events waiting; [] if none. OSError when the device is gone."""
+
+    def grab(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EvdevSource:
+    """EventSource over python-evdev."""
+
+    def __init__(self, path: str) -> None:
+        import evdev
+
+        self.device = evdev.InputDevice(path)
+        self._grabbed = False
+
+    def fileno(self) -> int:
+        return self.device.fd
+
+    def read_keys(self) -> list[tuple[int, int]]:
+        try:
+            return [(e.code, e.value) for e in self.device.read() if e.type == EV_KEY]
+        except BlockingIOError:
+            return []
+
+    def grab(self) -> None:
+        self.device.grab()
+        self._grabbed = True
+
+    def close(self) -> None:
+        if self._grabbed:
+            self._grabbed = False
+            try:
+                self.device.ungrab()
+            except OSError:
+                pass                        # unplugged: the kernel dropped the grab with it
+        try:
+            self.device.close()
+        except OSError:
+            pass
+
+
+def find_device(wanted: str, by_id: Path = BY_ID) -> str | None:
+    """The scanner's device path: `wanted` itself if it is a path, else the first
+    /dev/input/by-id keyboard whose name contains `wanted` (any keyboard when empty)."""
+    if wanted.startswith("/"):
+        return wanted if os.path.exists(wanted) else None
+    try:
+        names = sorted(os.listdir(by_id))
+    except OSError:
+        return None
+    for name in names:
+        if name.endswith("-event-kbd") and wanted.lower() in name.lower():
+            return str(by_id / name)
+    return None
+
+
+class EvdevScanner:
+    """kiosk.interfaces.Scanner for a HID scanner under an exclusive grab."""
+
+    def __init__(self, device: str = "", *, layout: str = "us", flush_after: float = 0.3,
+                 debounce: float = 1.0, by_id: Path = BY_ID, rescan_interval: float = 2.0,
+                 open_source: Callable[[str], EventSource] = EvdevSource,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.device = device
+        self.decoder = KeyDecoder(layout=layout, flush_after=flush_after)
+        self.debouncer = Debouncer(debounce)
+        self.by_id = by_id
+        self.rescan_interval = rescan_interval
+        self.open_source = open_source
+        self.clock = clock
+        self._listener: Callable[[str], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = -1, -1
+        self._source: EventSource | None = None
+        self.connected = threading.Event()     # for `kiosk doctor` and tests
+        self._refused: str | None = None       # last path that could not be opened (logged once)
+
+    def start(self, listener: Callable[[str], None]) -> None:
+        if self._thread is not None:
+            return
+        self._listener = listener
+        self._stop.clear()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="evdev-scanner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Release the grab and end the thread. Idempotent."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        thread.join(timeout)
+        self._thread = None
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._source is None:
+                    if not self._attach():
+                        self._wait(self.rescan_interval)
+                    continue
+                self._pump()
+        finally:
+            self._detach("stopped")
+
+    def _wait(self, seconds: float) -> None:
+        select.select([self._wake_r], [], [], seconds)
+
+    def _attach(self) -> bool:
+        path = find_device(self.device, self.by_id)
+        if path is None:
+            return False
+        try:
+            source = self.open_source(path)
+        except OSError as e:
+            self._refuse(path, e)
+            return False
+        try:
+            source.grab()
+        except OSError as e:                   # EBUSY: someone else holds it
+            source.close()
+            self._refuse(path, e)
+            return False
+        self._source = source
+        self._refused = None
+        self.decoder.reset()
+        self.connected.set()
+        log_event(log, "scanner.connected", device=os.path.basename(path), kind="evdev")
+        return True
+
+    def _refuse(self, path: str, e: OSError) -> None:
+        if self._refused != path:
+            self._refused = path
+            log_event(log, "scanner.cannot_open", level=logging.WARNING, device=os.path.basename(path),
+                      error=errno.errorcode.get(e.errno or 0, str(e.errno)))
+
+    def _detach(self, why: str) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
+            self.connected.clear()
+            log_event(log, "scanner.disconnected", reason=why, kind="evdev")
+        self.decoder.reset()
+
+    def _pump(self) -> None:
+        assert self._source is not None
+        timeout = max(self.decoder.flush_after / 3, 0.01)
+        try:
+            ready, _, _ = select.select([self._source.fileno(), self._wake_r], [], [], timeout)
+        except (OSError, ValueError):
+            self._detach("gone")
+            return
+        if self._source.fileno() in ready:
+            try:
+                keys = self._source.read_keys()
+            except OSError:                    # ENODEV: unplugged
+                self._detach("gone")
+                return
+            now = self.clock()
+            for code, value in keys:
+                for typed in self.decoder.feed(code, value, now):
+                    self._deliver(typed.text if typed.complete else mark_partial(typed.text), now)
+        now = self.clock()
+        for typed in self.decoder.poll(now):
+            self._deliver(mark_partial(typed.text), now)
+
+    def _deliver(self, text: str, now: float) -> None:
+        if not self.debouncer.accept(text, now) or self._listener is None:
+            return
+        try:
+            self._listener(text)
+        except Exception:
+            log.exception("scanner.listener_failed")
+
+
+def build_evdev_scanner(config: dict) -> EvdevScanner:
+    hw = config["hardware"]
+    return EvdevScanner(hw["scanner_device"], layout=hw["scanner_layout"],
+                        flush_after=hw["scan_flush_ms"] / 1000, debounce=hw["scan_debounce_ms"] / 1000)

@@ -1,0 +1,265 @@
+"""An optional ESC/POS thermal receipt: the date, each title with its due date, the footer.
+
+No patron name, no patron number, no item barcode: a receipt left on the counter must
+not tell anyone who borrowed what. Japanese printers with Kanji fonts get Shift_JIS
+text in Kanji mode; any other printer gets the text drawn with the CJK font (Pillow)
+and sent as a raster image, so titles print correctly either way.
+
+The whole receipt is composed first (on python-escpos's Dummy), the printer is asked
+whether it is there and has paper, and only then is everything sent at once. Any
+failure (printer missing, offline, paper out, cable pulled) returns False, and the
+caller shows the on-screen summary instead; nothing here raises into the kiosk.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable, Iterable, Sequence
+
+from kiosk.logs import log_event
+
+log = logging.getLogger("kiosk.hardware.receipt_printer")
+
+ESC, FS = b"\x1b", b"\x1c"
+INIT = ESC + b"@"
+KANJI_SHIFT_JIS = FS + b"C\x01"      # Kanji code system: Shift_JIS (Japanese models)
+KANJI_ON, KANJI_OFF = FS + b"&", FS + b"."
+
+CJK_FONTS = (
+    "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
+)
+
+
+def find_cjk_font(preferred: str = "") -> str | None:
+    for path in ((preferred,) if preferred else ()) + CJK_FONTS:
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class Labels:
+    heading: str = "貸出票 Loan receipt"
+    date: str = "貸出日 Date"
+    due: str = "返却期限 Due"
+    count: str = "{n}冊 / {n} item(s)"
+
+
+def receipt_text(lines: Sequence[tuple[str, str]], library_name: str, day: date, footer: str,
+                 labels: Labels = Labels(), rule: str = "-" * 24) -> list[str]:
+    """Pure: the receipt as text lines. `lines` are (title, due) pairs, nothing else."""
+    out = [library_name, labels.heading, f"{labels.date}: {day.isoformat()}", rule]
+    for i, (title, due) in enumerate(lines, 1):
+        out.append(f"{i}. {title}")
+        out.append(f"   {labels.due}: {due}")
+    out += [rule, labels.count.format(n=len(lines))]
+    if footer:
+        out += [""] + footer.splitlines()
+    return out
+
+
+def _wrap(text: str, font: Any, width: int) -> list[str]:
+    """Greedy wrap by pixel width; breaks anywhere (CJK has no spaces), at a space when it can."""
+    if not text:
+        return [""]
+    out: list[str] = []
+    line = ""
+    for ch in text:
+        if font.getlength(line + ch) <= width or not line:
+            line += ch
+            continue
+        cut = line.rfind(" ")
+        if cut > 0 and not line[cut + 1:].isspace():
+            out.append(line[:cut])
+            line = line[cut + 1:] + ch
+        else:
+            out.append(line)
+            line = ch
+    out.append(line)
+    return out
+
+
+def render_image(text_lines: Iterable[str], font_path: str, width: int, size: int = 26) -> Any:
+    """The lines drawn black on white, 1 bit, `width` dots wide."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(font_path, size, index=0)
+    margin = 4
+    rows: list[str] = []
+    for line in text_lines:
+        rows += _wrap(line, font, width - 2 * margin)
+    step = int(size * 1.35)
+    image = Image.new("1", (width, step * len(rows) + margin * 2), 1)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"                       # crisp dots: no grey for a thermal head to dither
+    for i, row in enumerate(rows):
+        draw.text((margin, margin + i * step), row, font=font, fill=0)
+    return image
+
+
+def compose(text_lines: Sequence[str], *, kanji: bool, font_path: str | None, width: int) -> bytes:
+    """The whole receipt as ESC/POS bytes, ready to send in one write."""
+    from escpos.printer import Dummy
+
+    p = Dummy()
+    p.profile.profile_data = copy.deepcopy(p.profile.profile_data)
+    p.profile.profile_data["media"]["width"]["pixels"] = width
+    p._raw(INIT)
+    if kanji:
+        p._raw(KANJI_SHIFT_JIS)
+        for line in text_lines:
+            try:
+                encoded = line.encode("cp932")
+            except UnicodeEncodeError:        # a character the printer's Kanji ROM lacks: draw it
+                if font_path is None:
+                    raise
+                p._raw(KANJI_OFF)
+                p.image(render_image([line], font_path, width), impl="bitImageRaster")
+                continue
+            p._raw(KANJI_ON + encoded + KANJI_OFF + b"\n")
+    else:
+        if font_path is None:
+            raise FileNotFoundError("no CJK font for an image receipt")
+        p.image(render_image(text_lines, font_path, width), impl="bitImageRaster")
+    p.ln(4)
+    p.cut()
+    return p.output
+
+
+class ReceiptPrinter:
+    """Prints a receipt, or says it could not (False) so the caller can fall back."""
+
+    def __init__(self, connect: Callable[[], Any], *, kanji: bool = False, width: int = 512,
+                 font_path: str = "", footer: str = "", library_name: str = "",
+                 today: Callable[[], date] = date.today, labels: Labels = Labels()) -> None:
+        self.connect = connect
+        self.kanji = kanji
+        self.width = width
+        self.font_path = find_cjk_font(font_path)
+        self.footer = footer
+        self.library_name = library_name
+        self.today = today
+        self.labels = labels
+
+    def print_receipt(self, lines: Sequence[tuple[str, str]], library_name: str | None = None,
+                      date: date | None = None) -> bool:
+        """`lines`: (title, due) for every item lent, once every item is done."""
+        if not lines:
+            return False
+        try:
+            text = receipt_text(lines, library_name or self.library_name, date or self.today(), self.footer,
+                                self.labels)
+            data = compose(text, kanji=self.kanji, font_path=self.font_path, width=self.width)
+        except Exception as e:
+            log_event(log, "receipt.compose_failed", level=logging.ERROR, error=type(e).__name__)
+            return False
+        printer = None
+        try:
+            printer = self.connect()
+            printer.open()
+            problem = self._status(printer)
+            if problem:
+                log_event(log, "receipt.not_printed", level=logging.WARNING, reason=problem)
+                return False
+            printer._raw(data)
+            log_event(log, "receipt.printed", items=len(lines))
+            return True
+        except Exception as e:              # DeviceNotFoundError, SerialException, OSError, USBError ...
+            log_event(log, "receipt.not_printed", level=logging.WARNING, reason="printer_unavailable",
+                      error=type(e).__name__)
+            return False
+        finally:
+            if printer is not None:
+                try:
+                    printer.close()
+                except Exception:
+                    pass
+
+    @staticmethod
+    def _status(printer: Any) -> str | None:
+        """Why not to print now, asking the printer where the connection can answer."""
+        from escpos.escpos import Escpos
+
+        if type(printer)._read is Escpos._read:
+            return None                     # a write-only connection (e.g. /dev/usb/lp0): just print
+        if not printer.is_online():
+            return "printer_offline"
+        paper = printer.paper_status()
+        if paper == 0:
+            return "paper_out"
+        if paper == 1:
+            log_event(log, "receipt.paper_low", level=logging.WARNING)
+        return None
+
+
+def connector(config: dict) -> Callable[[], Any] | None:
+    """How to reach the configured printer, or None when there is none.
+
+    printer_device: usb "04b8:0e28" (vendor:product), serial "/dev/ttyUSB0" or
+    "/dev/ttyUSB0,38400", network "10.0.0.5" or "10.0.0.5:9100", file "/dev/usb/lp0".
+    """
+    hw = config["hardware"]
+    kind, device = hw["printer"], hw["printer_device"]
+    if kind == "none":
+        return None
+    if kind == "usb":
+        vendor, product = (int(x, 16) for x in device.split(":"))
+
+        def usb() -> Any:
+            from escpos.printer import Usb
+
+            return Usb(vendor, product, timeout=2000)
+        return usb
+    if kind == "serial":
+        path, _, baud = device.partition(",")
+
+        def serial_printer() -> Any:
+            return _serial_with_write_timeout(devfile=path, baudrate=int(baud or 9600), timeout=0.3)
+        return serial_printer
+    if kind == "network":
+        host, _, port = device.partition(":")
+
+        def network() -> Any:
+            from escpos.printer import Network
+
+            return Network(host, port=int(port or 9100), timeout=5)
+        return network
+    if kind == "file":
+        def file_printer() -> Any:
+            from escpos.printer import File
+
+            return File(devfile=device)
+        return file_printer
+    raise ValueError(f"unknown printer kind {kind!r}")
+
+
+def _serial_with_write_timeout(**kwargs: Any) -> Any:
+    """python-escpos's Serial, but a printer that stops taking data (paper out with DSR/DTR
+    flow control) raises after 5 s instead of hanging the thread forever."""
+    from escpos.printer import Serial
+
+    class _Serial(Serial):
+        def open(self, raise_not_found: bool = True) -> None:
+            super().open(raise_not_found)
+            if self.device is not None:
+                self.device.write_timeout = 5
+
+    return _Serial(**kwargs)
+
+
+def build_receipt_printer(config: dict) -> ReceiptPrinter | None:
+    """The receipt printer from config, or None (`hardware.printer` = "none")."""
+    connect = connector(config)
+    if connect is None:
+        return None
+    hw = config["hardware"]
+    return ReceiptPrinter(connect, kanji=hw["printer_kanji"], width=hw["printer_width"],
+                          font_path=hw["printer_font"], footer=hw["printer_footer"],
+                          library_name=config["kiosk"]["library_name"])

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Install the library kiosk on a Raspberry Pi running Raspberry Pi OS Bookworm (Lite or desktop).
+#
+#   sudo scripts/install-pi.sh            console + KMSDRM (kiosk.service)
+#   sudo scripts/install-pi.sh --cage     inside the cage compositor (kiosk-cage.service)
+#
+# What it does: apt packages; a system user `kiosk` with only video render input gpio dialout;
+# the app in /opt/kiosk with its own venv; /etc/kiosk/kiosk.toml (never overwritten); the systemd
+# unit, journald limits, the scanner udev rule and the Kivy touch config; boot to console with no
+# screen blanking, no login prompt on tty1 and no other VTs to switch to. Safe to run again.
+#
+# --files-only --root DIR puts only the files under DIR (no apt, users, venv or systemctl):
+# what the tests check, and a way to review the result before touching a Pi.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX=/opt/kiosk
+USER_NAME=kiosk
+GROUPS_NEEDED=(video render input gpio dialout)
+
+APT_PACKAGES=(
+  python3 python3-venv python3-dev gcc swig linux-libc-dev
+  pcscd libccid libpcsclite-dev
+  fonts-ipaexfont-gothic fonts-noto-cjk
+  libgl1 libegl1 libgles2 libgbm1 libdrm2 libgl1-mesa-dri libxkbcommon0
+  libusb-1.0-0 systemd-timesyncd
+)
+APT_CAGE=(cage xwayland)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+warn() { printf '\033[33mwarning: %s\033[0m\n' "$*" >&2; }
+
+# The Kivy config for the chosen launch path: one reader per touch device (see config/kivy-touch.ini).
+kivy_config() {
+  local variant="$1"
+  if [ "$variant" = cage ]; then
+    sed -e 's/^mouse =.*$/mouse = mouse/' -e 's/^%(name)s =.*$/%(name)s =/'
+  else
+    cat
+  fi
+}
+
+# Kernel command line: no console blanking, no blinking cursor or logo under the kiosk.
+cmdline_edit() {
+  local file="$1" opt
+  [ -f "$file" ] || { warn "$file not found: set consoleblank=0 on the kernel command line yourself"; return 0; }
+  for opt in consoleblank=0 vt.global_cursor_default=0 logo.nologo; do
+    grep -qw -- "$opt" "$file" || sed -i "1 s/\$/ $opt/" "$file"
+  done
+}
+
+install_file() {   # install_file SRC DEST MODE
+  install -D -m "$3" "$1" "$2"
+}
+
+install_files() {
+  local root="$1" variant="$2" owner="$3"
+  install_file "$HERE/systemd/kiosk.service" "$root/etc/systemd/system/kiosk.service" 0644
+  install_file "$HERE/systemd/kiosk-cage.service" "$root/etc/systemd/system/kiosk-cage.service" 0644
+  install_file "$HERE/systemd/journald-kiosk.conf" "$root/etc/systemd/journald.conf.d/kiosk.conf" 0644
+  install_file "$HERE/systemd/99-kiosk-scanner.rules" "$root/etc/udev/rules.d/99-kiosk-scanner.rules" 0644
+  mkdir -p "$root/etc/systemd/logind.conf.d"
+  printf '# No spare VTs on a kiosk: nothing to Ctrl+Alt+Fn to.\n[Login]\nNAutoVTs=0\nReserveVT=0\n' \
+    > "$root/etc/systemd/logind.conf.d/kiosk.conf"
+
+  mkdir -p "$root/etc/kiosk"
+  chmod 0750 "$root/etc/kiosk"
+  if [ ! -e "$root/etc/kiosk/kiosk.toml" ]; then
+    install -m 0640 "$HERE/config/kiosk.example.toml" "$root/etc/kiosk/kiosk.toml"
+    warn "new /etc/kiosk/kiosk.toml from the example: edit it, then: kiosk config check /etc/kiosk/kiosk.toml"
+  fi
+  [ -e "$root/etc/kiosk/environment" ] || printf '%s\n' \
+    '# Extra environment for the kiosk service, e.g. on a Pi 5 with a DSI panel:' \
+    '# SDL_KMSDRM_DEVICE_INDEX=1' > "$root/etc/kiosk/environment"
+
+  mkdir -p "$root/var/lib/kiosk/kivy"
+  chmod 0700 "$root/var/lib/kiosk"
+  kivy_config "$variant" < "$HERE/config/kivy-touch.ini" > "$root/var/lib/kiosk/kivy/config.ini"
+
+  if [ -n "$owner" ]; then
+    chown root:"$owner" "$root/etc/kiosk" "$root/etc/kiosk/kiosk.toml"
+    chown -R "$owner:$owner" "$root/var/lib/kiosk"
+  fi
+  local boot="$root/boot/firmware/cmdline.txt"
+  [ -f "$boot" ] || boot="$root/boot/cmdline.txt"
+  cmdline_edit "$boot"
+}
+
+install_packages() {
+  local variant="$1" pkgs=("${APT_PACKAGES[@]}")
+  [ "$variant" = cage ] && pkgs+=("${APT_CAGE[@]}")
+  apt-cache show liblgpio-dev >/dev/null 2>&1 && pkgs+=(liblgpio-dev)
+  log "apt packages"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+  if dpkg-query -W -f='${Status}' vsmartcard-vpcd 2>/dev/null | grep -q "install ok installed"; then
+    warn "vsmartcard-vpcd is installed: it accepts virtual cards from the network. On a kiosk: apt purge vsmartcard-vpcd"
+  fi
+}
+
+create_user() {
+  local g
+  log "user $USER_NAME"
+  for g in "${GROUPS_NEEDED[@]}"; do
+    getent group "$g" >/dev/null || groupadd --system "$g"
+  done
+  if ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/kiosk --no-create-home --shell /usr/sbin/nologin \
+      --comment "Library kiosk" "$USER_NAME"
+  fi
+  usermod -aG "$(IFS=,; echo "${GROUPS_NEEDED[*]}")" "$USER_NAME"
+}
+
+install_app() {
+  log "app in $PREFIX"
+  mkdir -p "$PREFIX"
+  tar -C "$HERE" --exclude=.git --exclude=.venv --exclude='__pycache__' --exclude='*.pyc' -cf - . \
+    | tar -C "$PREFIX" -xf -
+  [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv"
+  "$PREFIX/.venv/bin/pip" install --quiet --upgrade pip
+  # lgpio drives the GPIO on a Pi 5 (and a Pi 4); RPi.GPIO comes with the [pi] extra for older boards.
+  "$PREFIX/.venv/bin/pip" install --quiet "$PREFIX[pi,scanner,printer]" lgpio
+  chown -R root:root "$PREFIX"
+  chmod -R go-w "$PREFIX"
+}
+
+enable_services() {
+  local variant="$1" unit=kiosk.service other=kiosk-cage.service
+  [ "$variant" = cage ] && { unit=kiosk-cage.service; other=kiosk.service; }
+  log "systemd: $unit"
+  udevadm control --reload
+  udevadm trigger --subsystem-match=tty --subsystem-match=input
+  systemctl daemon-reload
+  systemctl restart systemd-journald
+  systemctl enable --now pcscd.socket
+  timedatectl set-ntp true || warn "could not switch NTP on: check the clock (kiosk doctor)"
+  systemctl set-default multi-user.target
+  systemctl disable getty@tty1.service || true
+  systemctl disable "$other" 2>/dev/null || true
+  systemctl enable "$unit"
+}
+
+main() {
+  local variant=kmsdrm files_only=0 root=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --cage) variant=cage ;;
+      --files-only) files_only=1 ;;
+      --root) root="$2"; shift ;;
+      -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; return 0 ;;
+      *) echo "unknown option: $1" >&2; return 2 ;;
+    esac
+    shift
+  done
+  if [ "$files_only" = 1 ]; then
+    [ -n "$root" ] || { echo "--files-only needs --root DIR" >&2; return 2; }
+    install_files "$root" "$variant" ""
+    return 0
+  fi
+  [ "$(id -u)" -eq 0 ] || { echo "run as root: sudo $0 $*" >&2; return 1; }
+  grep -q 'VERSION_CODENAME=bookworm' /etc/os-release || warn "made for Raspberry Pi OS Bookworm"
+  grep -qa 'Raspberry Pi' /proc/device-tree/model 2>/dev/null || warn "not a Raspberry Pi: GPIO will be simulated"
+  install_packages "$variant"
+  create_user
+  install_app
+  install_files "" "$variant" "$USER_NAME"
+  enable_services "$variant"
+  log "kiosk doctor"
+  runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/python" -m kiosk.doctor doctor || true
+  log "done: fix what kiosk doctor listed, then reboot; the kiosk starts on tty1"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi
