@@ -67,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config_check)
 
     from kiosk.card_cli import add_card_commands
+    from kiosk.doctor import add_doctor_command
     from kiosk.fleet_cli import add_fleet_commands
     from kiosk.sync_cli import add_sync_commands
 
     add_card_commands(sub)
     add_sync_commands(sub)
     add_fleet_commands(sub)             # after `config check`: it adds sign/push to that group
+    add_doctor_command(sub)
     return parser
 
 

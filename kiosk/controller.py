@@ -326,8 +326,17 @@ class Controller:
         log_event(log, "loan.withdrawn", txn=e.txn_id)
 
     def _do_PrintReceipt(self, e: fx.PrintReceipt) -> None:
-        if self.receipts is not None:
-            self._submit(self._net_pool, lambda: self.receipts.print_receipt(e.lines), None)
+        receipts = self.receipts
+        if receipts is None:
+            self.post(ev.ReceiptDone(False))
+            return
+
+        def work() -> None:
+            ok = bool(receipts.print_receipt(e.lines))
+            log_event(log, "receipt.printed" if ok else "receipt.failed", lines=len(e.lines))
+            self.post(ev.ReceiptDone(ok))
+
+        self._submit(self._net_pool, work, lambda: ev.ReceiptDone(False))
 
     def _do_EndSession(self, e: fx.EndSession) -> None:
         log_event(log, "session.ended", reason=e.reason)

@@ -89,6 +89,13 @@ class SetOfflineLending:
 
 
 @dataclass(frozen=True)
+class ReceiptDone:
+    """The receipt printer finished (ok) or could not print (paper out, missing)."""
+
+    ok: bool
+
+
+@dataclass(frozen=True)
 class Reset:
     """Staff reset (or staff signing in): end any patron session now and show idle."""
 
@@ -153,12 +160,12 @@ class LinkDone:
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
     | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
-    | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
+    | ReceiptDone | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
     "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
     "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
-    "LinkFound", "LinkDone", "Reset", "CardPresence",
+    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone",
 ]

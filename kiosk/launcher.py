@@ -23,6 +23,7 @@ from kiosk import __version__
 from kiosk.config import ConfigError, load_config, site_path
 from kiosk.config_applier import ConfigApplier, EffectiveConfig, load_effective_config
 from kiosk.controller import Controller
+from kiosk.events import Barcode, StaffOpen
 from kiosk.identity import TrustStore
 from kiosk.interfaces import CardReader, Loop, View
 from kiosk.link_cache import LinkCache
@@ -84,10 +85,9 @@ def session_settings(config: dict) -> SessionSettings:
         offline_lending=loans["offline_lending"],
         offline_rules=OfflineRules(max_items=loans["offline_max_items"], loan_days=loans["offline_loan_days"],
                                    refused_patterns=tuple(loans["offline_refused_patterns"])),
-        receipt_printer=loans["receipt_printer"],
+        receipt_printer=loans["receipt_printer"] or config["hardware"]["printer"] != "none",
         show_patron_name=config["ui"]["show_patron_name"],
-        barcodes=BarcodeRules(item_pattern=loans["item_pattern"], patron_pattern=loans["patron_pattern"],
-                              strip_codabar=loans["strip_codabar"]),
+        barcodes=BarcodeRules.from_config(config),
         reminder_interval=float(t["card_reminder_interval"]),
     )
 
@@ -230,6 +230,54 @@ def build_services(config: dict, demo: bool = False) -> Services:
     return services
 
 
+@dataclass
+class Hardware:
+    leds: Any = None
+    sounds: Any = None
+    scanner: Any = None
+    printer: Any = None
+
+
+def build_hardware(config: dict, services: Services) -> Hardware:
+    """LEDs, buzzer, scanner and receipt printer as configured; None where there is none.
+    The keyboard-wedge scanner lives in the UI (kiosk/screens/wedge.py)."""
+    hw = Hardware()
+    h = config["hardware"]
+    if h["leds"] == "gpio" or h["buzzer"] >= 0:
+        from kiosk.hardware.leds import build_leds, build_sounds
+
+        hw.leds = build_leds(config) if h["leds"] == "gpio" else None
+        hw.sounds = build_sounds(config)
+    if h["scanner"] == "evdev":
+        from kiosk.hardware.evdev_scanner import build_evdev_scanner
+
+        hw.scanner = build_evdev_scanner(config)
+    elif h["scanner"] == "serial":
+        from kiosk.hardware.serial_scanner import build_serial_scanner
+
+        hw.scanner = build_serial_scanner(config)
+    if h["printer"] != "none":
+        from kiosk.hardware.receipt_printer import build_receipt_printer
+
+        hw.printer = build_receipt_printer(config)
+    for part in (hw.leds, hw.sounds, hw.printer):
+        if part is not None and hasattr(part, "close"):
+            services.extras.append(part)
+    if hw.scanner is not None:
+        services.extras.append(_Stopping(hw.scanner))
+    return hw
+
+
+class _Stopping:
+    """Adapts stop() to close() for Services.extras."""
+
+    def __init__(self, thing: Any) -> None:
+        self.thing = thing
+
+    def close(self) -> None:
+        self.thing.stop()
+
+
 def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     """Wire the session, the outbox worker and every backend into one controller."""
     session = Session(session_settings(services.config), new_txn_id=lambda: uuid.uuid4().hex,
@@ -240,11 +288,21 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     session.offline_lending = bool(backend.remembered("offline_lending", session.offline_lending))
     staff = StaffMode(staff_settings(services.config), check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
+    hw = build_hardware(services.config, services)
     controller = Controller(
         session=session, view=view, loop=loop, clock=time.monotonic,
         card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
         resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
+        leds=hw.leds, sounds=hw.sounds, receipts=hw.printer,
     )
+    if hw.scanner is not None:
+        hw.scanner.start(lambda code: controller.post(Barcode(code)))
+    if services.config["hardware"]["reset_button"] >= 0:
+        from kiosk.hardware.reset_button import build_reset_button
+
+        button = build_reset_button(services.config, lambda: controller.post(StaffOpen()))
+        if button is not None:
+            services.extras.append(button)
     backend.reader_ok = lambda: session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
                           on_result=controller.on_loan_result)

@@ -147,6 +147,8 @@ class _Patron:
     offline: bool = False
     rows: list[_Row] = field(default_factory=list)
     password_failures: int = 0
+    printing: bool = False
+    receipt_failed: bool = False
     error: str | None = None
     counter: bool = False
 
@@ -416,13 +418,20 @@ class Session:
 
     # ------------------------------------------------------------------ scanner
 
+    def _bad_barcode(self, rejection) -> str:
+        """A clear reason where the scan tells us one (partial, doubled, check digit, ISBN...)."""
+        if rejection is None or rejection.value in ("garbage", "unknown"):
+            return "bad_barcode"
+        return "barcode_" + rejection.value
+
     def _on_Barcode(self, e: ev.Barcode, now: float) -> list[fx.Effect]:
-        kind, code = self.settings.barcodes.classify(e.code)
+        scan = self.settings.barcodes.check(e.code)
+        kind, code = scan.kind, scan.code
         s = self.screen
         if s == IDLE:
             if kind == BarcodeKind.PATRON and self.settings.library_card_enabled:
                 return self._library_card(code, now)
-            notice = "sign_in_first" if kind == BarcodeKind.ITEM else "bad_barcode"
+            notice = "sign_in_first" if kind == BarcodeKind.ITEM else self._bad_barcode(scan.rejection)
             return self._go(IDLE, now, notice=notice) + [fx.Cue("refused")]
         if s == LIBRARY_CARD:
             if kind == BarcodeKind.PATRON:
@@ -432,7 +441,7 @@ class Session:
             self._arm(now)
             if kind == BarcodeKind.ITEM:
                 return self._scan_item(code, now)
-            notice = "not_an_item" if kind == BarcodeKind.PATRON else "bad_barcode"
+            notice = "not_an_item" if kind == BarcodeKind.PATRON else self._bad_barcode(scan.rejection)
             return self._go(SCANNING, now, notice=notice) + [fx.Cue("refused")]
         return []
 
@@ -516,12 +525,15 @@ class Session:
             return self._go(PIN, now)
         if s == SCANNING and a == "finish":
             return self._finish(now)
+        if s == SUMMARY and self.p.printing:
+            return []                           # wait for the printer's answer
+        if s == SUMMARY and a == "receipt" and self._receipt_possible():
+            # The summary stays up until the receipt is out: on paper-out it is the fallback.
+            self.p.printing = True
+            lines = tuple((r.title or r.item_id, r.due) for r in self.p.rows if r.state == "ok")
+            return [fx.PrintReceipt(lines)] + self._go(SUMMARY, now, notice="printing")
         if s == SUMMARY and a in ("receipt", "done"):
-            out: list[fx.Effect] = []
-            if a == "receipt" and self._receipt_possible():
-                out.append(fx.PrintReceipt(tuple((r.title or r.item_id, r.due)
-                                                 for r in self.p.rows if r.state == "ok")))
-            return out + self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
+            return self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
         if s in (ERROR, THANK_YOU) and a in ("ok", "done"):
             return self._go_idle_or(IDLE, now)
         return []
@@ -554,7 +566,8 @@ class Session:
         return []
 
     def _receipt_possible(self) -> bool:
-        return self.settings.receipt_printer and any(r.state == "ok" for r in self.p.rows)
+        return (self.settings.receipt_printer and not self.p.receipt_failed
+                and any(r.state == "ok" for r in self.p.rows))
 
     def _finish(self, now: float) -> list[fx.Effect]:
         rows = self.p.rows
@@ -573,6 +586,15 @@ class Session:
         self.out_of_service = e.on
         self._out_of_service_requested = None
         return self._go_idle_or(IDLE, now)          # also resets the language and patron context
+
+    def _on_ReceiptDone(self, e: ev.ReceiptDone, now: float) -> list[fx.Effect]:
+        if self.screen != SUMMARY or not self.p.printing:
+            return []
+        self.p.printing = False
+        if e.ok:
+            return self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
+        self.p.receipt_failed = True
+        return self._go(SUMMARY, now, notice="receipt_failed") + [fx.Cue("attention")]
 
     def _on_Reset(self, e: ev.Reset, now: float) -> list[fx.Effect]:
         if self.in_session and self.screen != OUT_OF_SERVICE:

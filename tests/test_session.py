@@ -921,10 +921,25 @@ def test_receipt_lists_title_and_due_of_lent_items_only():
     assert d.model["receipt_available"] is True
     out = d.press("receipt")
     assert out[0] == fx.PrintReceipt((("Kokoro", "2025-04-15"), (ITEM_C, "2025-04-22")))
-    assert out[1] == fx.EndSession(CARD_PATRON, "finished")
-    assert d.screen == "thank_you" and d.cues(out) == ["accepted"]
     for line in out[0].lines:
         assert CARD_PATRON not in "".join(line)
+    # The summary stays up until the printer answers: it is the fallback on paper-out.
+    assert d.screen == "summary" and d.model["notice"] == "printing"
+    assert d.press("done") == [] and d.press("receipt") == []
+    out = d.send(ev.ReceiptDone(True))
+    assert out[0] == fx.EndSession(CARD_PATRON, "finished")
+    assert d.screen == "thank_you" and d.cues(out) == ["accepted"]
+
+
+def test_receipt_failure_falls_back_to_the_on_screen_summary():
+    d = _receipt_session()
+    d.press("receipt")
+    out = d.send(ev.ReceiptDone(False))
+    assert d.screen == "summary" and d.model["notice"] == "receipt_failed"
+    assert d.model["receipt_available"] is False and d.cues(out) == ["attention"]
+    assert [r["title"] for r in d.model["rows"] if r["state"] == "ok"] == ["Kokoro", ""]
+    assert d.of_type(fx.PrintReceipt, d.press("receipt")) == []       # no second try on paper-out
+    assert d.screen == "thank_you"
 
 
 def test_no_receipt_without_a_printer(d):
