@@ -4,6 +4,8 @@ Nothing above this module can reach the individual number (My Number), write to
 the card or change a PIN, because only APDUs listed here are ever sent, and only
 in the right place: READ BINARY, VERIFY and signing are allowed on specific EFs
 of the JPKI AP, so the allowlist tracks which AP/EF is selected per transport.
+Kiosk mode allows the JPKI AP only; counter mode (staff-assisted registration)
+also the birth-date EF of the 券面事項入力補助AP, never its individual-number EF.
 
 Pure core: `check()` (shape only), `check_in_state()` and `next_state()` over a
 `GateState`; `AllowlistTransport` is the small stateful shell around them.
@@ -50,7 +52,7 @@ NEVER_EFS: dict[bytes, frozenset[int]] = {
     # The signature side: personal data in the certificate, a 5-try PIN, no use at a kiosk.
     JPKI_AID: frozenset({0x0001, 0x0002, 0x001A, 0x001B}),
 }
-# Of the My Number APs, only 券面事項入力補助 may ever appear in a policy (counter mode, later).
+# Of the My Number APs, only 券面事項入力補助 may ever appear in a policy (counter mode).
 SELECTABLE_MY_NUMBER_APS = frozenset({KENHOJO_AID})
 
 
@@ -99,14 +101,20 @@ JPKI_USER_AUTH = ApRule(
 
 KIOSK_POLICY = Policy("kiosk", (JPKI_USER_AUTH,))
 
-# EXTENSION POINT (counter mode). Staff-assisted registration at the counter may later need the
-# 券面事項入力補助AP: SELECT KENHOJO_AID, VERIFY its PIN EF 0011, READ its basic-information EF 0002.
-# The issue that adds it appends e.g.
-#     ApRule(aid=KENHOJO_AID, select=frozenset({0x0002, 0x0011}), read=frozenset({0x0002}),
-#            verify=frozenset({0x0011}))
-# to COUNTER_POLICY.aps. NEVER_EFS still refuses EF 0001 (the number), 0003, 0014 and 0015 there,
-# both when the rule is built and for every APDU, whatever the policy says.
-COUNTER_POLICY = Policy("counter", (JPKI_USER_AUTH,))
+EF_SUPPORT_BASIC_INFO, EF_SUPPORT_PIN = 0x0002, 0x0011
+
+# Counter registration (staff signed in) may read the holder's birth date from the
+# 券面事項入力補助AP: SELECT it, SELECT/VERIFY its PIN EF 0011, SELECT/READ its basic-information
+# EF 0002. NEVER_EFS still refuses EF 0001 (the number), 0003, 0014 and 0015 there, both when
+# the rule is built and for every APDU, whatever the policy says.
+KENHOJO_BIRTH_DATE = ApRule(
+    aid=KENHOJO_AID,
+    select=frozenset({EF_SUPPORT_BASIC_INFO, EF_SUPPORT_PIN}),
+    read=frozenset({EF_SUPPORT_BASIC_INFO}),
+    verify=frozenset({EF_SUPPORT_PIN}),
+)
+
+COUNTER_POLICY = Policy("counter", (JPKI_USER_AUTH, KENHOJO_BIRTH_DATE))
 
 MODES: dict[str, Policy] = {"kiosk": KIOSK_POLICY, "counter": COUNTER_POLICY}
 

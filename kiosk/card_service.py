@@ -5,6 +5,9 @@ SELECT -> token -> tries -> certificate (checked *before* the PIN is spent) ->
 one VERIFY -> sign a fresh random challenge -> verify signature and chain.
 Calls block on card I/O; the shell runs them on a worker thread, one at a time.
 Nothing here logs or keeps a PIN, a certificate serial or any other card data.
+
+Counter registration (staff signed in, `set_mode("counter")`) adds the birth date from
+the 券面事項入力補助AP (kiosk/kenhojo.py), read with the patron's own PIN(s).
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
 
+from kiosk.apdu_allowlist import policy_for
 from kiosk.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
 from kiosk.identity import IdentityError, TrustStore, check_certificate, verify_challenge
 from kiosk.interfaces import CardGoneError, CardReader, PcscdGoneError, ReaderGoneError, Transport
 from kiosk.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError
+from kiosk.kenhojo import KenhojoCard, KenhojoError
 
 log = logging.getLogger(__name__)
 
 CHALLENGE_LEN = 32
 AUTH_PIN_MAX_TRIES = 3
+
+
+class CounterModeRequired(RuntimeError):
+    """A registration call in kiosk mode: refused before the card is touched."""
 
 
 class CertCache:
@@ -82,6 +91,8 @@ class CardService:
         self._transport: Transport | None = None
         self._card: JpkiCard | None = None
         self._probe: CardProbe | None = None
+        self._mode = getattr(reader, "mode", "kiosk")
+        self._registered = False        # the open card passed authenticate_for_registration
 
     # -- probe ---------------------------------------------------------------------------
 
@@ -133,6 +144,12 @@ class CardService:
     def authenticate(self, pin: bytearray) -> AuthOutcome:
         """PIN + signature + chain. VERIFY is sent at most once; `pin` is zeroed on return."""
         try:
+            return self._outcome(pin)
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def _outcome(self, pin: bytearray) -> AuthOutcome:
+        try:
             return self._authenticate(pin)
         except CardGoneError:
             return AuthOutcome(error=CardError.CARD_REMOVED)
@@ -146,8 +163,6 @@ class CardService:
         except IdentityError as exc:
             log.info("authentication refused: %s", exc.kind.value)
             return AuthOutcome(error=exc.kind, tries_left=self._tries())
-        finally:
-            pin[:] = bytes(len(pin))
 
     def _tries(self) -> int | None:
         return self._probe.tries_left if self._probe is not None else None
@@ -222,12 +237,126 @@ class CardService:
         except (CardGoneError, ReaderGoneError, JpkiError):
             pass    # identity is already proven; a card that left has lost its VERIFY status anyway
 
+    # -- counter mode: registration with staff signed in ---------------------------------
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    def set_mode(self, mode: str) -> None:
+        """"kiosk" or "counter": the allowlist mode of transports opened from now on.
+
+        A change of mode releases the card, so no transport of the old mode lives on and
+        the next probe opens one in the new mode.
+        """
+        policy_for(mode)                        # unknown modes are an error
+        if mode == self._mode:
+            return
+        self.release()
+        if mode != "kiosk" and not hasattr(self._reader, "mode"):
+            raise ValueError("this reader cannot open counter-mode transports")
+        if hasattr(self._reader, "mode"):
+            self._reader.mode = mode
+        self._mode = mode
+        log.info("card layer mode: %s", mode)
+
+    def authenticate_for_registration(self, pin: bytearray,
+                                      birth_date: bool) -> tuple[AuthOutcome, dt.date | None, int | None]:
+        """Full authentication, then (if `birth_date`) the birth date with the same PIN.
+
+        The same PIN goes to the 券面事項入力補助 PIN only while at least two tries remain
+        on it, so a patron whose two PINs differ never loses more than one try to this and
+        is never locked out by it. Returns (outcome, birth date, second-PIN tries): the tries
+        are set when the patron must enter that PIN (ReadBirthDate) or it is locked (0).
+        `pin` is zeroed on return. Counter mode only; kiosk mode raises CounterModeRequired
+        before the card is touched.
+        """
+        self._registered = False
+        try:
+            self._require_counter()
+            outcome = self._outcome(pin)
+            if not outcome.ok:
+                return outcome, None, None
+            self._registered = True
+            if not birth_date:
+                return outcome, None, None
+            try:
+                born, tries = self._kenhojo(pin, same_pin=True)
+            except CardGoneError:
+                return AuthOutcome(error=CardError.CARD_REMOVED), None, None
+            except PcscdGoneError:
+                return AuthOutcome(error=CardError.PCSCD_GONE), None, None
+            except ReaderGoneError:
+                return AuthOutcome(error=CardError.READER_GONE), None, None
+            except (KenhojoError, JpkiError) as exc:
+                # A My Number Card whose birth date cannot be read cannot be registered here.
+                log.info("birth date unreadable: %s", type(exc).__name__)
+                self._registered = False
+                return AuthOutcome(error=CardError.MUTE_CARD), None, None
+            return outcome, born, tries
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def read_birth_date(self, pin: bytearray) -> tuple[dt.date | None, int | None]:
+        """The patron's own 券面事項入力補助 PIN, one VERIFY, then the birth date only.
+
+        Returns (birth date, None) or (None, tries left); (None, None) when the card is gone
+        or unreadable. Only after authenticate_for_registration succeeded on this very card
+        (same transport); counter mode only. `pin` is zeroed on return.
+        """
+        try:
+            self._require_counter()
+            if not self._registered or self._card is None:
+                return None, None
+            try:
+                return self._kenhojo(pin, same_pin=False)
+            except (CardGoneError, ReaderGoneError):
+                return None, None
+            except (KenhojoError, JpkiError) as exc:
+                log.info("birth date unreadable: %s", type(exc).__name__)
+                return None, None
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def _require_counter(self) -> None:
+        if self._mode != "counter":
+            raise CounterModeRequired("registration needs counter mode (staff signed in)")
+
+    def _kenhojo(self, pin: bytearray, same_pin: bool) -> tuple[dt.date | None, int | None]:
+        """One kenhojo session on the current card; always ends with the JPKI AP selected again,
+        which drops the kenhojo VERIFY status and keeps JpkiCard's idea of the selection true."""
+        card, transport = self._card, self._transport
+        assert card is not None and transport is not None
+        if getattr(transport, "mode", None) != "counter":
+            raise CounterModeRequired("the open transport is not in counter mode")
+        kenhojo = KenhojoCard(transport)
+        try:
+            if not kenhojo.select_ap():
+                raise KenhojoError("the card has no kenhojo AP")
+            tries = kenhojo.pin_tries_left()
+            if tries is None:           # "already verified" straight after SELECT: not a sane card
+                raise KenhojoError("kenhojo PIN reported verified before VERIFY")
+            if tries == 0 or (same_pin and tries < 2):
+                return None, tries
+            if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
+                return None, tries      # never sent, so no try is spent
+            result = kenhojo.verify_pin(pin)
+            if not result.ok:
+                return None, result.tries_left
+            return kenhojo.read_birth_date(), None
+        finally:
+            try:
+                card.select_ap()
+            except (CardGoneError, ReaderGoneError, JpkiError):
+                pass
+
     # -- release -------------------------------------------------------------------------
 
     def release(self) -> None:
         """End of session: re-SELECT the AP (clears VERIFY status) and close the transport."""
         transport, card = self._transport, self._card
         self._transport = self._card = self._probe = None
+        self._registered = False
         if transport is None:
             return
         try:

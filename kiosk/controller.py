@@ -38,6 +38,13 @@ class CardAuth(Protocol):
 
     def release(self) -> None: ...
 
+    # counter mode (staff registration) only
+    def set_mode(self, mode: str) -> None: ...
+
+    def authenticate_for_registration(self, pin: bytearray, birth_date: bool): ...
+
+    def read_birth_date(self, pin: bytearray): ...
+
 
 class LoanJournal(Protocol):
     """kiosk.outbox.Outbox + its worker as the controller uses them."""

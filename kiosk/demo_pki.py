@@ -3,7 +3,8 @@
 The demo mode, the tests and the benchmark need cards whose certificates chain to
 a CA the kiosk can be told to trust (only when test anchors are switched on), and
 cards for every patron-facing case: registered, unregistered, expired,
-not-yet-valid, one PIN try left, locked, not a JPKI card, 住基カード, smartphone.
+not-yet-valid, one PIN try left, locked, not a JPKI card, 住基カード, smartphone,
+and for counter registration a 券面事項入力補助 PIN that differs or has one try left.
 RSA key generation is slow on a Pi, so keys are kept on disk (PEM, mode 0600) and
 generation is idempotent: files that exist are reused.
 """
@@ -33,6 +34,7 @@ from kiosk.hardware.virtual_card import (
 
 DEMO_AUTH_PIN = "1234"
 DEMO_SIGN_PIN = "JPKITEST1"
+DEMO_SUPPORT_PIN_DIFFERENT = "5678"     # the 券面事項入力補助 PIN of "second-pin-differs"
 
 AUTH_CA_NAME = x509.Name([
     x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
@@ -67,13 +69,20 @@ class DemoCardSpec:
     token: str = TOKEN_MY_NUMBER_CARD
     jpki: bool = True
     auth_cert_needs_pin: bool = False
+    birth_date: str = "19800101"        # 券面事項入力補助AP EF 0002, YYYYMMDD (fake holder)
+    support_pin: str | None = None      # 券面事項入力補助 PIN; None = the same as the auth PIN
+    support_tries: int = 3
 
 
 CARD_SPECS: tuple[DemoCardSpec, ...] = (
-    DemoCardSpec("registered-1", "Registered patron", registered=True),
-    DemoCardSpec("registered-2", "Registered patron", registered=True),
-    DemoCardSpec("registered-3", "Registered patron", registered=True),
-    DemoCardSpec("unregistered", "Valid card, not linked to any patron"),
+    DemoCardSpec("registered-1", "Registered patron", registered=True, birth_date="19850412"),
+    DemoCardSpec("registered-2", "Registered patron", registered=True, birth_date="19720105"),
+    DemoCardSpec("registered-3", "Registered patron", registered=True, birth_date="20010930"),
+    DemoCardSpec("unregistered", "Valid card, not linked to any patron", birth_date="19990228"),
+    DemoCardSpec("second-pin-differs", "Not linked; 券面事項入力補助 PIN differs (5678)",
+                 birth_date="19641124", support_pin=DEMO_SUPPORT_PIN_DIFFERENT),
+    DemoCardSpec("second-pin-1-try", "Not linked; 券面事項入力補助 PIN: 1 try left",
+                 birth_date="19930717", support_tries=1),
     DemoCardSpec("expired", "Certificate expired", registered=True, validity="expired"),
     DemoCardSpec("not-yet-valid", "Certificate not yet valid", registered=True, validity="not_yet_valid"),
     DemoCardSpec("pin-1-try", "User-authentication PIN: 1 try left", registered=True, auth_tries=1),
@@ -96,6 +105,14 @@ class DemoCard:
     def cert_hash(self) -> str | None:
         """How the kiosk will know this card (sha256 of the auth certificate DER, hex)."""
         return hashlib.sha256(self.profile.auth_cert).hexdigest() if self.profile.auth_cert else None
+
+    @property
+    def birth_date(self) -> dt.date | None:
+        """The birth date counter registration reads from this card (None: it has no kenhojo AP)."""
+        if not (self.profile.jpki and self.profile.my_number_aps):
+            return None
+        b = self.profile.birth_date
+        return dt.date(int(b[:4]), int(b[4:6]), int(b[6:8]))
 
 
 @dataclass(frozen=True)
@@ -245,7 +262,8 @@ def _ensure_card(folder: Path, spec: DemoCardSpec, now: dt.datetime, auth_ca, si
     profile = CardProfile(
         name=spec.name, jpki=spec.jpki, token=spec.token, auth_pin=DEMO_AUTH_PIN, sign_pin=DEMO_SIGN_PIN,
         auth_tries=spec.auth_tries, auth_cert_needs_pin=spec.auth_cert_needs_pin,
-        my_number_aps=spec.token == TOKEN_MY_NUMBER_CARD,
+        my_number_aps=spec.token == TOKEN_MY_NUMBER_CARD, birth_date=spec.birth_date,
+        support_pin=spec.support_pin or DEMO_AUTH_PIN, support_tries=spec.support_tries,
     )
     if not spec.jpki:
         return profile

@@ -79,6 +79,7 @@ class _Registration:
     birth_date: date | None = None
     patron_id: str | None = None
     linked_to: str | None = None        # the library card this card was linked to before
+    birth_date_sent: bool = False
     error: str | None = None
 
     def wipe(self) -> None:
@@ -119,7 +120,6 @@ class StaffMode:
         self.out_of_service, self.offline_lending = out_of_service, offline_lending
         if self.active:
             return []
-        self.failures = self.failures if self._locked(now) else 0
         self._badge = None
         out = self._go(SIGNIN, now)
         if badge is not None:
@@ -175,10 +175,12 @@ class StaffMode:
         return self._render(now)
 
     def _close(self, now: float, why: str) -> list[fx.Effect]:
+        out: list[fx.Effect] = []
+        if self.screen == REGISTER:             # the card layer must not stay in counter mode
+            out += [fx.StaffCommand("release_card"), fx.StaffCommand("card_mode", "kiosk")]
         self._digits = _wiped(self._digits)
         self._reg.wipe()
         self._reg = _Registration()
-        out: list[fx.Effect] = []
         if self.staff_id is not None:
             out.append(fx.Audit(self.staff_id, "staff." + why))
         self.staff_id = None
@@ -244,9 +246,9 @@ class StaffMode:
         if a == "more_time":
             self._deadline = now + self.settings.idle_timeout
             return self._render(now)
+        self._deadline = now + self.settings.idle_timeout     # any touch is activity, typing too
         if s == SIGNIN:
             return self._signin_press(a, e.value, now)
-        self._deadline = now + self.settings.idle_timeout
         if a == "exit":
             return self._close(now, "signed_out")
         if a == "back" and s in (STATUS, REVIEW, SELFTEST, CONFIRM):
@@ -373,6 +375,7 @@ class StaffMode:
         if a == "cancel":
             r.wipe()
             self._reg = _Registration()
+            self.serial += 1                     # a late reply from this attempt is now stale
             return [fx.Audit(self.staff_id, "staff.registration_cancelled"), fx.StaffCommand("release_card"),
                     fx.StaffCommand("card_mode", "kiosk")] + self._go(MENU, now)
         if r.step == "last_try" and a == "confirm_last_try":
@@ -404,9 +407,12 @@ class StaffMode:
             r.step = "linking"
             if a == "unlink":
                 return [fx.UnlinkCard(r.identity, serial=self.serial)] + self._go(REGISTER, now)
-            return [fx.LinkCard(r.identity, r.patron_id, r.birth_date, serial=self.serial)] + self._go(REGISTER, now)
+            birth, r.birth_date = r.birth_date, None     # kept only to be sent with the link
+            r.birth_date_sent = birth is not None
+            return [fx.LinkCard(r.identity, r.patron_id, birth, serial=self.serial)] + self._go(REGISTER, now)
         if r.step in ("done", "error") and a in ("ok", "done", "again"):
             self._reg = _Registration()
+            self.serial += 1
             if a == "again":
                 return [fx.StaffCommand("release_card")] + self._go(REGISTER, now)
             return [fx.StaffCommand("release_card"), fx.StaffCommand("card_mode", "kiosk")] + self._go(MENU, now)
@@ -444,6 +450,8 @@ class StaffMode:
             r.birth_date = e.birth_date
             r.step = "scan"
             return self._go(REGISTER, now)
+        if e.tries_left is None:                # card gone or the EF unreadable: not a PIN matter
+            return self._register_error("birth_date_unreadable", now)
         if e.tries_left:
             r.tries_left = e.tries_left
             r.step = "pin2"
@@ -466,7 +474,7 @@ class StaffMode:
         action = "staff.card_unlinked" if e.unlinked else (
             "staff.card_relinked" if r.linked_to is not None else "staff.card_linked")
         r.wipe()
-        return [fx.Audit(self.staff_id, action, birth_date_sent=r.birth_date is not None)] + self._go(REGISTER, now)
+        return [fx.Audit(self.staff_id, action, birth_date_sent=r.birth_date_sent)] + self._go(REGISTER, now)
 
 
 def _wiped(buf: bytearray) -> bytearray:

@@ -116,10 +116,20 @@ REFUSED = {
 }
 
 
+# Counter mode (staff-assisted registration) allows these in the 券面事項入力補助AP only.
+COUNTER_KENHOJO = {"kenhojo AP (My Number)", "SELECT EF 0002 signature CA", "SELECT EF 0011 support PIN"}
+
+
 @pytest.mark.parametrize("mode", ["kiosk", "counter"])
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_everywhere(name, mode):
     apdu = REFUSED[name]
+    if mode == "counter" and name in COUNTER_KENHOJO:
+        for state in (GateState(), GateState(ap=JPKI), GateState(ap=JPKI, ef=0x0018)):
+            if apdu[2] == 0x02:             # the EF forms: refused outside the kenhojo AP
+                with pytest.raises(ApduRefused):
+                    check_in_state(state, apdu, mode)
+        return
     with pytest.raises(ApduRefused):
         check(apdu, mode)
     for state in (GateState(), GateState(ap=JPKI), GateState(ap=JPKI, ef=0x0018),
@@ -176,23 +186,30 @@ def test_unknown_mode_is_an_error():
 
 @pytest.mark.parametrize("mode", ["kiosk", "counter"])
 def test_kenhojo_ef_0001_is_refused_in_both_shipped_modes(mode):
-    with pytest.raises(ApduRefused):
-        check(select_ap(KENHOJO_AID), mode)
+    if mode == "kiosk":
+        with pytest.raises(ApduRefused):
+            check(select_ap(KENHOJO_AID), mode)
     with pytest.raises(ApduRefused):
         check_in_state(GateState(ap=KENHOJO_AID), select_ef(0x0001), mode)
     with pytest.raises(ApduRefused):
         check_in_state(GateState(ap=KENHOJO_AID, ef=0x0001), H("00B0000000"), mode)
 
 
+def test_the_kenhojo_ap_is_a_counter_mode_thing_only():
+    check(select_ap(KENHOJO_AID), "counter")
+    assert al.KIOSK_POLICY.rule(KENHOJO_AID) is None
+    assert al.COUNTER_POLICY.rule(KENHOJO_AID) == al.KENHOJO_BIRTH_DATE
+
+
 def counter_with_kenhojo() -> Policy:
-    """What the counter-registration issue is expected to add (see COUNTER_POLICY's comment)."""
-    return Policy("counter-future", al.COUNTER_POLICY.aps + (
+    """A policy that lists the kenhojo rule twice still cannot reach the number."""
+    return Policy("counter-twice", al.COUNTER_POLICY.aps + (
         ApRule(aid=KENHOJO_AID, select=frozenset({0x0002, 0x0011}), read=frozenset({0x0002}),
                verify=frozenset({0x0011})),))
 
 
-def test_extended_counter_policy_still_never_reaches_the_number():
-    policy = counter_with_kenhojo()
+@pytest.mark.parametrize("policy", ["counter", counter_with_kenhojo()], ids=["shipped", "twice"])
+def test_counter_policy_still_never_reaches_the_number(policy):
     state = run([select_ap(KENHOJO_AID), select_ef(0x0011), H("0020008004") + b"1234",
                  select_ef(0x0002), H("00B0000000")], policy)
     assert state == GateState(ap=KENHOJO_AID, ef=0x0002)
@@ -224,10 +241,11 @@ def test_no_policy_can_even_be_written_to_allow_these(rule):
 
 # -- properties over arbitrary bytes ---------------------------------------------------------------
 
-states = st.sampled_from([GateState(), GateState(ap=JPKI)] +
-                         [GateState(ap=JPKI, ef=f) for f in (0x0006, 0x000A, 0x000B, 0x0017, 0x0018, 0x0001)])
+states = st.sampled_from([GateState(), GateState(ap=JPKI), GateState(ap=KENHOJO_AID)] +
+                         [GateState(ap=JPKI, ef=f) for f in (0x0006, 0x000A, 0x000B, 0x0017, 0x0018, 0x0001)] +
+                         [GateState(ap=KENHOJO_AID, ef=f) for f in (0x0001, 0x0002, 0x0003, 0x0011, 0x0014)])
 headers = st.sampled_from([H("00A4040C0A"), H("00A4020C02"), H("00B0"), H("0020"), H("802A"),
-                           H("0024"), H("00D6"), H("00C0"), b""])
+                           H("0024"), H("00D6"), H("00C0"), H("00A4040C0AD392100031"), b""])
 apdus = st.one_of(st.binary(max_size=70), st.builds(lambda h, t: h + t, headers, st.binary(max_size=60)))
 
 
@@ -240,16 +258,22 @@ def test_nothing_forbidden_ever_passes(state, apdu, mode):
         return
     cla, ins = apdu[0], apdu[1]
     assert (cla, ins) in {(0x00, 0xA4), (0x00, 0xB0), (0x00, 0x20), (0x80, 0x2A), (0x00, 0xC0)}
+    kenhojo = mode == "counter" and state.ap == KENHOJO_AID
     if ins == 0xA4 and apdu[2] == 0x04:
-        assert apdu[5:15] == JPKI
+        assert apdu[5:15] == JPKI or (mode == "counter" and apdu[5:15] == KENHOJO_AID)
     if ins == 0xA4 and apdu[2] == 0x02:
-        assert state.ap == JPKI and apdu[5:7] not in (H("0001"), H("0002"), H("001A"), H("001B"))
+        if kenhojo:
+            assert apdu[5:7] in (H("0002"), H("0011"))
+        else:
+            assert state.ap == JPKI and apdu[5:7] not in (H("0001"), H("0002"), H("001A"), H("001B"))
     if ins == 0xB0:
-        assert state.ef in (0x0006, 0x000A, 0x000B) and not apdu[2] & 0x80
+        assert not apdu[2] & 0x80
+        assert state.ef == 0x0002 if kenhojo else state.ap == JPKI and state.ef in (0x0006, 0x000A, 0x000B)
     if ins == 0x20:
-        assert state.ef == 0x0018 and (len(apdu) == 4 or apdu[5:9].isdigit())
+        assert len(apdu) == 4 or apdu[5:9].isdigit()
+        assert state.ef == 0x0011 if kenhojo else state.ap == JPKI and state.ef == 0x0018
     if ins == 0x2A:
-        assert state.ef == 0x0017 and apdu[5:24] == SHA256_DI
+        assert state.ap == JPKI and state.ef == 0x0017 and apdu[5:24] == SHA256_DI
 
 
 # -- the transport shell, observers and the audit replay ------------------------------------------
@@ -280,8 +304,8 @@ def test_transport_blocks_the_my_number_aps_before_the_card_sees_anything(make_j
     card.stats.reset()
     for mode in ("kiosk", "counter"):
         t = AllowlistTransport(Link(card), mode=mode)
-        for apdu in (select_ap(KENHOJO_AID), select_ap(KENKAKU), H("0024018004") + b"9999",
-                     H("00D6000001") + b"A", H("002C0080")):
+        refused = (select_ap(KENKAKU), H("0024018004") + b"9999", H("00D6000001") + b"A", H("002C0080"))
+        for apdu in refused + ((select_ap(KENHOJO_AID),) if mode == "kiosk" else ()):
             with pytest.raises(ApduRefused):
                 t.transmit(apdu)
         assert t.transmit(SELECT_JPKI) == (b"", 0x9000)
@@ -289,6 +313,14 @@ def test_transport_blocks_the_my_number_aps_before_the_card_sees_anything(make_j
             with pytest.raises(ApduRefused):
                 t.transmit(select_ef(fid))
     assert card.stats.apdus == 2            # only the two SELECTs of the JPKI AP ever reached it
+    # Counter mode reaches the kenhojo AP, but never its individual-number EF.
+    t = AllowlistTransport(Link(card), mode="counter")
+    assert t.transmit(select_ap(KENHOJO_AID)) == (b"", 0x9000)
+    for apdu in (select_ef(0x0001), select_ef(0x0003), select_ef(0x0014), select_ef(0x0015),
+                 H("00B0810000"), H("00B0000000")):
+        with pytest.raises(ApduRefused):
+            t.transmit(apdu)
+    assert card.stats.apdus == 3
 
 
 def test_transport_tracks_real_card_answers(make_jpki_card):

@@ -311,7 +311,8 @@ def test_stats_and_link_model(demo_pki):
 
 def test_demo_pki_has_every_patron_facing_case(demo_pki):
     assert {"registered-1", "registered-2", "registered-3", "unregistered", "expired", "not-yet-valid",
-            "pin-1-try", "pin-locked", "transit-card", "juki-card", "smartphone"} <= set(demo_pki.cards)
+            "pin-1-try", "pin-locked", "transit-card", "juki-card", "smartphone",
+            "second-pin-differs", "second-pin-1-try"} <= set(demo_pki.cards)
     assert demo_pki.ca_cert.subject == AUTH_CA_NAME
     assert AUTH_CA_NAME.rfc4514_string() == "OU=JPKI for user authentication TEST,O=JPKI-TEST,C=JP"
     assert [n for n, c in demo_pki.cards.items() if c.registered and n.startswith("registered")] == \
@@ -319,7 +320,7 @@ def test_demo_pki_has_every_patron_facing_case(demo_pki):
     assert not demo_pki.cards["unregistered"].registered
     assert demo_pki.cards["transit-card"].cert_hash is None and not demo_pki.profile("transit-card").jpki
     hashes_ = {c.cert_hash for c in demo_pki.cards.values() if c.cert_hash}
-    assert len(hashes_) == 10                                     # every card has its own certificate
+    assert len(hashes_) == 12                                     # every card has its own certificate
     now = dt.datetime.now(dt.timezone.utc)
     for name, card in demo_pki.cards.items():
         if not card.profile.auth_cert:
@@ -342,7 +343,7 @@ def test_demo_pki_is_idempotent_keeps_keys_private_and_repairs(demo_pki, tmp_pat
     again = ensure_demo_pki(copy)
     assert {n: c.cert_hash for n, c in again.cards.items()} == {n: c.cert_hash for n, c in demo_pki.cards.items()}
     keys = list(copy.rglob("*.key.pem"))
-    assert len(keys) == 2 + 2 * 10
+    assert len(keys) == 2 + 2 * 12
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     assert demo_trust_pem(copy).read_bytes() == demo_pki.ca_pem
     (copy / "cards" / "expired" / "auth.der").unlink()

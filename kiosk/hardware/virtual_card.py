@@ -4,7 +4,10 @@ It exists so that everything above the card (allowlist, protocol, identity, card
 service, PC/SC edge via vpcd, OpenSC cross-checks) runs against something that
 behaves like a card, including the parts the kiosk must never touch: the
 signature-side files and the 券面事項入力補助/券面事項確認 APs, whose EF 0001
-holds a fake individual number. Behaviour follows /work/shared/reference/jpki.md.
+holds a fake individual number. Counter registration reads the birth date from the
+券面事項入力補助AP's EF 0002 (fake basic 4 items as BER-TLV) behind its own PIN,
+EF 0011, whose counter is kept like the others. Behaviour follows
+/work/shared/reference/jpki.md.
 
 PIN counters persist in a JSON file (when `state_path` is given) because on a
 real card they survive power cycles; tests rely on that.
@@ -92,6 +95,13 @@ class CardProfile:
     auth_cert_needs_pin: bool = False       # smartphone JPKI: EF 000A only after auth-PIN VERIFY
     my_number_aps: bool = True              # has the 券面事項 APs (with the fake number)
     support_pin: str = "1234"               # 券面事項入力補助 PIN (EF 0011)
+    support_tries: int = SUPPORT_PIN_MAX_TRIES
+    # The basic 4 items in the 券面事項入力補助AP's EF 0002. Obvious fakes; birth date YYYYMMDD.
+    holder_name: str = "FAKE 試験 太郎"
+    holder_address: str = "FAKE 東京都千代田区試験町1-1"
+    birth_date: str = "19800101"
+    holder_sex: str = "1"                   # 1 male, 2 female, 3 other (9 not known)
+    basic_info: bytes | None = None         # raw EF 0002 (tests of odd cards); None: built from the above
     blocked_sw: int = SW_AUTH_BLOCKED       # VERIFY on a blocked PIN: 6983 (ISO) or 6984 (seen on JPKI)
     cert_ef_size: int = 2048                # the EF is larger than the certificate; padded with 00
     strict_le: bool = False                 # READ asking for more than is left -> 6Cxx (resend with Le)
@@ -164,6 +174,29 @@ def _padded(der: bytes, size: int) -> bytes:
     return der + b"\x00" * max(0, size - len(der))
 
 
+def _tlv(tag: int, value: bytes) -> bytes:
+    """BER-TLV with a 2-byte tag, as the 券面事項入力補助AP's EFs use."""
+    n = len(value)
+    length = bytes([n]) if n < 0x80 else b"\x81" + bytes([n]) if n < 0x100 else b"\x82" + n.to_bytes(2, "big")
+    return tag.to_bytes(2, "big") + length + value
+
+
+def basic_info_ef(p: CardProfile) -> bytes:
+    """EF 0002 of the 券面事項入力補助AP: FF 20 { DF 21 header, DF 22 name, DF 23 address,
+    DF 24 birth date, DF 25 sex } (jpki/myna text.rs; jsapdu schemaKenhojoBasicFour).
+
+    What DF 21 holds on a real card is not documented; here it is the offsets of the four
+    items, 2 bytes each, which is what jsapdu decodes it as.
+    """
+    items = [_tlv(tag, value.encode("utf-8")) for tag, value in (
+        (0xDF22, p.holder_name), (0xDF23, p.holder_address), (0xDF24, p.birth_date), (0xDF25, p.holder_sex))]
+    sizes = [len(i) for i in items]
+    body_len = len(_tlv(0xDF21, bytes(8))) + sum(sizes)
+    start = len(_tlv(0xFF20, bytes(body_len))) - body_len + len(_tlv(0xDF21, bytes(8)))
+    offsets = b"".join((start + sum(sizes[:k])).to_bytes(2, "big") for k in range(4))
+    return _tlv(0xFF20, _tlv(0xDF21, offsets) + b"".join(items))
+
+
 def _build_aps(p: CardProfile) -> dict[bytes, _Ap]:
     if not p.jpki:
         return {}
@@ -184,10 +217,14 @@ def _build_aps(p: CardProfile) -> dict[bytes, _Ap]:
     if p.my_number_aps:
         number = FAKE_MY_NUMBER.encode("ascii")
         support_pin = _Pin("kenhojo/0011", p.support_pin.encode("ascii"), SUPPORT_PIN_MAX_TRIES,
-                           SUPPORT_PIN_MAX_TRIES)
+                           p.support_tries)
         aps[KENHOJO_AID] = _Ap("kenhojo", {
-            0x0001: _Ef(data=b"\xff\x40\x0c" + number + b"\xff\xff", pin=0x0011),
-            0x0002: _Ef(data="FAKE 基本4情報 テスト 太郎".encode("utf-8"), pin=0x0011),
+            0x0001: _Ef(data=_tlv(0xFF40, number) + b"\xff\xff", pin=0x0011),
+            0x0002: _Ef(data=p.basic_info if p.basic_info is not None else _padded(basic_info_ef(p), 0x200),
+                        pin=0x0011),
+            # EF 0003: hashes of the number and of the 4 items, and a signature (zeros here).
+            0x0003: _Ef(data=_padded(_tlv(0xFF30, _tlv(0xDF31, bytes(32)) + _tlv(0xDF32, bytes(32))
+                                          + _tlv(0xDF33, bytes(256))), 0x200), pin=0x0011),
             0x0011: _Ef(pin_obj=support_pin),
         })
         # Deliberately unprotected: tests must show the allowlist, not the card, keeps it away.
