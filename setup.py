@@ -17,7 +17,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["kiosk", "kiosk.*"]),
     include_package_data=True,
-    package_data={"kiosk": ["locale/*/LC_MESSAGES/*.po", "locale/*/LC_MESSAGES/*.mo", "data/*"]},
+    package_data={"kiosk": ["locale/*/LC_MESSAGES/*.po", "locale/*/LC_MESSAGES/*.mo", "data/*",
+                             "sync/catalogue_api.yaml"]},
     install_requires=[
         "kivy==2.3.1",
         "pyscard>=2.0",
@@ -25,6 +26,8 @@ setup(
         "requests>=2.31",
         "tinydb>=4.8,<5",
         "gpiozero>=2.0",
+        "jsonschema>=4.18",             # REST backend: answers checked against the OpenAPI contract
+        "PyYAML>=6",
     ],
     extras_require={
         # gpiozero's lgpio pin factory (Pi 5 and Pi 4). Pi 4 and older may use RPi.GPIO instead;

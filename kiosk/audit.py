@@ -11,39 +11,13 @@ record (drop oldest + add newest) is one atomic write.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any, Callable
 
+from kiosk.logs import check_field_name
 from kiosk.store import Store
 
-# A field name is refused if, with case and separators removed, it CONTAINS one of these
-# (so patronId, patron_no, book_title, cert_serial, mynumber all fail) ...
-DENIED_WORDS = (
-    "patron", "borrower", "member", "title", "serial", "barcode", "cert", "mynumber",
-    "kojin", "password", "passwd", "passcode", "birth", "address", "email", "phone",
-    "isbn", "book", "reading", "history",
-)
-# ... or if one of its words (split on separators and camelCase) IS one of these short
-# words, which are too common as substrings to match that way ("pin" is in "mapping").
-DENIED_TOKENS = frozenset({
-    "pin", "pins", "item", "items", "name", "names", "user", "users", "card", "cards",
-    "dob", "sex", "gender", "age",
-})
-
 _SCALARS = (str, int, float, bool, type(None))
-
-
-def check_field_name(name: str) -> None:
-    """Raise ValueError if `name` could carry patron data."""
-    squashed = re.sub(r"[^a-z0-9]", "", name.lower())
-    for word in DENIED_WORDS:
-        if word in squashed:
-            raise ValueError(f"audit field {name!r} may carry patron data ({word!r}); not recorded")
-    tokens = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
-    for token in tokens:
-        if token in DENIED_TOKENS:
-            raise ValueError(f"audit field {name!r} may carry patron data ({token!r}); not recorded")
 
 
 class Audit:

@@ -32,6 +32,18 @@ class CatalogueUnavailable(Exception):
     """The catalogue could not be reached or answered garbage; the caller may retry later."""
 
 
+class LinkRefused(Exception):
+    """The catalogue would not link a card identity to that library card; nothing was linked.
+
+    `refusal` is PATRON_UNKNOWN (no such library card) or WRONG_PASSWORD (the birth date
+    given at registration did not match), so the counter screen can say which.
+    """
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.value)
+        self.refusal = refusal
+
+
 @dataclass(frozen=True)
 class PatronStatus:
     patron_id: str

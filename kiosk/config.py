@@ -174,7 +174,10 @@ def check_combination(config: dict, source: str) -> None:
     cat = config["catalogue"]
     if cat["backend"] == "sip2" and not cat["sip2"]["host"]:
         raise ConfigError(source, "catalogue.sip2.host", "is needed when catalogue.backend is sip2")
-    if cat["backend"] == "rest" and not cat["rest"]["base_url"]:
+    if cat["backend"] == "sip2" and cat["identity_links"] != "rest" and config["card"]["backend"] != "none":
+        raise ConfigError(source, "catalogue.identity_links",
+                          "must be rest with the sip2 backend: SIP2 cannot resolve My Number Card links")
+    if (cat["backend"] == "rest" or cat["identity_links"] == "rest") and not cat["rest"]["base_url"]:
         raise ConfigError(source, "catalogue.rest.base_url", "is needed when catalogue.backend is rest")
     if config["card"]["accept_test_pki"] and not config["card"]["test_anchors"] and not config["kiosk"]["demo"]:
         raise ConfigError(source, "card.test_anchors", "is needed when card.accept_test_pki is true")

@@ -123,6 +123,8 @@ SCHEMA: dict[str, Any] = {
     },
     "catalogue": {
         "backend": Field("str", choices=("local", "sip2", "rest"), live=False),
+        # SIP2 has no message for card links: a SIP2 site keeps them in a REST link service.
+        "identity_links": Field("str", choices=("catalogue", "rest"), live=False),
         "timeout": Field("float", min=1, max=120),
         "local": {
             "path": Field("path", live=False),

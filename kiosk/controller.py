@@ -455,7 +455,7 @@ class Controller:
             finally:
                 _zero(pin)
             log_event(log, "registration.authenticated" if outcome.ok else "registration.refused",
-                      error=outcome.error.value if outcome.error else None, birth_date_read=birth is not None)
+                      error=outcome.error.value if outcome.error else None, kenhojo_read=birth is not None)
             self.post(ev.RegistrationRead(outcome, birth, second, serial=e.serial))
 
         self._submit(self._card_pool, work, lambda: ev.RegistrationRead(

@@ -161,11 +161,19 @@ def build_catalogue(config: dict, data_dir: Path):
         if cat["local"]["seed_demo"]:
             local.seed(LocalCatalogue.demo_seed())
         return local
-    if backend == "sip2":
-        from kiosk.sync.sip2_backend import build_sip2_catalogue
+    if backend == "rest":
+        from kiosk.sync.rest_backend import build_rest_catalogue
 
-        return build_sip2_catalogue(config)
-    raise ConfigError("configuration", "catalogue.backend", f"{backend!r} is not available in this build")
+        return build_rest_catalogue(config)
+    from kiosk.sync.sip2_backend import build_sip2_catalogue
+
+    circulation = build_sip2_catalogue(config)
+    if cat["identity_links"] == "rest":
+        from kiosk.sync.linked_catalogue import LinkedCatalogue
+        from kiosk.sync.rest_backend import build_rest_catalogue
+
+        return LinkedCatalogue(circulation, build_rest_catalogue(config))
+    return circulation
 
 
 def build_reader(config: dict) -> CardReader | None:

@@ -474,7 +474,7 @@ class StaffMode:
         action = "staff.card_unlinked" if e.unlinked else (
             "staff.card_relinked" if r.linked_to is not None else "staff.card_linked")
         r.wipe()
-        return [fx.Audit(self.staff_id, action, birth_date_sent=r.birth_date_sent)] + self._go(REGISTER, now)
+        return [fx.Audit(self.staff_id, action, kenhojo_read=r.birth_date_sent)] + self._go(REGISTER, now)
 
 
 def _wiped(buf: bytearray) -> bytearray:

@@ -78,6 +78,12 @@ def test_toml_syntax_error_names_the_file(tmp_path):
 def test_cross_key_rules(tmp_path):
     with pytest.raises(ConfigError, match="catalogue.sip2.host"):
         load_config(write(tmp_path, "[catalogue]\nbackend = 'sip2'\n"))
+    # SIP2 cannot resolve card links: a card reader needs the REST link service beside it.
+    with pytest.raises(ConfigError, match="catalogue.identity_links"):
+        load_config(write(tmp_path, "[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\nhost = 'ils'\n"))
+    with pytest.raises(ConfigError, match="catalogue.rest.base_url"):
+        load_config(write(tmp_path, "[catalogue]\nbackend = 'sip2'\nidentity_links = 'rest'\n"
+                                    "[catalogue.sip2]\nhost = 'ils'\n"))
     with pytest.raises(ConfigError, match="ui.default_language"):
         load_config(write(tmp_path, "[ui]\nlanguages = ['en']\n"))
 
@@ -99,8 +105,8 @@ def test_layers_merge_deeply():
 def test_secret_comes_from_file_and_is_never_described(tmp_path):
     secret = tmp_path / "sip2-password"
     secret.write_text("s3cr3t-canary\n")
-    site = write(tmp_path, f"[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\nhost = 'ils'\n"
-                           f"password_file = '{secret}'\n")
+    site = write(tmp_path, f"[card]\nbackend = 'none'\n[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\n"
+                           f"host = 'ils'\npassword_file = '{secret}'\n")
     config = load_config(site)
     assert read_secret(config["catalogue"]["sip2"]["password_file"]) == "s3cr3t-canary"
     out = subprocess.run([sys.executable, "-m", "kiosk", "config", "check", "-v", str(site)],

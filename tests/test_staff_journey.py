@@ -141,3 +141,62 @@ def test_staff_mode_leaves_by_itself(kiosk):
     loop.run_pending()
     assert view.screen == "idle"
     assert services.audit.entries()[-1]["action"] == "staff.timed_out"
+
+
+def register(services, controller, view, loop, card: str, pins: list[str], library_card: str):
+    sign_in(controller, loop)
+    post(controller, loop, Press("register"))
+    loop.pump_until(lambda: view.model.get("step") == "insert")
+    services.demo.insert_card(card)
+    loop.pump_until(lambda: view.model.get("step") in ("pin", "last_try"))
+    for pin in pins:
+        for d in pin:
+            post(controller, loop, Press("digit", d))
+        post(controller, loop, Press("ok"))
+        loop.pump_until(lambda: view.model.get("step") not in ("authenticating", "reading"))
+    assert view.model["step"] == "scan", view.model
+    post(controller, loop, Barcode(library_card))
+    assert view.model["step"] == "confirm" and view.model["patron_id"] == library_card
+    assert view.model["valid_until"]
+    post(controller, loop, Press("link"))
+    loop.pump_until(lambda: view.model.get("step") == "done")
+    services.demo.remove_card()
+    post(controller, loop, Press("ok"))
+    post(controller, loop, Press("exit"))
+    loop.pump_until(lambda: view.screen == "idle")
+
+
+@pytest.mark.parametrize("card, pins", [
+    ("unregistered", ["1234"]),                      # same PIN on both applications
+    ("second-pin-differs", ["1234", "5678"]),        # the patron is asked for the second PIN
+    ("second-pin-1-try", ["1234", "1234"]),          # one try left: asked, never tried for them
+])
+def test_registration_then_the_card_signs_in(tmp_path, demo_pki, card, pins):
+    services, controller, view, loop = make_kiosk(tmp_path, demo_pki, registration_birth_date=True)
+    try:
+        cert_hash = services.demo.pki.cards[card].cert_hash
+        assert services.catalogue.resolve_identity(cert_hash) is None
+        register(services, controller, view, loop, card, pins, "20000003")
+        assert services.catalogue.resolve_identity(cert_hash) == "20000003"
+        assert services.card.mode == "kiosk"                 # back to the patron allowlist
+        actions = [e["action"] for e in services.audit.entries()]
+        assert "staff.card_linked" in actions
+        assert all("20000003" not in str(e) for e in services.audit.entries())
+        # The patron now signs in with that card at the kiosk.
+        services.demo.insert_card(card)
+        loop.pump_until(lambda: view.screen == "pin")
+        for d in "1234":
+            post(controller, loop, Press("digit", d))
+        post(controller, loop, Press("ok"))
+        loop.pump_until(lambda: view.screen == "take_card")
+    finally:
+        controller.stop()
+        services.close()
+
+
+def test_registration_needs_staff_sign_in(kiosk):
+    services, controller, view, loop = kiosk
+    post(controller, loop, Press("register"))
+    services.demo.insert_card("unregistered")
+    loop.pump_until(lambda: view.screen == "pin")          # a patron sign-in, nothing else
+    assert services.card.mode == "kiosk"
