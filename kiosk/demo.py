@@ -14,6 +14,7 @@ from typing import Any
 from kiosk.demo_pki import DemoPki, ensure_demo_pki
 from kiosk.events import Barcode
 from kiosk.hardware.virtual_card import VirtualJpkiCard
+from kiosk.sync.local_catalogue import LocalCatalogue
 
 
 class DemoDevices:
@@ -27,8 +28,11 @@ class DemoDevices:
     @classmethod
     def prepare(cls, data_dir: Path, catalogue: Any) -> "DemoDevices":
         pki = ensure_demo_pki(data_dir / "demo-pki")
-        seed = catalogue.demo_seed()
-        for card_name, patron_id in seed.get("card_links", {}).items():
+        seed = LocalCatalogue.demo_seed()
+        # Only the demo's own catalogue gets the counter's links made for it; a real
+        # catalogue (a demo pointed at a test ILS) keeps the links its staff made.
+        links = seed.get("card_links", {}) if isinstance(catalogue, LocalCatalogue) else {}
+        for card_name, patron_id in links.items():
             card = pki.cards.get(card_name)
             if card is not None and card.cert_hash and catalogue.resolve_identity(card.cert_hash) is None:
                 catalogue.link_identity(card.cert_hash, patron_id)

@@ -200,3 +200,44 @@ def test_registration_needs_staff_sign_in(kiosk):
     services.demo.insert_card("unregistered")
     loop.pump_until(lambda: view.screen == "pin")          # a patron sign-in, nothing else
     assert services.card.mode == "kiosk"
+
+
+@pytest.mark.parametrize("birth, linked", [("1999-02-28", True), ("1970-01-01", False)])
+def test_registration_against_the_rest_catalogue(tmp_path, demo_pki, make_rest_server, rest_tls,
+                                                 birth, linked):
+    """The link goes to the central catalogue over HTTPS with the birth date read from the card;
+    a birth date the catalogue does not match links nothing."""
+    from tests.support.rest_server import PATRON_OK, TOKEN, RestLibrary
+
+    library = RestLibrary.seeded()
+    library.patrons[PATRON_OK]["birth_date"] = birth
+    server = make_rest_server(library)
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    data = tmp_path / "kiosk-data"
+    shutil.copytree(demo_pki.directory, data / "demo-pki")
+    config = demo_config(str(data))
+    config["catalogue"].update(backend="rest")
+    config["catalogue"]["rest"].update(base_url=server.url, ca_bundle=str(rest_tls.ca), token_file=str(token))
+    config["staff"].update({"accounts": [{"id": "s01", "badge": "",
+                                          "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}],
+                            "registration_birth_date": True})
+    services = build_services(config, demo=True)
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    loop.run_pending()
+    try:
+        cert_hash = demo_pki.cards["unregistered"].cert_hash
+        if linked:
+            register(services, controller, view, loop, "unregistered", ["1234"], PATRON_OK)
+            assert library.links[cert_hash] == PATRON_OK
+        else:
+            with pytest.raises(AssertionError):
+                register(services, controller, view, loop, "unregistered", ["1234"], PATRON_OK)
+            assert view.model["step"] == "error" and view.model["error"] == "wrong_password"
+            assert cert_hash not in library.links
+    finally:
+        controller.stop()
+        services.close()
