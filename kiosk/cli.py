@@ -45,6 +45,29 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_staff_hash_pin(args: argparse.Namespace) -> int:
+    """Reads a staff PIN from standard input (no echo on a terminal) and prints its scrypt
+    hash for [[staff.accounts]] pin_hash. The PIN itself is never stored or printed."""
+    import getpass
+
+    from kiosk.staff_pins import hash_pin
+
+    if sys.stdin.isatty():
+        pin = getpass.getpass("staff PIN (4-8 digits): ")
+    else:
+        pin = sys.stdin.readline().strip()
+    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
+        print("error: a staff PIN is 4 to 8 digits", file=sys.stderr)
+        return 2
+    buf = bytearray(pin.encode())
+    try:
+        print(hash_pin(buf))
+    finally:
+        for i in range(len(buf)):
+            buf[i] = 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description="Library self-checkout kiosk (自動貸出機)")
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
@@ -65,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("-v", "--verbose", action="store_true", help="print every resulting setting")
     c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("staff", help="staff accounts")
+    ssub = p.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    c = ssub.add_parser("hash-pin", help="hash a staff PIN (read from standard input) for the config")
+    c.set_defaults(func=cmd_staff_hash_pin)
 
     from kiosk.card_cli import add_card_commands
     from kiosk.doctor import add_doctor_command

@@ -141,3 +141,19 @@ def test_nan_and_infinity_are_not_numbers(tmp_path):
     for text in ("nan", "inf"):
         with pytest.raises(ConfigError, match="must be a number"):
             load_config(write(tmp_path, f"[timeouts]\npin = {text}\n"))
+
+
+def test_staff_hash_pin_command_makes_a_hash_the_config_accepts(tmp_path):
+    from kiosk.staff_pins import check_pin
+
+    out = subprocess.run([sys.executable, "-m", "kiosk", "staff", "hash-pin"], input="24681357\n",
+                         capture_output=True, text=True, check=True)
+    pin_hash = out.stdout.strip()
+    assert "24681357" not in out.stdout and check_pin(b"24681357", pin_hash)
+    site = write(tmp_path, f"[[staff.accounts]]\nid = 's01'\nbadge = ''\npin_hash = '{pin_hash}'\n")
+    assert load_config(site)["staff"]["accounts"][0]["id"] == "s01"
+    bad = subprocess.run([sys.executable, "-m", "kiosk", "staff", "hash-pin"], input="12\n",
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    with pytest.raises(ConfigError, match="scrypt hash"):
+        load_config(write(tmp_path, "[[staff.accounts]]\nid = 's01'\nbadge = ''\npin_hash = '1234'\n"))
