@@ -9,9 +9,11 @@ list for staff, who need patron id, item id and the reason.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tinydb import Query
 
@@ -116,6 +118,37 @@ class Outbox:
         if not rows:
             return None
         return self._open(min(rows, key=lambda r: r["seq"]))
+
+    def head(self, n: int) -> list[PendingLoan]:
+        """The first `n` loans in queue order (unseals only those)."""
+        rows = sorted(self._store.outbox.all(), key=lambda r: r["seq"])[:n]
+        return [self._open(r) for r in rows]
+
+    def state(self, txn_id: str) -> str | None:
+        row = self._store.outbox.get(_Q.txn_id == txn_id)
+        return None if row is None else row["state"]
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several outbox changes as one atomic, fsynced write (the worker's bookkeeping for
+        a window of loans: one write instead of one per loan keeps a backlog drain linear)."""
+        with self._store.transaction():
+            yield
+
+    def unmark(self, txn_id: str) -> None:
+        """Marked in flight but never put on the wire (the catalogue failed first): queued again."""
+        with self._store.transaction():
+            row = self._store.outbox.get(_Q.txn_id == txn_id)
+            if row is not None and row["state"] == IN_FLIGHT:
+                self._store.outbox.update({"state": QUEUED, "attempts": max(0, row["attempts"] - 1)},
+                                          doc_ids=[row.doc_id])
+
+    def forget_unsent(self, txn_id: str) -> None:
+        """Withdrawn while it waited in the worker's window and never sent: nothing was lent."""
+        with self._store.transaction():
+            row = self._store.outbox.get(_Q.txn_id == txn_id)
+            if row is not None and row["state"] == WITHDRAWN:
+                self._store.outbox.remove(doc_ids=[row.doc_id])
 
     def pending(self) -> list[LoanRequest]:
         return [entry.loan for entry in self.pending_entries()]

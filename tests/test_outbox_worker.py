@@ -404,3 +404,54 @@ def test_logs_carry_no_patron_or_item_data_even_from_exception_text(outbox, stor
     assert "CatalogueUnavailable" in caplog.text and "KeyError" in caplog.text
     for canary in (CANARY_PATRON, CANARY_ITEM, CANARY_TITLE):
         assert canary not in caplog.text                        # ... but never logged
+
+
+# -- a backlog drains with few durable writes --------------------------------------------
+
+def test_bookkeeping_is_two_writes_per_window_not_two_per_loan(outbox, store_clock):
+    for n in range(1, 101):
+        outbox.append(make_loan(n))
+    storage = outbox._store._storage
+    commits = []
+    real = storage._commit
+    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    cat, results = ScriptedCatalogue(), Results()
+    report = worker_for(outbox, cat, store_clock, results, window=25).drain_once()
+    assert report.acknowledged == 100 and outbox.stats().pending == 0
+    assert cat.calls == [f"txn-{n:04d}" for n in range(1, 101)]       # still strictly in order
+    assert len(commits) <= 2 * 4 + 1                                    # 4 windows: mark + settle
+
+
+def test_loan_withdrawn_while_waiting_in_the_window_is_never_sent(outbox, store_clock):
+    outbox.append(make_loan(1))
+    outbox.append(make_loan(2))
+
+    class WithdrawDuringFirst(ScriptedCatalogue):
+        def checkout(self, loan):
+            if loan.txn_id == "txn-0001":
+                outbox.withdraw("txn-0002")             # the patron walks away meanwhile
+            return super().checkout(loan)
+
+    cat, results = WithdrawDuringFirst(), Results()
+    report = worker_for(outbox, cat, store_clock, results).drain_once()
+    assert cat.calls == ["txn-0001"] and report.acknowledged == 1
+    assert outbox.stats().pending == 0 and outbox.conflicts() == []
+
+
+def test_catalogue_failing_mid_window_requeues_what_never_went_out(outbox, store_clock):
+    for n in range(1, 4):
+        outbox.append(make_loan(n))
+
+    class FailSecond(ScriptedCatalogue):
+        def checkout(self, loan):
+            if loan.txn_id == "txn-0002" and not getattr(self, "failed", False):
+                self.failed = True
+                self.calls.append(loan.txn_id)
+                raise CatalogueUnavailable("down")
+            return super().checkout(loan)
+
+    cat, results = FailSecond(), Results()
+    assert worker_for(outbox, cat, store_clock, results).drain_once().unavailable
+    entries = {e.loan.txn_id: e for e in outbox.pending_entries()}
+    assert entries["txn-0002"].sent_before                  # on the wire, unanswered
+    assert not entries["txn-0003"].sent_before              # never went out: queued again

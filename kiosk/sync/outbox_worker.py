@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
 from kiosk.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, LoanResult, Refusal
-from kiosk.outbox import KIOSK_ERROR, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
+from kiosk.outbox import KIOSK_ERROR, WITHDRAWN as WITHDRAWN_STATE, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class OutboxWorker:
         jitter: float = 0.0,
         rng: random.Random | None = None,
         max_errors: int = 5,
+        window: int = 32,
     ) -> None:
         if not backoff:
             raise ValueError("backoff needs at least one delay")
@@ -84,6 +85,7 @@ class OutboxWorker:
         self._jitter = jitter
         self._rng = rng or random.Random()
         self._max_errors = max_errors
+        self._window = max(1, window)        # loans per pair of durable bookkeeping writes
 
         self._send_lock = threading.Lock()  # one loan on the wire at a time, thread or drain_once
         self._wake = threading.Event()
@@ -130,50 +132,80 @@ class OutboxWorker:
     def _drain(self, should_stop: Callable[[], bool]) -> DrainReport:
         counts: Counter[str] = Counter()
         while not should_stop():
-            entry = self._outbox.next_pending()
-            if entry is None:
+            window = self._outbox.head(self._window)
+            if not window:
                 break
-            outcome = self._send(entry)
-            if outcome == "unavailable":
+            if not self._drain_window(window, counts, should_stop):
                 return DrainReport(counts["accepted"], counts["refused"], counts["conflict"],
                                    self._outbox.stats().pending, True, self._last_error)
-            counts[outcome] += 1
         return DrainReport(counts["accepted"], counts["refused"], counts["conflict"],
                            self._outbox.stats().pending)
 
-    def _send(self, entry: PendingLoan) -> str:
-        loan = entry.loan
-        if entry.withdrawn:
-            return self._to_staff(loan, WITHDRAWN_UNANSWERED, "patron left before the catalogue answered; "
-                                  "check whether it was lent")
-        try:
-            if not self._outbox.mark_sent(loan.txn_id):
-                return self._to_staff(loan, WITHDRAWN_UNANSWERED, "patron left before the catalogue "
-                                      "answered; check whether it was lent")
-        except KeyError:
-            return "skipped"                # withdrawn before it was ever sent: nothing to do
-        try:
-            result = self._catalogue.checkout(loan)
-            if result.txn_id != loan.txn_id:
-                raise ValueError(f"catalogue answered txn {result.txn_id!r} for {loan.txn_id!r}")
-        except CatalogueUnavailable as exc:
-            self._failed(f"CatalogueUnavailable: {exc}")
-            return "unavailable"
-        except Exception as exc:  # a backend bug must not kill the worker or lose the loan
-            _log.error("outbox: backend error %s on txn %s", type(exc).__name__, loan.txn_id)
-            n = self._errors.get(loan.txn_id, 0) + 1
-            self._errors[loan.txn_id] = n
-            if n < self._max_errors:
-                self._failed(f"{type(exc).__name__}: {exc}")
-                return "unavailable"
-            return self._to_staff(loan, KIOSK_ERROR, f"kiosk error: {type(exc).__name__}")
+    def _drain_window(self, window: list[PendingLoan], counts: Counter[str],
+                      should_stop: Callable[[], bool]) -> bool:
+        """Send a window of loans in order with two durable writes in all: every loan is
+        marked in flight before any goes out, and every answer is settled together after.
+        A crash between the two only means loans are sent again, which the catalogue
+        recognises (idempotency key / SIP2 renewal of the same loan). False: the
+        catalogue failed; what was not sent is queued again."""
+        sendable: list[PendingLoan] = []
+        with self._outbox.batch():
+            for entry in window:
+                if entry.withdrawn:
+                    counts[self._withdrawn_to_staff(entry.loan)] += 1
+                    continue
+                try:
+                    if self._outbox.mark_sent(entry.loan.txn_id):
+                        sendable.append(entry)
+                    else:
+                        counts[self._withdrawn_to_staff(entry.loan)] += 1
+                except KeyError:
+                    counts["skipped"] += 1       # withdrawn before it was ever sent: nothing to do
+        answers: list[tuple[PendingLoan, LoanResult]] = []
+        unsent: list[PendingLoan] = []
+        healthy = True
+        for n, entry in enumerate(sendable):
+            loan = entry.loan
+            if should_stop():
+                unsent = sendable[n:]
+                break
+            if self._outbox.state(loan.txn_id) == WITHDRAWN_STATE and not entry.sent_before:
+                self._outbox.forget_unsent(loan.txn_id)      # the patron left; it never went out
+                continue
+            try:
+                result = self._catalogue.checkout(loan)
+                if result.txn_id != loan.txn_id:
+                    raise ValueError(f"catalogue answered txn {result.txn_id!r} for {loan.txn_id!r}")
+            except CatalogueUnavailable as exc:
+                self._failed(f"CatalogueUnavailable: {exc}")
+                unsent, healthy = sendable[n + 1:], False     # this one was on the wire: stays in flight
+                break
+            except Exception as exc:  # a backend bug must not kill the worker or lose the loan
+                _log.error("outbox: backend error %s on txn %s", type(exc).__name__, loan.txn_id)
+                errors = self._errors.get(loan.txn_id, 0) + 1
+                self._errors[loan.txn_id] = errors
+                if errors < self._max_errors:
+                    self._failed(f"{type(exc).__name__}: {exc}")
+                    unsent, healthy = sendable[n + 1:], False
+                    break
+                counts[self._to_staff(loan, KIOSK_ERROR, f"kiosk error: {type(exc).__name__}")] += 1
+                continue
+            answers.append((entry, result))
+        with self._outbox.batch():
+            outcomes = [self._outbox.settle(e.loan.txn_id, r, refused_is_conflict=e.loan.offline or e.sent_before)
+                        for e, r in answers]
+            for entry in unsent:
+                self._outbox.unmark(entry.loan.txn_id)
+        for (entry, result), outcome in zip(answers, outcomes):
+            _log.info("outbox: txn %s -> %s", entry.loan.txn_id, outcome)
+            counts[outcome] += 1
+            self._answered(entry.loan.txn_id)
+            self._report(result)             # only once the answer is on disk
+        return healthy
 
-        outcome = self._outbox.settle(loan.txn_id, result,
-                                      refused_is_conflict=loan.offline or entry.sent_before)
-        _log.info("outbox: txn %s -> %s", loan.txn_id, outcome)
-        self._answered(loan.txn_id)
-        self._report(result)
-        return outcome
+    def _withdrawn_to_staff(self, loan: LoanRequest) -> str:
+        return self._to_staff(loan, WITHDRAWN_UNANSWERED, "patron left before the catalogue answered; "
+                              "check whether it was lent")
 
     def _to_staff(self, loan: LoanRequest, reason: str, message: str) -> str:
         result = LoanResult(txn_id=loan.txn_id, ok=False, item_id=loan.item_id,
