@@ -1,0 +1,149 @@
+"""Patron-facing text from gettext catalogues, one .po file per language.
+
+Adding a language is adding kiosk/locale/<lang>/LC_MESSAGES/kiosk.po (the folder
+name is the language code with "_" for "-", e.g. pt_BR for "pt-BR"); nothing
+here lists languages. Message ids are stable keys ("idle.title"), not English
+sentences, so a change of wording never orphans a translation. Catalogues are
+read with Babel (no compile step, so the .po files are what ships). Dates use
+Babel's CLDR data so "due 15 January" reads naturally in every language.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_skeleton
+from babel.messages.pofile import read_po
+
+log = logging.getLogger("kiosk.i18n")
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "kiosk"
+DEFAULT_LANGUAGE = "ja"
+# A missing text falls back to English (most patrons who are not reading Japanese
+# can read it), then Japanese, then the key itself.
+FALLBACKS = ("en", "ja")
+
+
+class MissingText(KeyError):
+    """A strict translator was asked for a message id no catalogue has."""
+
+
+def folder_name(lang: str) -> str:
+    return lang.replace("-", "_")
+
+
+def language_code(folder: str) -> str:
+    return folder.replace("_", "-")
+
+
+def po_path(lang: str, locale_dir: Path = LOCALE_DIR) -> Path:
+    return locale_dir / folder_name(lang) / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def available_languages(locale_dir: Path = LOCALE_DIR) -> list[str]:
+    """Every language with a catalogue on disk (codes as the session uses them)."""
+    return sorted(language_code(p.parent.parent.name)
+                  for p in locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+
+
+@lru_cache(maxsize=None)
+def messages(lang: str, locale_dir: Path = LOCALE_DIR) -> dict[str, str]:
+    """msgid -> text for one language; fuzzy and untranslated entries are left out."""
+    path = po_path(lang, locale_dir)
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        catalog = read_po(f, locale=None, domain=DOMAIN)
+    out: dict[str, str] = {}
+    for m in catalog:
+        if not m.id or m.fuzzy or not isinstance(m.id, str):
+            continue
+        if isinstance(m.string, str) and m.string:
+            out[m.id] = m.string
+    return out
+
+
+class Translator:
+    """Looks message ids up in one language, with fallbacks; `t(msgid, **params)`."""
+
+    def __init__(self, lang: str, fallbacks: tuple[str, ...], strict: bool = False,
+                 locale_dir: Path = LOCALE_DIR) -> None:
+        self.lang = lang
+        self._own = messages(lang, locale_dir)
+        self._fallbacks = fallbacks         # parsed only when a text is missing
+        self._locale_dir = locale_dir
+        self._strict = strict
+
+    def _lookup(self, msgid: str) -> tuple[str | None, bool]:
+        text = self._own.get(msgid)
+        if text is not None:
+            return text, True
+        for f in self._fallbacks:
+            text = messages(f, self._locale_dir).get(msgid)
+            if text is not None:
+                return text, False
+        return None, False
+
+    def has(self, msgid: str) -> bool:
+        return self._lookup(msgid)[0] is not None
+
+    def __call__(self, msgid: str, **params: object) -> str:
+        text, own = self._lookup(msgid)
+        if self._strict and not own:
+            raise MissingText(f"{msgid} not translated into {self.lang}")
+        if text is None:
+            log.warning("i18n.missing", extra={"kiosk_fields": {"msgid": msgid, "lang": self.lang}})
+            return msgid
+        if not params and not self._strict:
+            return text
+        try:
+            return text.format_map(params)
+        except (KeyError, IndexError, ValueError):
+            if self._strict:
+                raise
+            return text
+
+
+def translator(lang: str, strict: bool = False, locale_dir: Path = LOCALE_DIR) -> Translator:
+    """A callable `t(msgid, **params) -> str` for `lang`.
+
+    `strict` (tests) raises MissingText instead of falling back, so an untranslated
+    string fails a test rather than showing English to a Korean reader.
+    """
+    fallbacks = () if strict else tuple(f for f in FALLBACKS if f != lang)
+    return Translator(lang, fallbacks, strict, locale_dir)
+
+
+def babel_locale(lang: str) -> Locale:
+    try:
+        return Locale.parse(lang, sep="-")
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse(DEFAULT_LANGUAGE)
+
+
+def format_due(due: str, lang: str) -> str:
+    """An ISO due date as the patron reads dates (2025年1月15日(水), Wed, Jan 15, 2025);
+    anything else (the catalogue's own text) is shown as it came."""
+    if not due:
+        return ""
+    try:
+        d = date.fromisoformat(due[:10]) if len(due) >= 10 else None
+    except ValueError:
+        d = None
+    if d is None:
+        return due
+    return format_skeleton("yMMMEd", d, locale=babel_locale(lang))
+
+
+def language_name(lang: str) -> str:
+    """The language's name in itself (日本語, English, 한국어), from its own catalogue."""
+    return messages(lang).get("language.name", lang)
+
+
+TranslateFn = Callable[..., str]

@@ -1,0 +1,181 @@
+"""The frame every patron screen shares: header, banners, body, countdown.
+
+A screen is built once per theme (window size, contrast, text size) and rendered
+from the session's plain model as often as the model changes. `clear()` empties
+everything that came from a patron; the view calls it whenever a screen is left,
+so nothing of a session stays in the widget tree.
+"""
+
+from __future__ import annotations
+
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.screenmanager import Screen
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator
+from kiosk.screens import fonts
+from kiosk.screens.widgets import (
+    Badge, Banner, Context, CountdownBar, LanguageBar, Slot, Text, escape, paint, set_font,
+)
+
+
+# Notices that report progress rather than a problem.
+INFO_NOTICES = {"printing"}
+
+
+class Header(BoxLayout):
+    """Library name, TEST/DEMO badges and (on most screens) a compact language bar.
+
+    In portrait the width goes to the language buttons and the name is left out
+    (idle, which has no compact bar, still shows it)."""
+
+    def __init__(self, ctx: Context, language_bar: bool) -> None:
+        th = ctx.theme
+        super().__init__(orientation="horizontal", size_hint_y=None, height=th.header, spacing=th.gap)
+        self.ctx = ctx
+        self.name = Text(th, text=escape(ctx.library_name), halign="left", size=th.font_body, bold=True,
+                         color=th.palette.muted, fixed_font=True, font_name=fonts.registered(ctx.default_language),
+                         prefer_single=True)
+        self.badges = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_x=None, width=0)
+        self.languages: LanguageBar | None = None
+        if language_bar:
+            self.languages = LanguageBar(ctx, compact=True)
+            if not th.portrait:
+                self.name.size_hint_x = 0.42
+                self.languages.size_hint_x = 0.58
+                self.add_widget(self.name)
+            self.add_widget(self.badges)
+            self.add_widget(self.languages)
+        else:
+            self.add_widget(self.name)
+            self.add_widget(self.badges)
+        self._badges: tuple | None = None
+
+    def render(self, model: dict, t: Translator) -> None:
+        th = self.ctx.theme
+        wanted = (bool(model.get("test_pki")), self.ctx.demo, t.lang)
+        if wanted != self._badges:
+            self._badges = wanted
+            self.badges.clear_widgets()
+            font = fonts.registered(t.lang)
+            if wanted[0]:
+                self.badges.add_widget(Badge(th, t("common.test_badge"), th.palette.warn, th.palette.on_warn,
+                                             ident="badge:test", font_name=font))
+            if wanted[1]:
+                self.badges.add_widget(Badge(th, t("common.demo_badge"), th.palette.error, th.palette.on_error,
+                                             ident="badge:demo", font_name=font))
+            self.badges.width = sum(b.width for b in self.badges.children) + th.gap * len(self.badges.children)
+        if self.languages is not None:
+            self.languages.render(t.lang)
+
+
+class KioskScreen(Screen):
+    screen = ""                 # the session's screen name
+    language_bar = True         # compact language buttons in the header
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(name=self.screen)
+        self.ctx = ctx
+        self.built_for: object | None = None       # the theme it was built with (None: not yet)
+        self._banner_specs: list | None = None
+        self.model: dict = {}
+
+    # -- building ---------------------------------------------------------------
+
+    def build(self, ctx: Context) -> None:
+        self.ctx = ctx
+        th = ctx.theme
+        self.clear_widgets()
+        self.header = Header(ctx, self.language_bar)
+        self.banners = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap)
+        self.banners.bind(minimum_height=self.banners.setter("height"))
+        self.body = self.build_body()
+        self.footer = Slot()
+        self.countdown = CountdownBar(ctx)
+        self.frame = self.compose()
+        paint(self.frame, th.palette.bg)
+        self.add_widget(self.frame)
+        self._banner_specs = None
+        self.after_build()
+        self.built_for = th
+
+    def build_body(self) -> Widget:
+        raise NotImplementedError
+
+    def compose(self) -> Widget:
+        """Header, banners, body and countdown top to bottom; a screen may arrange them otherwise."""
+        th = self.ctx.theme
+        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+        for w in (self.header, self.banners, self.body, self.footer):
+            frame.add_widget(w)
+        return frame
+
+    def after_build(self) -> None:
+        """Overlays on top of the frame (help)."""
+
+    # -- rendering ----------------------------------------------------------------
+
+    def render(self, model: dict, t: Translator) -> None:
+        self.model = model
+        font = fonts.registered(t.lang)
+        self.header.render(model, t)
+        self._render_banners(self.banner_specs(model, t), font)
+        seconds = model.get("countdown")
+        if seconds is None:
+            self.footer.set(None)
+        else:
+            if self.countdown.parent is None:
+                self.footer.set(self.countdown, self.ctx.theme.touch)
+        self.countdown.render(seconds, t, font)
+        self.render_body(model, t)
+        set_font(self.frame, font)
+
+    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        """(kind, text, ident) for each strip above the body."""
+        specs = []
+        if model.get("card_reminder"):
+            specs.append(("warn", t("common.card_reminder"), "card_reminder"))
+        notice = model.get("notice")
+        if notice:
+            kind = "info" if notice in INFO_NOTICES else "warn"
+            specs.append((kind, self.notice_text(notice, model, t), "notice:" + notice))
+        return specs
+
+    def notice_text(self, notice: str, model: dict, t: Translator) -> str:
+        msgid = "notice." + notice
+        if notice == "pin_incomplete":
+            msgid += "." + (model.get("purpose") or "card")
+        return t(msgid) if t.has(msgid) else t("error.unknown")
+
+    def _render_banners(self, specs: list[tuple[str, str, str]], font: str) -> None:
+        if specs == self._banner_specs:
+            return
+        self._banner_specs = specs
+        self.banners.clear_widgets()
+        for kind, text, ident in specs:
+            self.banners.add_widget(Banner(self.ctx.theme, text, kind, font_name=font, ident=ident))
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        raise NotImplementedError
+
+    # -- leaving ------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget the patron: rows, digits, names, notices."""
+        self.model = {}
+        if self.built_for is None:
+            return
+        self._banner_specs = None
+        self.banners.clear_widgets()
+        self.footer.set(None)
+        self.countdown.render(None, None, "")
+        self.clear_body()
+
+    def clear_body(self) -> None:
+        pass
+
+    def activate(self) -> None:
+        """The screen became visible: start its animation."""
+
+    def deactivate(self) -> None:
+        """Stop animations so a hidden screen costs nothing."""

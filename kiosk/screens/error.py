@@ -1,0 +1,53 @@
+"""Why the kiosk cannot go on, in friendly words, and whether staff can help.
+
+Every CardError and Refusal value and "timeout" has its own message (a test checks
+all of them in every language); the catalogue's own text is never shown here.
+"""
+
+from __future__ import annotations
+
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator
+from kiosk.screens.base import KioskScreen
+from kiosk.screens.widgets import ICON_INFO, ICON_WARN, KButton, Text, icon
+
+
+def error_text(code: str | None, t: Translator) -> str:
+    msgid = f"error.{code}"
+    return t(msgid) if code and t.has(msgid) else t("error.unknown")
+
+
+class ErrorScreen(KioskScreen):
+    screen = "error"
+
+    def build_body(self) -> Widget:
+        ctx, th = self.ctx, self.ctx.theme
+        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.title = Text(th, size=th.font_title, bold=True, color=th.palette.error, size_hint_y=0.7)
+        self.message = Text(th, size=th.font_title, size_hint_y=1.4)
+        self.counter = Text(th, size=th.font_body, bold=True, size_hint_y=None, height=0)
+        self.ok = KButton(th, lambda a, v: ctx.press(a, v), "ok", kind="primary", size_hint=(None, None),
+                          width=max(th.touch * 3.5, th.width * 0.36), height=th.touch, pos_hint={"center_x": 0.5})
+        for w in (self.title, self.message, self.counter, self.ok):
+            body.add_widget(w)
+        return body
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        th = self.ctx.theme
+        self.code = model.get("code")
+        self.title.text = icon(ICON_WARN) + " " + t("error.title")
+        self.message.text = error_text(self.code, t)
+        if model.get("counter"):
+            self.counter.text = icon(ICON_INFO) + " " + t("common.go_to_counter")
+            self.counter.height = th.font_body * 2.2
+        else:
+            self.counter.text = ""
+            self.counter.height = 0
+        self.ok.text = t("error.ok")
+
+    def clear_body(self) -> None:
+        self.code = None
+        self.message.text = ""
+        self.counter.text = ""

@@ -1,0 +1,77 @@
+"""Waiting screens: reading the card, authenticating, confirming the last loans.
+
+A turning arc shows the kiosk is working; the words say whether the card must stay
+on the reader (it must, until the signature is checked).
+"""
+
+from __future__ import annotations
+
+from kivy.uix.anchorlayout import AnchorLayout
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator
+from kiosk.screens.base import KioskScreen
+from kiosk.screens.widgets import Spinner, Text
+
+
+class ProgressScreen(KioskScreen):
+    def build_body(self) -> Widget:
+        th = self.ctx.theme
+        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.title = Text(th, size=th.font_title, bold=True)
+        holder = AnchorLayout()
+        self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))
+        holder.add_widget(self.spinner)
+
+        def follow(_w, size) -> None:
+            edge = max(0.0, min(size[0], size[1], th.height * 0.3) * 0.9)
+            self.spinner.size = (edge, edge)
+
+        holder.bind(size=follow)
+        self.detail = Text(th, size=th.font_body, color=th.palette.muted)
+        body.add_widget(self.title)
+        body.add_widget(holder)
+        body.add_widget(self.detail)
+        return body
+
+    def texts(self, model: dict, t: Translator) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        self.title.text, self.detail.text = self.texts(model, t)
+
+    def activate(self) -> None:
+        self.spinner.start()
+
+    def deactivate(self) -> None:
+        self.spinner.stop()
+
+
+class ReadingCardScreen(ProgressScreen):
+    screen = "reading_card"
+    language_bar = False
+
+    def texts(self, model: dict, t: Translator) -> tuple[str, str]:
+        return t("reading.title"), t("common.keep_card")
+
+
+class AuthenticatingScreen(ProgressScreen):
+    screen = "authenticating"
+    language_bar = False
+
+    def texts(self, model: dict, t: Translator) -> tuple[str, str]:
+        if model.get("stage") == "patron":
+            return t("auth.title.patron"), t("common.please_wait")
+        return t("auth.title.card"), t("common.keep_card")
+
+
+class FinishingScreen(ProgressScreen):
+    screen = "finishing"
+    language_bar = False
+
+    def texts(self, model: dict, t: Translator) -> tuple[str, str]:
+        return t("finishing.title"), t("finishing.pending", n=int(model.get("pending") or 0))
+
+    def clear_body(self) -> None:
+        self.detail.text = ""

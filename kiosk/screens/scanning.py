@@ -1,0 +1,214 @@
+"""Scanning books: one row per scan, newest on top, with the outcome in words.
+
+A row appears the moment the barcode is read ("Checking…") and is updated in place
+when the catalogue answers, so a fast scanner never waits for the screen. Refusals
+are shown with the friendly reason, never the catalogue's raw text. Rows are also
+the summary screen's list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator, format_due
+from kiosk.screens import fonts
+from kiosk.screens.base import KioskScreen
+from kiosk.screens.theme import Theme
+from kiosk.screens.widgets import (
+    ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, KButton, Text, escape, icon, paint,
+)
+
+
+@dataclass(frozen=True)
+class RowView:
+    kind: str           # pending, ok, refused, unconfirmed
+    mark: str
+    heading: str
+    detail: str
+
+
+def row_view(row: dict, t: Translator) -> RowView:
+    """What one loan row says, in words and an icon (never colour alone)."""
+    state = row.get("state", "pending")
+    title = row.get("title") or ""
+    heading = escape(title) if title else t("row.item", item_id=escape(str(row.get("item_id", ""))))
+    if state == "ok":
+        detail = t("row.ok")
+        if row.get("due"):
+            detail += " — " + t("row.due", date=escape(format_due(str(row["due"]), t.lang)))
+        if row.get("offline"):
+            detail += " (" + t("row.offline") + ")"
+        return RowView("ok", ICON_OK, heading, detail)
+    if state == "refused":
+        msgid = "refusal." + str(row.get("refusal") or "other")
+        reason = t(msgid) if t.has(msgid) else t("refusal.other")
+        return RowView("refused", ICON_NO, heading, t("row.refused") + " — " + reason)
+    if state == "unconfirmed":
+        return RowView("unconfirmed", ICON_UNKNOWN, heading,
+                       t("row.unconfirmed") + " — " + t("row.unconfirmed_detail"))
+    return RowView("pending", ICON_WAIT, heading, t("row.pending"))
+
+
+class LoanRow(BoxLayout):
+    def __init__(self, theme: Theme, txn_id: str) -> None:
+        height = theme.font_body * 1.6 + theme.font_small * 2.9 + theme.pad
+        super().__init__(orientation="horizontal", size_hint_y=None, height=height,
+                         padding=(theme.pad * 0.6, theme.pad * 0.3), spacing=theme.pad * 0.6)
+        self.theme = theme
+        self.txn_id = txn_id
+        self.kind = ""
+        paint(self, theme.palette.surface, radius=theme.gap)
+        self.mark = Text(theme, size=theme.font_title, bold=True, size_hint_x=None,
+                         width=theme.font_title * 1.6, fixed_font=True)
+        self._mark_bg = paint(self.mark, theme.palette.secondary, radius=theme.gap)
+        words = BoxLayout(orientation="vertical")
+        self.heading = Text(theme, halign="left", bold=True, size=theme.font_body, size_hint_y=1.0,
+                            prefer_single=True)
+        self.detail = Text(theme, halign="left", size=theme.font_small, size_hint_y=1.6)
+        words.add_widget(self.heading)
+        words.add_widget(self.detail)
+        self.add_widget(self.mark)
+        self.add_widget(words)
+
+    def show(self, view: RowView, font: str) -> None:
+        p = self.theme.palette
+        bg, fg = {"ok": (p.ok, p.on_ok), "refused": (p.error, p.on_error),
+                  "unconfirmed": (p.warn, p.on_warn)}.get(view.kind, (p.secondary, p.on_secondary))
+        self.kind = view.kind
+        self._mark_bg.rgba = bg
+        self.mark.color = fg
+        self.mark.text = icon(view.mark)
+        self.heading.font_name = font
+        self.detail.font_name = font
+        self.heading.text = view.heading
+        self.detail.text = view.detail
+        self.detail.color = p.error if view.kind == "refused" else p.text
+
+
+class RowList(BoxLayout):
+    """Rows in a scroll view, updated in place by txn_id; a hint while empty."""
+
+    def __init__(self, theme: Theme, **kw) -> None:
+        super().__init__(orientation="vertical", **kw)
+        self.theme = theme
+        self.rows: dict[str, LoanRow] = {}
+        self.placeholder = Text(theme, color=theme.palette.muted, size=theme.font_body)
+        self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, theme.gap), scroll_type=["bars", "content"])
+        self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=theme.gap)
+        self.column.bind(minimum_height=self.column.setter("height"))
+        self.scroll.add_widget(self.column)
+        self.add_widget(self.placeholder)
+
+    def render(self, rows: list[dict], t: Translator, font: str, empty_text: str) -> None:
+        seen = set()
+        added = False
+        for row in rows:
+            txn = str(row.get("txn_id"))
+            seen.add(txn)
+            widget = self.rows.get(txn)
+            if widget is None:
+                widget = LoanRow(self.theme, txn)
+                self.rows[txn] = widget
+                self.column.add_widget(widget, index=len(self.column.children))
+                added = True
+            widget.show(row_view(row, t), font)
+        for txn in [x for x in self.rows if x not in seen]:
+            self.column.remove_widget(self.rows.pop(txn))
+        if self.rows:
+            if self.placeholder.parent is not None:
+                self.remove_widget(self.placeholder)
+                self.add_widget(self.scroll)
+        else:
+            self.placeholder.text = empty_text
+            if self.scroll.parent is not None:
+                self.remove_widget(self.scroll)
+                self.add_widget(self.placeholder)
+        if added:
+            self.scroll.scroll_y = 1
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.column.clear_widgets()
+        self.placeholder.text = ""
+        if self.scroll.parent is not None:
+            self.remove_widget(self.scroll)
+            self.add_widget(self.placeholder)
+
+
+class ScanningScreen(KioskScreen):
+    screen = "scanning"
+
+    def build_body(self) -> Widget:
+        ctx, th = self.ctx, self.ctx.theme
+        self.greeting = Text(th, size=th.font_body, bold=True, halign="left", size_hint_y=None, height=0)
+        self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
+        self.counts = Text(th, size=th.font_body, halign="left", size_hint_y=0.9)
+        self.finish = KButton(th, lambda a, v: ctx.press(a, v), "finish", kind="primary",
+                              size_hint_y=None, height=th.touch)
+        self.list = RowList(th)
+        if th.portrait:
+            body = BoxLayout(orientation="vertical", spacing=th.gap)
+            self.title.size_hint_y = 0.7
+            self.counts.size_hint_y = 0.9
+            self.list.size_hint_y = 1.6
+            for w in (self.greeting, self.title, self.counts, self.list, self.finish):
+                body.add_widget(w)
+        else:
+            body = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.38)
+            for w in (self.greeting, self.title, self.counts, self.finish):
+                body.add_widget(w)
+        return body
+
+    def compose(self) -> Widget:
+        """Landscape: notices sit above the list, so the instructions keep their room."""
+        th = self.ctx.theme
+        if th.portrait:
+            return super().compose()
+        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+        frame.add_widget(self.header)
+        row = BoxLayout(orientation="horizontal", spacing=th.pad)
+        row.add_widget(self.body)
+        right = BoxLayout(orientation="vertical", spacing=th.gap)
+        right.add_widget(self.banners)
+        right.add_widget(self.list)
+        row.add_widget(right)
+        frame.add_widget(row)
+        frame.add_widget(self.footer)
+        return frame
+
+    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        specs = super().banner_specs(model, t)
+        if model.get("offline"):
+            specs.append(("info", t("scan.offline"), "offline"))
+        holds = int(model.get("holds_ready") or 0)
+        if holds:
+            specs.append(("info", t("scan.holds_ready", n=holds), "holds_ready"))
+        return specs
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        th = self.ctx.theme
+        name = model.get("name")
+        if name:
+            self.greeting.text = t("scan.greeting", name=escape(str(name)))
+            self.greeting.height = th.font_body * 1.6
+        else:
+            self.greeting.text = ""
+            self.greeting.height = 0
+        self.title.text = t("scan.title")
+        parts = [t("scan.lent", n=int(model.get("lent") or 0))]
+        if model.get("allowance") is not None:
+            parts.append(t("scan.allowance", n=int(model["allowance"])))
+        if model.get("pending"):
+            parts.append(t("scan.pending", n=int(model["pending"])))
+        self.counts.text = "\n".join(parts)
+        self.finish.text = icon(ICON_OK) + " " + t("scan.finish")
+        self.list.render(list(model.get("rows") or []), t, fonts.registered(t.lang), t("scan.empty"))
+
+    def clear_body(self) -> None:
+        self.greeting.text = ""
+        self.counts.text = ""
+        self.list.clear()

@@ -1,0 +1,112 @@
+"""The loans of this visit with their due dates, and the receipt choice.
+
+Shown only when every loan has an answer (or was given up as "not confirmed"), so
+"done" never appears while a book is still unregistered. The receipt question has
+the same countdown as every other screen: a walked-away patron is logged out.
+"""
+
+from __future__ import annotations
+
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator
+from kiosk.screens import fonts
+from kiosk.screens.base import KioskScreen
+from kiosk.screens.scanning import RowList
+from kiosk.screens.widgets import ICON_OK, KButton, Text, icon
+
+
+class SummaryScreen(KioskScreen):
+    screen = "summary"
+
+    def build_body(self) -> Widget:
+        ctx, th = self.ctx, self.ctx.theme
+        press = lambda a, v: ctx.press(a, v)  # noqa: E731
+        self.title = Text(th, size=th.font_title, bold=True, halign="left", prefer_single=True,
+                          size_hint_y=None, height=th.font_title * 1.6)
+        self.count = Text(th, size=th.font_body, halign="left", size_hint_y=None, height=th.font_body * 1.6)
+        self.list = RowList(th)
+        self.note = Text(th, size=th.font_body, bold=True, color=th.palette.warn, halign="left",
+                         size_hint_y=None, height=0)
+        self.question = Text(th, size=th.font_body, size_hint_y=None, height=0)
+        self.receipt = KButton(th, press, "receipt", kind="primary")
+        self.no_receipt = KButton(th, press, "done", kind="secondary")
+        self.done = KButton(th, press, "done", kind="primary")
+        if th.portrait:
+            body = BoxLayout(orientation="vertical", spacing=th.gap)
+            self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+            for w in (self.title, self.count, self.list, self.note, self.question, self.actions):
+                body.add_widget(w)
+            return body
+        side = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.4)
+        self.title.size_hint_y, self.count.size_hint_y = 0.8, 0.6
+        self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None, height=th.touch)
+        for w in (self.title, self.count, self.note, Widget(size_hint_y=0.05), self.question, self.actions):
+            side.add_widget(w)
+        return side
+
+    def compose(self) -> Widget:
+        """Landscape: notices above the list, the receipt choice keeps its room on the left."""
+        th = self.ctx.theme
+        if th.portrait:
+            return super().compose()
+        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+        frame.add_widget(self.header)
+        row = BoxLayout(orientation="horizontal", spacing=th.pad)
+        row.add_widget(self.body)
+        right = BoxLayout(orientation="vertical", spacing=th.gap)
+        right.add_widget(self.banners)
+        right.add_widget(self.list)
+        row.add_widget(right)
+        frame.add_widget(row)
+        frame.add_widget(self.footer)
+        return frame
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        th = self.ctx.theme
+        rows = list(model.get("rows") or [])
+        lent = sum(r.get("state") == "ok" for r in rows)
+        self.title.text = t("summary.title")
+        self.count.text = t("summary.count", n=lent)
+        self.list.render(rows, t, fonts.registered(t.lang), "")
+        portrait = th.portrait
+        if any(r.get("state") == "unconfirmed" for r in rows):
+            self.note.text = t("summary.counter_note")
+            self._show(self.note, th.font_body * 2.8, 1.0, portrait)
+        else:
+            self.note.text = ""
+            self._show(self.note, 0, None, portrait)
+        self.actions.clear_widgets()
+        printing = model.get("notice") == "printing"     # the session waits for the printer
+        for button in (self.receipt, self.no_receipt, self.done):
+            button.disabled = printing
+        if model.get("receipt_available"):
+            self.question.text = t("summary.receipt_question")
+            self._show(self.question, th.font_body * 2.6, 0.9, portrait)
+            self.receipt.text = t("summary.receipt")
+            self.no_receipt.text = t("summary.no_receipt")
+            vertical = self.actions.orientation == "vertical"
+            self.actions.height = th.touch * 2 + th.gap if vertical else th.touch
+            self.actions.add_widget(self.receipt if vertical else self.no_receipt)
+            self.actions.add_widget(self.no_receipt if vertical else self.receipt)
+        else:
+            self.question.text = ""
+            self._show(self.question, 0, None, portrait)
+            self.done.text = icon(ICON_OK) + " " + t("summary.done")
+            self.actions.height = th.touch
+            self.actions.add_widget(self.done)
+
+    @staticmethod
+    def _show(widget: Widget, height: float, weight: float | None, portrait: bool) -> None:
+        """Fixed height in portrait (the list takes the rest); a share of the side column otherwise."""
+        if portrait or weight is None:
+            widget.size_hint_y = None
+            widget.height = height
+        else:
+            widget.size_hint_y = weight
+
+    def clear_body(self) -> None:
+        self.count.text = ""
+        self.note.text = ""
+        self.list.clear()

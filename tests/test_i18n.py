@@ -1,0 +1,197 @@
+"""Message catalogues: every language complete, every code the session can show has words,
+and the fonts the screens pick can draw every character of every catalogue."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from kiosk import i18n
+from kiosk.card import CardError
+from kiosk.catalogue import Refusal
+from kiosk.session import SessionSettings
+
+LANGS = ("ja", "en", "pt-BR", "zh-Hans", "ko", "vi")
+SESSION = Path(i18n.__file__).with_name("session.py")
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def test_every_configured_language_has_a_catalogue():
+    assert set(SessionSettings().languages) == set(LANGS)
+    assert set(i18n.available_languages()) == set(LANGS)
+    for lang in LANGS:
+        assert i18n.po_path(lang).exists(), lang
+
+
+def test_catalogues_have_the_same_ids_all_translated_with_the_same_placeholders():
+    reference = i18n.messages("ja")
+    assert len(reference) > 100
+    for lang in LANGS:
+        msgs = i18n.messages(lang)
+        assert set(msgs) == set(reference), (lang, set(reference) ^ set(msgs))
+        for msgid, text in msgs.items():
+            assert text.strip(), (lang, msgid)
+            assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(reference[msgid])), (lang, msgid)
+
+
+def test_translations_are_not_left_in_english():
+    en = i18n.messages("en")
+    for lang in ("ja", "zh-Hans", "ko"):
+        same = [k for k, v in i18n.messages(lang).items() if v == en[k] and not re.fullmatch(r"[\W\d_A-Z]*|OK|DEMO", v)]
+        assert not same, (lang, same)
+
+
+def test_every_code_the_error_screen_and_rows_can_show_has_words_in_every_language():
+    codes = [e.value for e in CardError] + [r.value for r in Refusal] + ["timeout"]
+    for lang in LANGS:
+        t = i18n.translator(lang, strict=True)
+        for code in codes:
+            assert t(f"error.{code}"), (lang, code)
+        for r in Refusal:
+            assert t(f"refusal.{r.value}"), (lang, r)
+
+
+def test_every_notice_the_session_sets_has_words():
+    from kiosk.barcodes import Rejection
+
+    source = SESSION.read_text(encoding="utf-8")
+    notices = set(re.findall(r'notice="(\w+)"', source)) | set(re.findall(r'notice = "(\w+)" if', source))
+    # Session._bad_barcode: "bad_barcode" or "barcode_<rejection>" for the rejections with their own words.
+    assert '"barcode_" + rejection.value' in source
+    notices |= {"bad_barcode"} | {f"barcode_{r.value}" for r in Rejection if r.value not in ("garbage", "unknown")}
+    assert {"pin_wrong", "password_wrong", "pin_incomplete", "not_confirmed", "sign_in_first",
+            "not_a_library_card", "not_an_item", "printing", "receipt_failed"} <= notices
+    for lang in LANGS:
+        t = i18n.translator(lang, strict=True)
+        for notice in notices:
+            ids = [f"notice.{notice}.card", f"notice.{notice}.library"] if notice == "pin_incomplete" \
+                else [f"notice.{notice}"]
+            for msgid in ids:
+                assert t(msgid), (lang, msgid)
+
+
+def test_translator_formats_and_falls_back_but_strict_raises():
+    ko = i18n.translator("ko")
+    assert ko("scan.lent", n=3) == "대출 3권"
+    assert ko("no.such.id") == "no.such.id"
+    with pytest.raises(i18n.MissingText):
+        i18n.translator("ko", strict=True)("no.such.id")
+    with pytest.raises(KeyError):
+        i18n.translator("en", strict=True)("scan.lent")        # placeholder missing
+
+
+def test_a_missing_translation_falls_back_to_english_then_japanese(tmp_path):
+    for lang in ("en", "ja"):
+        dst = i18n.po_path(lang, tmp_path)
+        dst.parent.mkdir(parents=True)
+        shutil.copy(i18n.po_path(lang), dst)
+    folder = i18n.po_path("fr", tmp_path).parent
+    folder.mkdir(parents=True)
+    (folder / "kiosk.po").write_text('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+                                     'msgid "common.ok"\nmsgstr "D\'accord"\n', encoding="utf-8")
+    assert i18n.messages("fr", tmp_path) == {"common.ok": "D'accord"}
+    t = i18n.translator("fr", locale_dir=tmp_path)
+    assert t("common.ok") == "D'accord"
+    assert t("idle.help") == "Help"
+    with pytest.raises(i18n.MissingText):
+        i18n.translator("fr", strict=True, locale_dir=tmp_path)("idle.help")
+
+
+def test_adding_a_language_is_adding_one_file(tmp_path):
+    for lang in LANGS:
+        src = i18n.po_path(lang)
+        dst = i18n.po_path(lang, tmp_path)
+        dst.parent.mkdir(parents=True)
+        shutil.copy(src, dst)
+    extra = i18n.po_path("th", tmp_path)
+    extra.parent.mkdir(parents=True)
+    extra.write_text(i18n.po_path("en").read_text(encoding="utf-8").replace('msgstr "English"', 'msgstr "ไทย"'),
+                     encoding="utf-8")
+    assert "th" in i18n.available_languages(tmp_path)
+    assert i18n.translator("th", locale_dir=tmp_path)("language.name") == "ไทย"
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("ja", "2025年4月15日(火)"), ("en", "Tue, Apr 15, 2025"), ("ko", "2025년 4월 15일 (화)"),
+    ("zh-Hans", "2025年4月15日周二"),
+])
+def test_due_dates_read_naturally(lang, expected):
+    assert i18n.format_due("2025-04-15", lang) == expected
+
+
+def test_due_text_that_is_not_a_date_is_shown_as_the_catalogue_sent_it():
+    assert i18n.format_due("", "ja") == ""
+    assert i18n.format_due("返却日未定", "ja") == "返却日未定"
+    assert i18n.format_due(date(2025, 4, 15).isoformat() + "T23:59", "en") == "Tue, Apr 15, 2025"
+
+
+def test_language_names_are_written_in_the_language_itself():
+    assert [i18n.language_name(x) for x in LANGS] == ["日本語", "English", "Português", "简体中文", "한국어",
+                                                   "Tiếng Việt"]
+
+
+# -- fonts ------------------------------------------------------------------------
+
+
+def _charset(path: str) -> set[int]:
+    """Codepoints a font file covers, from fontconfig (face 0, as Kivy opens it)."""
+    out = subprocess.run(["fc-query", "--index", "0", "--format", "%{charset}", path],
+                         check=True, capture_output=True, text=True).stdout
+    cps: set[int] = set()
+    for part in out.split():
+        lo, _, hi = part.partition("-")
+        cps.update(range(int(lo, 16), int(hi or lo, 16) + 1))
+    return cps
+
+
+@pytest.mark.skipif(shutil.which("fc-query") is None, reason="fontconfig's fc-query is needed to read a font's charset")
+def test_the_chosen_font_draws_every_character_of_its_language():
+    from kiosk.screens import fonts
+
+    chosen = fonts.choose_fonts(LANGS)
+    assert all(chosen.values()), "install fonts-noto-cjk (or fonts-ipaexfont + fonts-dejavu-core + fonts-nanum)"
+    for lang in LANGS:
+        needed = {ord(c) for text in i18n.messages(lang).values() for c in text if not c.isspace()}
+        missing = needed - _charset(chosen[lang].regular)
+        assert not missing, (lang, chosen[lang].regular, "".join(sorted(map(chr, missing))))
+
+
+@pytest.mark.skipif(shutil.which("fc-query") is None, reason="needs fc-query")
+def test_the_icon_font_has_every_icon():
+    from kiosk.screens import fonts, widgets
+
+    icons = {widgets.ICON_OK, widgets.ICON_NO, widgets.ICON_WARN, widgets.ICON_INFO, widgets.ICON_BACK,
+             widgets.ICON_UNKNOWN, widgets.ICON_WAIT, "●", "○"}
+    assert {ord(c) for c in icons} <= _charset(fonts.ICON_FONT)
+
+
+def test_font_choice_without_noto_cjk_keeps_korean_and_vietnamese_readable():
+    """IPAexGothic alone has no Hangul and no Vietnamese letters: other fonts must step in."""
+    from kiosk.screens import fonts
+
+    installed = {"/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
+                 "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+                 "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"}
+    chosen = fonts.choose_fonts(LANGS, exists=installed.__contains__)
+    assert chosen["ja"].regular.endswith("ipaexg.ttf")
+    assert chosen["ko"].regular.endswith("NanumGothic.ttf")
+    assert chosen["vi"].regular.endswith("DejaVuSans.ttf")
+    assert chosen["zh-Hans"] is None            # nothing installed draws simplified Chinese
+
+
+def test_a_configured_font_comes_first_and_a_known_one_keeps_its_limits():
+    from kiosk.screens import fonts
+
+    exists = {"/opt/site/Corporate.ttf", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+              "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"}.__contains__
+    site = fonts.choose_fonts(LANGS, configured="/opt/site/Corporate.ttf", exists=exists)
+    assert {f.regular for f in site.values()} == {"/opt/site/Corporate.ttf"}
+    ipa = fonts.choose_fonts(LANGS, configured="/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
+                             exists=exists)
+    assert ipa["ja"].regular.endswith("ipaexg.ttf")
+    assert ipa["ko"].regular.endswith("NotoSansCJK-Regular.ttc")
