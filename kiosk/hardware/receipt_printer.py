@@ -169,7 +169,7 @@ class ReceiptPrinter:
                 log_event(log, "receipt.not_printed", level=logging.WARNING, reason=problem)
                 return False
             printer._raw(data)
-            log_event(log, "receipt.printed", items=len(lines))
+            log_event(log, "receipt.printed", count=len(lines))
             return True
         except Exception as e:              # DeviceNotFoundError, SerialException, OSError, USBError ...
             log_event(log, "receipt.not_printed", level=logging.WARNING, reason="printer_unavailable",
