@@ -342,7 +342,7 @@ def test_built_from_the_kiosk_config(pysip2_acs, sip2_library, tmp_path):
     (tmp_path / "terminal").write_text(TERMINAL_PASSWORD, encoding="utf-8")
     site = tmp_path / "kiosk.toml"
     site.write_text(
-        "[catalogue]\nbackend = 'sip2'\ntimeout = 2\n[catalogue.sip2]\n"
+        "[card]\nbackend = 'none'\n[catalogue]\nbackend = 'sip2'\ntimeout = 2\n[catalogue.sip2]\n"
         f"host = '127.0.0.1'\nport = {pysip2_acs.port}\ntls = false\nlogin_user = '{SIP_USER}'\n"
         f"password_file = '{tmp_path / 'sip2-password'}'\nterminal_password_file = '{tmp_path / 'terminal'}'\n"
         f"institution = '{INSTITUTION}'\nlocation = 'MAIN'\ncharset = 'utf-8'\n", encoding="utf-8")
@@ -361,6 +361,7 @@ def test_config_default_is_tls(tmp_path):
     from kiosk.sync.sip2_backend import build_sip2_catalogue
 
     site = tmp_path / "kiosk.toml"
-    site.write_text("[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\nhost = 'ils.example'\n", encoding="utf-8")
+    site.write_text("[card]\nbackend = 'none'\n[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\n"
+                    "host = 'ils.example'\n", encoding="utf-8")
     catalogue = build_sip2_catalogue(load_config(site))
     assert catalogue.client.config.tls is True and not catalogue.client.connected

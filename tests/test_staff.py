@@ -541,7 +541,7 @@ def test_registration_whole_flow_link():
     assert s.model["step"] == "linking"
     out = s.send(ev.LinkDone(serial=s.mode.serial))
     assert [(a.actor, a.action, a.fields) for a in of(out, fx.Audit)] == [
-        ("alice", "staff.card_linked", {"birth_date_sent": False})]
+        ("alice", "staff.card_linked", {"kenhojo_read": False})]
     assert s.model["step"] == "done"
     out = s.press("done")
     assert commands(out) == [("release_card", None), ("card_mode", "kiosk")] and s.screen == MENU
@@ -765,7 +765,7 @@ def test_birth_date_with_the_same_pin():
     out = s.press("link")
     assert of(out, fx.LinkCard) == [fx.LinkCard(IDENTITY, PATRON, BORN, serial=s.mode.serial)]
     out = s.send(ev.LinkDone(serial=s.mode.serial))
-    assert of(out, fx.Audit)[0].fields == {"birth_date_sent": True}
+    assert of(out, fx.Audit)[0].fields == {"kenhojo_read": True}
 
 
 def test_birth_date_with_a_different_pin():
