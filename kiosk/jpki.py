@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kiosk.card import CardError, CardKind
-from kiosk.interfaces import Transport
+from kiosk.iso7816 import CardApplication, read_binary, select_aid
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
 EF_TOKEN, EF_AUTH_CERT, EF_AUTH_CA, EF_AUTH_KEY, EF_AUTH_PIN = 0x0006, 0x000A, 0x000B, 0x0017, 0x0018
@@ -30,7 +30,6 @@ _NOT_JPKI_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00, 0x699
 # enough to recognise a returning card without reading the rest of the certificate.
 CERT_HEAD_LEN = 64
 MAX_CERT_LEN = 0x7FFF           # READ BINARY offsets are 15 bits
-_MAX_GET_RESPONSES = 64
 
 TOKENS = {
     "JPKIAPICCTOKEN2": CardKind.MY_NUMBER_CARD,
@@ -71,68 +70,35 @@ def der_length(head: bytes) -> int:
     return 2 + n + int.from_bytes(head[2:2 + n], "big")
 
 
-def _has_le(apdu: bytes | bytearray) -> bool:
-    """Short case 2 or case 4: the last byte is Le, so a 6Cxx reply can be answered by resending."""
-    return len(apdu) == 5 or (len(apdu) > 5 and len(apdu) == 6 + apdu[4])
-
-
 def digest_info_sha256(digest: bytes) -> bytes:
     if len(digest) != 32:
         raise ValueError("a SHA-256 digest is 32 bytes")
     return SHA256_DIGEST_INFO_PREFIX + digest
 
 
-class JpkiCard:
+class JpkiCard(CardApplication):
     """The JPKI AP of one inserted card. Remembers the selected EF to skip repeated SELECTs."""
 
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-        self._ef: int | None = None
+    max_get_responses = 64
 
-    # -- transport helpers -------------------------------------------------------------
+    def _error(self, message: str, sw: int | None = None) -> Exception:
+        return JpkiError(CardError.MUTE_CARD, message, sw)
 
     def _send(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
-        """Transmit, following 61xx (GET RESPONSE) and 6Cxx (resend with the right Le)."""
-        try:
-            data, sw = self.transport.transmit(apdu)
-            if sw >> 8 == 0x6C and _has_le(apdu):
-                data, sw = self.transport.transmit(bytes(apdu[:-1]) + bytes([sw & 0xFF]))
-            collected = bytearray(data)
-            for _ in range(_MAX_GET_RESPONSES):
-                if sw >> 8 != 0x61:
-                    break
-                more, sw = self.transport.transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
-                collected += more
-            if sw >> 8 == 0x61:
-                raise JpkiError(CardError.MUTE_CARD, "card keeps answering 61xx", sw)
-        except BaseException:
-            self._ef = None                     # we no longer know what the card has selected
-            raise
-        if not (0x61 <= sw >> 8 <= 0x6F or 0x90 <= sw >> 8 <= 0x9F):
-            self._ef = None
-            raise JpkiError(CardError.MUTE_CARD, "no valid status word from the card", sw)
-        return bytes(collected), sw
-
-    def _select_ef(self, fid: int) -> None:
-        if self._ef == fid:
-            return
-        _, sw = self._send(bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + fid.to_bytes(2, "big"))
-        if sw != SW_OK:
-            self._ef = None
-            raise JpkiError(CardError.MUTE_CARD, f"SELECT EF {fid:04X} failed", sw)
-        self._ef = fid
+        data, sw = super()._send(apdu)
+        return bytes(data), sw
 
     def _read(self, offset: int, length: int) -> tuple[bytes, int]:
         if not 0 <= offset <= MAX_CERT_LEN or not 1 <= length <= 256:
             raise ValueError("READ BINARY offset or length out of range")
-        return self._send(bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, length & 0xFF]))
+        return self._send(read_binary(offset, length))
 
     # -- the protocol ------------------------------------------------------------------
 
     def select_ap(self) -> bool:
         """SELECT the JPKI AP. False: this card has no JPKI AP. Also clears VERIFY status."""
         self._ef = None
-        _, sw = self._send(bytes([0x00, 0xA4, 0x04, 0x0C, 0x0A]) + JPKI_AID)
+        _, sw = self._send(select_aid(JPKI_AID))
         if sw == SW_OK:
             return True
         if sw in _NOT_JPKI_SWS:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from kiosk.interfaces import Transport
+from kiosk.iso7816 import CardApplication, read_binary, select_aid
 
 KENHOJO_AID = bytes.fromhex("D3921000310001010408")
 EF_BASIC_INFO = 0x0002
@@ -35,7 +35,6 @@ _NOT_FOUND_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00})
 MAX_EF_OFFSET = 0x7FFF          # READ BINARY offsets are 15 bits
 MAX_ITEMS = 16                  # DF 21..DF 25 in practice; more means this is not the EF we know
 MAX_BIRTH_DATE_LEN = 16
-_MAX_GET_RESPONSES = 8
 
 
 class KenhojoError(Exception):
@@ -112,55 +111,19 @@ def parse_birth_date(value: bytes | bytearray) -> date:
         raise KenhojoError("birth date is not a calendar date") from None
 
 
-def _has_le(apdu: bytes | bytearray) -> bool:
-    return len(apdu) == 5 or (len(apdu) > 5 and len(apdu) == 6 + apdu[4])
-
-
-class KenhojoCard:
+class KenhojoCard(CardApplication):
     """The kenhojo AP of one inserted card, over a transport in counter mode.
 
     Callers re-SELECT the JPKI AP when done: that drops this AP's VERIFY status.
     """
 
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-        self._ef: int | None = None
-
-    # -- transport helpers -------------------------------------------------------------
-
-    def _send(self, apdu: bytes | bytearray) -> tuple[bytearray, int]:
-        """Transmit, following 61xx (GET RESPONSE) and 6Cxx (resend with the right Le)."""
-        try:
-            data, sw = self.transport.transmit(apdu)
-            if sw >> 8 == 0x6C and _has_le(apdu):
-                data, sw = self.transport.transmit(bytes(apdu[:-1]) + bytes([sw & 0xFF]))
-            collected = bytearray(data)
-            for _ in range(_MAX_GET_RESPONSES):
-                if sw >> 8 != 0x61:
-                    break
-                more, sw = self.transport.transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
-                collected += more
-        except BaseException:
-            self._ef = None
-            raise
-        if not (0x62 <= sw >> 8 <= 0x6F or 0x90 <= sw >> 8 <= 0x9F):
-            self._ef = None
-            raise KenhojoError("no valid status word from the card", sw)
-        return collected, sw
-
-    def _select_ef(self, fid: int) -> None:
-        if self._ef == fid:
-            return
-        _, sw = self._send(bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + fid.to_bytes(2, "big"))
-        if sw != SW_OK:
-            self._ef = None
-            raise KenhojoError(f"SELECT EF {fid:04X} failed", sw)
-        self._ef = fid
+    def _error(self, message: str, sw: int | None = None) -> Exception:
+        return KenhojoError(message, sw)
 
     def _read(self, offset: int, length: int) -> bytearray:
         if not 0 <= offset <= MAX_EF_OFFSET or not 1 <= length <= 256:
             raise KenhojoError("basic-information EF is larger than it can be")
-        data, sw = self._send(bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, length & 0xFF]))
+        data, sw = self._send(read_binary(offset, length))
         if sw != SW_OK:
             raise KenhojoError("basic-information EF unreadable", sw)
         return data
@@ -170,7 +133,7 @@ class KenhojoCard:
     def select_ap(self) -> bool:
         """SELECT the kenhojo AP. False: the card has none (住基カード, smartphone JPKI)."""
         self._ef = None
-        _, sw = self._send(bytes([0x00, 0xA4, 0x04, 0x0C, 0x0A]) + KENHOJO_AID)
+        _, sw = self._send(select_aid(KENHOJO_AID))
         if sw == SW_OK:
             return True
         if sw in _NOT_FOUND_SWS:
