@@ -28,6 +28,7 @@ setup(
         "gpiozero>=2.0",
         "jsonschema>=4.18",             # REST backend: answers checked against the OpenAPI contract
         "PyYAML>=6",
+        "Babel>=2.12",                  # message catalogues (.po) and language names
     ],
     extras_require={
         # gpiozero's lgpio pin factory (Pi 5 and Pi 4). Pi 4 and older may use RPi.GPIO instead;
