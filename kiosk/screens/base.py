@@ -87,7 +87,7 @@ class KioskScreen(Screen):
         th = ctx.theme
         self.clear_widgets()
         self.header = Header(ctx, self.language_bar)
-        self.banners = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap)
+        self.banners = BoxLayout(orientation="vertical", size_hint_y=None, height=0, spacing=th.gap)
         self.banners.bind(minimum_height=self.banners.setter("height"))
         self.body = self.build_body()
         self.footer = Slot()

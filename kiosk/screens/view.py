@@ -32,6 +32,7 @@ from kiosk.screens.out_of_service import OutOfServiceScreen
 from kiosk.screens.pin_pad import PinScreen
 from kiosk.screens.progress import AuthenticatingScreen, FinishingScreen, ReadingCardScreen
 from kiosk.screens.scanning import ScanningScreen
+from kiosk.screens.staff import STAFF_SCREENS, StaffCorner
 from kiosk.screens.summary import SummaryScreen
 from kiosk.screens.take_card import TakeCardScreen
 from kiosk.screens.thank_you import ThankYouScreen
@@ -45,7 +46,7 @@ SCREEN_CLASSES: tuple[type[KioskScreen], ...] = (
     IdleScreen, ReadingCardScreen, PinScreen, LastTryScreen, AuthenticatingScreen, LibraryCardScreen,
     TakeCardScreen, ScanningScreen, FinishingScreen, SummaryScreen, ThankYouScreen, ErrorScreen,
     OutOfServiceScreen,
-)
+) + STAFF_SCREENS
 
 _KEYS = {13: ENTER, 271: ENTER, 9: TAB, 8: BACKSPACE}
 
@@ -108,6 +109,8 @@ class KioskView(FloatLayout):
             self.screens[cls.screen] = screen
             self.manager.add_widget(screen)
         self.add_widget(self.manager)
+        self.staff_corner = StaffCorner(self)       # the hidden long press that opens staff mode
+        self.add_widget(self.staff_corner)
         self.current: str | None = None
         self._model: dict | None = None
         self.language = options.default_language
