@@ -1,0 +1,399 @@
+"""UI benchmarks: cold start, barcode-to-row latency, memory over many sessions.
+
+    python bench/bench_ui.py [--runs 5] [--scans 60] [--sessions 1000]
+
+Every measurement runs in its own process (the same interpreter and environment),
+started the same way, and the table compares numbers measured in this one run:
+
+- cold start: process spawn -> first frame with the idle screen drawn, against a
+  minimal Kivy app (one Label) started the same way; target ratio <= 1.5.
+- barcode -> row drawn: keystrokes of a wedge scanner -> first frame that shows the
+  row with its title and due date (the local catalogue answers through the real
+  outbox worker); p50 and p95, target p95 < 50 ms.
+- memory: resident set size after 10 and after N scripted sessions (library-card
+  sign-in, one book, finish, done) through the real controller; target growth < 10 MB.
+
+With no DISPLAY the children draw on an Xvfb server the bench starts (apt xvfb):
+SDL's offscreen driver leaks about 1 MB of memory per frame drawn, which would swamp
+the memory measurement; without Xvfb it falls back to the offscreen driver and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "BENCH "
+
+
+# ---------------------------------------------------------------------------- parent
+
+
+def start_xvfb() -> tuple[subprocess.Popen | None, str | None]:
+    """A private X server for the children, or (None, None) when Xvfb is not installed."""
+    if os.environ.get("DISPLAY") or shutil.which("Xvfb") is None:
+        return None, os.environ.get("DISPLAY")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    return proc, f":{number}"
+
+
+def child_env(home: Path, display: str | None, fps: int | None = None) -> dict:
+    env = dict(os.environ)
+    env.update(KIVY_NO_ARGS="1", KIVY_NO_FILELOG="1", KIVY_NO_CONSOLELOG="1", KIVY_LOG_MODE="PYTHON",
+               KIVY_HOME=str(home), PYTHONPATH=str(ROOT),
+               KCFG_KIVY_KIVY_CLOCK="interrupt")      # as kiosk.launcher sets it for the app
+    if display:
+        env["DISPLAY"] = display
+        env.pop("SDL_VIDEODRIVER", None)
+    else:
+        env["SDL_VIDEODRIVER"] = "offscreen"
+    if fps is not None:
+        env["KCFG_GRAPHICS_MAXFPS"] = str(fps)
+    return env
+
+
+def run_child(kind: str, data: Path, env: dict, *extra: str, timeout: float = 900) -> dict:
+    spawned = time.time()
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--data", str(data), *extra],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            result = json.loads(line[len(MARK):])
+            result["spawned"] = spawned
+            return result
+    raise RuntimeError(f"{kind} child failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="cold starts of each app (median is reported)")
+    ap.add_argument("--scans", type=int, default=60, help="barcodes for the latency measurement")
+    ap.add_argument("--sessions", type=int, default=1000, help="scripted sessions for the memory measurement")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    work = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
+    xvfb, display = start_xvfb()
+    try:
+        home = work / "kivy"
+        data = work / "data"
+        env = child_env(home, display)
+        print("preparing the demo data (PKI, catalogue) ...", file=sys.stderr)
+        run_child("kiosk", data, env)                               # warm-up: creates keys, fonts cache
+
+        starts: dict[str, list[float]] = {"minimal": [], "kiosk": []}
+        for _ in range(args.runs):
+            for kind in ("minimal", "kiosk"):                       # interleaved: same conditions
+                r = run_child(kind, data, env)
+                starts[kind].append(r["drawn"] - r["spawned"])
+        minimal, kiosk = statistics.median(starts["minimal"]), statistics.median(starts["kiosk"])
+
+        for name in ("latency", "memory"):                          # the same demo PKI, no new keys
+            shutil.copytree(data / "demo-pki", work / name / "demo-pki")
+        print("measuring barcode -> row latency ...", file=sys.stderr)
+        lat = run_child("latency", work / "latency", env, "--scans", str(args.scans))
+        pending, confirmed = lat["pending_ms"], lat["confirmed_ms"]
+
+        print(f"running {args.sessions} scripted sessions ...", file=sys.stderr)
+        mem = run_child("memory", work / "memory", child_env(home, display, fps=0), "--sessions", str(args.sessions))
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        ("cold start to idle drawn (s, median)", f"{minimal:.3f}", f"{kiosk:.3f}", f"{kiosk / minimal:.2f}x",
+         "<= 1.5x"),
+        ("barcode -> row 'checking' drawn p50 / p95 (ms)", "", f"{percentile(pending, .5):.1f} / "
+         f"{percentile(pending, .95):.1f}", "", "p95 < 50"),
+        ("barcode -> row with title+due drawn p50 / p95 (ms)", "", f"{percentile(confirmed, .5):.1f} / "
+         f"{percentile(confirmed, .95):.1f}", "", "p95 < 50"),
+        (f"RSS after 10 / {mem['sessions']} sessions (MB)", f"{mem['rss_10'] / 1e6:.1f}",
+         f"{mem['rss_n'] / 1e6:.1f}", f"{(mem['rss_n'] - mem['rss_10']) / 1e6:+.1f} MB", "< 10 MB"),
+        ("  the same after malloc_trim (live memory)", f"{mem['trim_10'] / 1e6:.1f}",
+         f"{mem['trim_n'] / 1e6:.1f}", f"{(mem['trim_n'] - mem['trim_10']) / 1e6:+.1f} MB", "< 10 MB"),
+    ]
+    headers = ("measurement", "baseline", "kiosk", "ratio / growth", "target")
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(5)]
+    for r in [headers] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print(f"(cold starts: {args.runs} each, interleaved; latency: {len(confirmed)} scans at the default 60 fps; "
+          f"memory: {mem['sessions']} sessions, {mem['seconds']:.0f} s; display: "
+          f"{'X ' + display if display else 'SDL offscreen (leaks ~1 MB per frame: memory growth is inflated)'})")
+    return 0
+
+
+# ---------------------------------------------------------------------------- children
+
+
+def rss() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def trimmed_rss() -> int:
+    """RSS after glibc hands its free lists back: what is really still allocated."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return rss()
+
+
+def report(**values) -> None:
+    print(MARK + json.dumps(values), flush=True)
+
+
+def child(args) -> int:
+    if args.child == "minimal":
+        return minimal_child()
+    return kiosk_child(args)
+
+
+def minimal_child() -> int:
+    from kivy.app import App
+    from kivy.clock import Clock
+    from kivy.core.text import LabelBase
+    from kivy.core.window import Window
+    from kivy.uix.label import Label
+
+    class Minimal(App):
+        def build(self):
+            LabelBase.register("cjk", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+                               if os.path.exists("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+                               else "Roboto")
+            return Label(text="図書館", font_name="cjk", font_size=40)
+
+        def on_start(self):
+            def flip(*_):
+                report(drawn=time.time())
+                Window.unbind(on_flip=flip)
+                Clock.schedule_once(lambda _dt: self.stop(), 0)
+            Window.bind(on_flip=flip)
+
+    Minimal().run()
+    return 0
+
+
+def _seed(n_items: int) -> dict:
+    return {
+        "patrons": [{"id": "20000001", "name": "Bench", "password": "1234", "limit": None, "charged": 0,
+                     "blocked": []}],
+        "items": [{"id": f"1{i:07d}", "title": f"ベンチマークの本 第{i}巻", "media": "book"} for i in range(n_items)],
+        "card_links": {},
+    }
+
+
+def kiosk_child(args) -> int:
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+
+    from kiosk.launcher import build_controller, build_services, demo_config
+    from kiosk.screens.app import KioskApp
+
+    data = Path(args.data)
+    config = demo_config(str(data))
+    if args.child in ("latency", "memory"):
+        # A big local catalogue of its own: the demo one has ten books.
+        n = args.scans + 20 if args.child == "latency" else args.sessions + 20
+        from kiosk.sync.local_catalogue import LocalCatalogue
+
+        config["catalogue"]["local"]["path"] = str(data / "ils.json")
+        config["catalogue"]["local"]["seed_demo"] = False
+        data.mkdir(parents=True, exist_ok=True)
+        cat = LocalCatalogue(data / "ils.json")
+        cat.seed(_seed(n))
+        cat.close()
+    services = build_services(config, demo=True)
+
+    holder: dict = {}
+
+    def make_controller(view, loop):
+        c = build_controller(services, view, loop)
+        holder["controller"] = c
+        return c
+
+    app = KioskApp(build_controller=make_controller, ui_config=config["ui"],
+                   library_name=config["kiosk"]["library_name"], demo_controls=None)
+    timeline = Timeline(app, Window) if args.child in ("kiosk", "latency") else None
+
+    def post(event) -> None:
+        holder["controller"].post(event)
+
+    def wedge(code: str) -> None:
+        for c in code:
+            Window.dispatch("on_textinput", c)
+        Window.dispatch("on_key_down", 13, 40, None, [])
+
+    if args.child == "kiosk":
+        def cold():
+            yield lambda: timeline.drawn("idle") is not None
+            report(drawn=timeline.wall(timeline.drawn("idle")))
+        script = cold()
+    elif args.child == "latency":
+        script = latency_script(app, timeline, post, wedge, args.scans)
+    else:
+        script = memory_script(app, post, wedge, args.sessions)
+    run_script(app, script, Clock, Window)
+    try:
+        app.run()
+    finally:
+        services.close()
+    return 0
+
+
+class Timeline:
+    """When the view was asked to show what, and when frames were drawn.
+
+    Kivy draws a frame only when something changed, so "drawn" is the first on_flip
+    after the show() that put the thing on screen, found afterwards from the record."""
+
+    def __init__(self, app, window) -> None:
+        self.shows: list[tuple[float, str, dict]] = []
+        self.flips: list[float] = []
+        self._offset = time.time() - time.perf_counter()
+        window.bind(on_flip=lambda *_: self.flips.append(time.perf_counter()))
+
+        def start(*_):
+            original = app.view.show
+
+            def show(screen: str, model: dict) -> None:
+                original(screen, model)
+                self.shows.append((time.perf_counter(), screen, model))
+
+            app.view.show = show
+
+        app.bind(on_start=start)
+
+    def wall(self, t: float) -> float:
+        return t + self._offset
+
+    def first_show(self, predicate, after: float = 0.0) -> float | None:
+        return next((t for t, screen, model in self.shows if t >= after and predicate(screen, model)), None)
+
+    def flip_after(self, t: float | None) -> float | None:
+        return None if t is None else next((f for f in self.flips if f >= t), None)
+
+    def drawn(self, screen: str, after: float = 0.0) -> float | None:
+        return self.flip_after(self.first_show(lambda s, _m: s == screen, after))
+
+
+def run_script(app, script, Clock, Window) -> None:
+    """Drive a generator from the Kivy loop: it yields predicates to wait for."""
+    state = {"wait": None}
+
+    def step(_dt):
+        wait = state["wait"]
+        if wait is not None and not wait():
+            return
+        try:
+            state["wait"] = next(script)
+        except StopIteration:
+            event.cancel()
+            Clock.schedule_once(lambda _dt: app.stop(), 0)
+
+    event = Clock.schedule_interval(step, 0)
+
+
+def _row(app, item: str, state: str | None = None):
+    """The row widget showing `item` (in `state`), once the view has drawn it."""
+    for r in (app.view._model or {}).get("rows") or []:
+        if r["item_id"] == item and (state is None or r["state"] == state):
+            return app.view.screens["scanning"].list.rows.get(r["txn_id"])
+    return None
+
+
+def sign_in(app, post, wedge):
+    from kiosk.events import Press
+
+    post(Press("library_card"))
+    yield lambda: app.view.current == "library_card"
+    wedge("20000001")
+    yield lambda: app.view.current == "pin"
+    for d in "1234":
+        post(Press("digit", d))
+    post(Press("ok"))
+    yield lambda: app.view.current == "scanning"
+
+
+def latency_script(app, timeline, post, wedge, scans: int):
+    starts: list[tuple[str, float]] = []
+    yield lambda: app.view.current == "idle"
+    yield from sign_in(app, post, wedge)
+    for i in range(scans):
+        item = f"1{i:07d}"
+        starts.append((item, time.perf_counter()))
+        wedge(item)
+        yield lambda: _row(app, item, "ok") is not None and timeline.flips[-1] > timeline.shows[-1][0]
+
+    def has(item: str, state: str | None):
+        return lambda s, m: s == "scanning" and any(
+            r["item_id"] == item and (state is None or r["state"] == state) for r in m.get("rows") or [])
+
+    pending, confirmed = [], []
+    for item, t0 in starts:
+        pending.append((timeline.flip_after(timeline.first_show(has(item, None), t0)) - t0) * 1000)
+        confirmed.append((timeline.flip_after(timeline.first_show(has(item, "ok"), t0)) - t0) * 1000)
+    report(pending_ms=pending, confirmed_ms=confirmed)
+
+
+def memory_script(app, post, wedge, sessions: int):
+    import gc
+
+    from kiosk.events import Press
+
+    started = time.monotonic()
+    rss_10 = trim_10 = 0
+    yield lambda: app.view.current == "idle"
+    for n in range(sessions):
+        yield from sign_in(app, post, wedge)
+        item = f"1{n:07d}"
+        wedge(item)
+        yield lambda: any(r.kind == "ok" for r in app.view.screens["scanning"].list.rows.values())
+        post(Press("finish"))
+        yield lambda: app.view.current == "summary"
+        post(Press("done"))
+        yield lambda: app.view.current == "thank_you"
+        post(Press("done"))
+        yield lambda: app.view.current == "idle"
+        if n + 1 == 10:
+            gc.collect()
+            rss_10, trim_10 = rss(), trimmed_rss()
+    gc.collect()
+    rss_n = rss()
+    report(rss_10=rss_10, rss_n=rss_n, trim_10=trim_10, trim_n=trimmed_rss(), sessions=sessions,
+           seconds=time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
