@@ -26,7 +26,7 @@ from tests.support.sip2_server import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-ITEMS = [f"14{n:08d}" for n in range(1, 61)]
+ITEMS = [f"14{n:08d}" for n in range(1, 151)]
 KILLS = 25
 
 
@@ -65,7 +65,7 @@ class Child:
 def test_sigkill_during_checkouts_never_loses_or_doubles_a_loan(tmp_path):
     library = FakeLibrary.seeded()
     library.items.update({i: FakeItem(i, f"本 {i[-2:]}") for i in ITEMS})
-    library.patrons[PATRON_OK].limit = 100
+    library.patrons[PATRON_OK].limit = 1000
     secret = tmp_path / "sip2-password"
     secret.write_text(SIP_PASSWORD)
     secret.chmod(0o600)
