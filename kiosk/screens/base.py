@@ -179,3 +179,19 @@ class KioskScreen(Screen):
 
     def deactivate(self) -> None:
         """Stop animations so a hidden screen costs nothing."""
+
+
+def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -> Widget:
+    """Landscape frame: the header across the top, `left` stacked in a column, `right`
+    (a keypad or a side panel) beside it at full height."""
+    th = screen.ctx.theme
+    frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+    frame.add_widget(screen.header)
+    row = BoxLayout(orientation="horizontal", spacing=th.pad)
+    column = BoxLayout(orientation="vertical", spacing=th.gap)
+    for w in left:
+        column.add_widget(w)
+    row.add_widget(column)
+    row.add_widget(right)
+    frame.add_widget(row)
+    return frame

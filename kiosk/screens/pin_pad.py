@@ -14,7 +14,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.widgets import ICON_BACK, ICON_OK, ICON_WARN, KButton, Text, icon
 
 FILLED = "●"
@@ -28,7 +28,31 @@ def masked(digits: int, max_digits: int, purpose: str) -> str:
     return FILLED * digits
 
 
-class PinScreen(KioskScreen):
+class KeypadLayout:
+    """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`):
+    stacked in portrait; in landscape the keypad takes the full height on the right."""
+
+    def keypad_body(self) -> Widget:
+        th = self.ctx.theme
+        if not th.portrait:
+            return self.info
+        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body.add_widget(self.info)
+        self.pad_holder.size_hint_y = None
+        self.pad_holder.height = self.pad.height
+        body.add_widget(self.pad_holder)
+        body.add_widget(self.actions)
+        return body
+
+    def compose(self) -> Widget:
+        if self.ctx.theme.portrait:
+            return super().compose()
+        self.pad_holder.size_hint_x = None
+        self.pad_holder.width = self.pad.width
+        return side_by_side(self, (self.banners, self.info, self.actions, self.footer), self.pad_holder)
+
+
+class PinScreen(KeypadLayout, KioskScreen):
     screen = "pin"
 
     def build_body(self) -> Widget:
@@ -61,33 +85,7 @@ class PinScreen(KioskScreen):
         self.info = BoxLayout(orientation="vertical", spacing=th.gap)
         for w in (self.title, self.hint, self.dots, self.tries, self.note):
             self.info.add_widget(w)
-        if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
-            body.add_widget(self.info)
-            self.pad_holder.size_hint_y = None
-            self.pad_holder.height = self.pad.height
-            body.add_widget(self.pad_holder)
-            body.add_widget(self.actions)
-            return body
-        return self.info
-
-    def compose(self) -> Widget:
-        """Landscape: the keypad takes the full height on the right, everything else on the left."""
-        th = self.ctx.theme
-        if th.portrait:
-            return super().compose()
-        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        frame.add_widget(self.header)
-        row = BoxLayout(orientation="horizontal", spacing=th.pad)
-        left = BoxLayout(orientation="vertical", spacing=th.gap)
-        for w in (self.banners, self.info, self.actions, self.footer):
-            left.add_widget(w)
-        row.add_widget(left)
-        self.pad_holder.size_hint_x = None
-        self.pad_holder.width = self.pad.width
-        row.add_widget(self.pad_holder)
-        frame.add_widget(row)
-        return frame
+        return self.keypad_body()
 
     def render_body(self, model: dict, t: Translator) -> None:
         purpose = model.get("purpose", "card")

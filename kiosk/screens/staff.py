@@ -23,9 +23,9 @@ from kivy.uix.widget import Widget
 from kiosk import events as ev
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.error import error_text
-from kiosk.screens.pin_pad import masked
+from kiosk.screens.pin_pad import KeypadLayout, masked
 from kiosk.screens.widgets import (
     ICON_BACK, ICON_INFO, ICON_OK, ICON_WARN, BarcodeArt, CardArt, KButton, Spinner, Text, escape, icon, paint,
 )
@@ -95,7 +95,7 @@ class StaffScreen(KioskScreen):
 # -- sign-in ----------------------------------------------------------------------------
 
 
-class StaffSigninScreen(StaffScreen):
+class StaffSigninScreen(KeypadLayout, StaffScreen):
     screen = "staff_signin"
 
     def build_body(self) -> Widget:
@@ -116,32 +116,7 @@ class StaffSigninScreen(StaffScreen):
         self.ok = KButton(th, _press(self), "ok", kind="primary")
         self.actions.add_widget(self.cancel)
         self.actions.add_widget(self.ok)
-        if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
-            body.add_widget(self.info)
-            self.pad_holder.size_hint_y = None
-            self.pad_holder.height = self.pad.height
-            body.add_widget(self.pad_holder)
-            body.add_widget(self.actions)
-            return body
-        return self.info
-
-    def compose(self) -> Widget:
-        th = self.ctx.theme
-        if th.portrait:
-            return super().compose()
-        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        frame.add_widget(self.header)
-        row = BoxLayout(orientation="horizontal", spacing=th.pad)
-        left = BoxLayout(orientation="vertical", spacing=th.gap)
-        for w in (self.banners, self.info, self.actions, self.footer):
-            left.add_widget(w)
-        row.add_widget(left)
-        self.pad_holder.size_hint_x = None
-        self.pad_holder.width = self.pad.width
-        row.add_widget(self.pad_holder)
-        frame.add_widget(row)
-        return frame
+        return self.keypad_body()
 
     def render_body(self, model: dict, t: Translator) -> None:
         locked_for = model.get("locked_for")
@@ -529,19 +504,9 @@ class StaffRegisterScreen(StaffScreen):
         return body
 
     def compose(self) -> Widget:
-        th = self.ctx.theme
-        if th.portrait:
+        if self.ctx.theme.portrait:
             return super().compose()
-        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        frame.add_widget(self.header)
-        row = BoxLayout(orientation="horizontal", spacing=th.pad)
-        left = BoxLayout(orientation="vertical", spacing=th.gap)
-        for w in (self.banners, self.body, self.footer):
-            left.add_widget(w)
-        row.add_widget(left)
-        row.add_widget(self.side)
-        frame.add_widget(row)
-        return frame
+        return side_by_side(self, (self.banners, self.body, self.footer), self.side)
 
     def _arrange(self, step: str, linked_before: bool) -> None:
         """Put the step's widgets in the stage and its buttons in the action row."""
