@@ -7,9 +7,23 @@ selected so a repeated SELECT is skipped. Each application says how its errors l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kiosk.interfaces import Transport
 
 SW_OK = 0x9000
+SW_BLOCKED = frozenset({0x6983, 0x6984})   # VERIFY on a blocked PIN (jpki.md §5)
+VERIFY = b"\x00\x20\x00\x80"
+
+
+@dataclass(frozen=True)
+class PinResult:
+    ok: bool
+    tries_left: int | None = None       # after a failure: what the card reported (0 = locked)
+
+    @property
+    def locked(self) -> bool:
+        return self.tries_left == 0
 
 
 def has_le(apdu: bytes | bytearray) -> bool:
@@ -72,3 +86,38 @@ class CardApplication:
             self._ef = None
             raise self._error(f"SELECT EF {fid:04X} failed", sw)
         self._ef = fid
+
+    def _pin_tries(self, pin_ef: int) -> int | None:
+        """Tries left on the PIN in `pin_ef`, spending none (VERIFY with no data).
+        None: already verified in this session (the card does not say how many then)."""
+        self._select_ef(pin_ef)
+        _, sw = self._send(VERIFY)
+        if sw >> 4 == 0x63C:
+            return sw & 0x0F
+        if sw in SW_BLOCKED:
+            return 0
+        if sw == SW_OK:
+            return None
+        raise self._error("unexpected answer to the PIN tries query", sw)
+
+    def _verify(self, pin_ef: int, pin: bytearray) -> PinResult:
+        """One VERIFY of a 4-digit PIN, never retried. The APDU is built in place so the PIN
+        is copied exactly once, and zeroed after; the caller zeroes its own `pin`."""
+        if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
+            raise ValueError("the PIN is 4 digits")
+        self._select_ef(pin_ef)
+        apdu = bytearray(9)
+        apdu[:4] = VERIFY
+        apdu[4] = 4
+        apdu[5:] = pin
+        try:
+            _, sw = self._send(apdu)
+        finally:
+            apdu[:] = bytes(len(apdu))
+        if sw == SW_OK:
+            return PinResult(ok=True)
+        if sw >> 4 == 0x63C:
+            return PinResult(ok=False, tries_left=sw & 0x0F)
+        if sw in SW_BLOCKED:
+            return PinResult(ok=False, tries_left=0)
+        raise self._error("unexpected answer to VERIFY", sw)

@@ -8,11 +8,10 @@ Reference: /work/shared/reference/jpki.md §3-§7.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from kiosk.card import CardError, CardKind
-from kiosk.iso7816 import CardApplication, read_binary, select_aid
+from kiosk.iso7816 import CardApplication, PinResult, read_binary, select_aid
 
 JPKI_AID = bytes.fromhex("D392F000260100000001")
 EF_TOKEN, EF_AUTH_CERT, EF_AUTH_CA, EF_AUTH_KEY, EF_AUTH_PIN = 0x0006, 0x000A, 0x000B, 0x0017, 0x0018
@@ -21,7 +20,6 @@ SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d06096086480165030402010500042
 SW_OK = 0x9000
 SW_NOT_FOUND = 0x6A82
 SW_WRONG_OFFSET = 0x6B00
-SW_BLOCKED = frozenset({0x6983, 0x6984})
 
 # Replies to SELECT by AID that mean "no such application here" rather than "card broken".
 _NOT_JPKI_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00, 0x6999})
@@ -45,16 +43,6 @@ class JpkiError(Exception):
         super().__init__(f"{message} (SW {sw:04X})" if sw is not None else message)
         self.kind = kind
         self.sw = sw
-
-
-@dataclass(frozen=True)
-class PinResult:
-    ok: bool
-    tries_left: int | None = None       # after a failure: what the card reported (0 = locked)
-
-    @property
-    def locked(self) -> bool:
-        return self.tries_left == 0
 
 
 def der_length(head: bytes) -> int:
@@ -148,44 +136,12 @@ class JpkiCard(CardApplication):
         return bytes(der)
 
     def pin_tries_left(self) -> int | None:
-        """Tries left on the user-authentication PIN, without spending one.
-
-        None means the PIN is already verified in this session (the card does not say how
-        many tries it has then).
-        """
-        self._select_ef(EF_AUTH_PIN)
-        _, sw = self._send(bytes([0x00, 0x20, 0x00, 0x80]))
-        if sw >> 4 == 0x63C:
-            return sw & 0x0F
-        if sw in SW_BLOCKED:
-            return 0
-        if sw == SW_OK:
-            return None
-        raise JpkiError(CardError.MUTE_CARD, "unexpected answer to the PIN tries query", sw)
+        """Tries left on the user-authentication PIN without spending one; None = already verified."""
+        return self._pin_tries(EF_AUTH_PIN)
 
     def verify_pin(self, pin: bytearray) -> PinResult:
-        """One VERIFY of the user-authentication PIN. Never retried here or anywhere.
-
-        The PIN only ever exists in bytearrays that are zeroed after use; the caller zeroes
-        its own `pin`.
-        """
-        if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
-            raise ValueError("the user-authentication PIN is 4 digits")
-        self._select_ef(EF_AUTH_PIN)
-        apdu = bytearray(9)                     # built in place: the PIN is copied exactly once
-        apdu[:5] = b"\x00\x20\x00\x80\x04"
-        apdu[5:] = pin
-        try:
-            _, sw = self._send(apdu)
-        finally:
-            apdu[:] = bytes(len(apdu))
-        if sw == SW_OK:
-            return PinResult(ok=True)
-        if sw >> 4 == 0x63C:
-            return PinResult(ok=False, tries_left=sw & 0x0F)
-        if sw in SW_BLOCKED:
-            return PinResult(ok=False, tries_left=0)
-        raise JpkiError(CardError.MUTE_CARD, "unexpected answer to VERIFY", sw)
+        """One VERIFY of the user-authentication PIN. Never retried here or anywhere."""
+        return self._verify(EF_AUTH_PIN, pin)
 
     def sign(self, digest: bytes) -> bytes:
         """Sign a SHA-256 digest with the user-authentication key (EF 0017), after VERIFY."""

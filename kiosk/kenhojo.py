@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from kiosk.iso7816 import CardApplication, read_binary, select_aid
+from kiosk.iso7816 import CardApplication, PinResult, read_binary, select_aid
+
+SupportPinResult = PinResult            # the kenhojo PIN answers exactly like the JPKI one
 
 KENHOJO_AID = bytes.fromhex("D3921000310001010408")
 EF_BASIC_INFO = 0x0002
@@ -29,7 +31,6 @@ SUPPORT_PIN_MAX_TRIES = 3
 TAG_BIRTH_DATE = 0xDF24
 
 SW_OK = 0x9000
-SW_BLOCKED = frozenset({0x6983, 0x6984})
 _NOT_FOUND_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00})
 
 MAX_EF_OFFSET = 0x7FFF          # READ BINARY offsets are 15 bits
@@ -46,12 +47,6 @@ class KenhojoError(Exception):
     def __init__(self, message: str, sw: int | None = None) -> None:
         super().__init__(f"{message} (SW {sw:04X})" if sw is not None else message)
         self.sw = sw
-
-
-@dataclass(frozen=True)
-class SupportPinResult:
-    ok: bool
-    tries_left: int | None = None       # after a failure: what the card reported (0 = locked)
 
 
 @dataclass(frozen=True)
@@ -142,35 +137,11 @@ class KenhojoCard(CardApplication):
 
     def pin_tries_left(self) -> int | None:
         """Tries left on the kenhojo PIN (EF 0011) without spending one; None = already verified."""
-        self._select_ef(EF_SUPPORT_PIN)
-        _, sw = self._send(bytes([0x00, 0x20, 0x00, 0x80]))
-        if sw >> 4 == 0x63C:
-            return sw & 0x0F
-        if sw in SW_BLOCKED:
-            return 0
-        if sw == SW_OK:
-            return None
-        raise KenhojoError("unexpected answer to the PIN tries query", sw)
+        return self._pin_tries(EF_SUPPORT_PIN)
 
-    def verify_pin(self, pin: bytearray) -> SupportPinResult:
+    def verify_pin(self, pin: bytearray) -> PinResult:
         """One VERIFY of the kenhojo PIN. Never retried; the caller zeroes its own `pin`."""
-        if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
-            raise ValueError("the kenhojo PIN is 4 digits")
-        self._select_ef(EF_SUPPORT_PIN)
-        apdu = bytearray(9)                     # built in place: the PIN is copied exactly once
-        apdu[:5] = b"\x00\x20\x00\x80\x04"
-        apdu[5:] = pin
-        try:
-            _, sw = self._send(apdu)
-        finally:
-            apdu[:] = bytes(len(apdu))
-        if sw == SW_OK:
-            return SupportPinResult(ok=True)
-        if sw >> 4 == 0x63C:
-            return SupportPinResult(ok=False, tries_left=sw & 0x0F)
-        if sw in SW_BLOCKED:
-            return SupportPinResult(ok=False, tries_left=0)
-        raise KenhojoError("unexpected answer to VERIFY", sw)
+        return self._verify(EF_SUPPORT_PIN, pin)
 
     def read_birth_date(self) -> date:
         """The birth date from EF 0002 (after VERIFY), reading no byte of the other items."""
