@@ -195,3 +195,20 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -
     row.add_widget(right)
     frame.add_widget(row)
     return frame
+
+
+def list_beside(screen: KioskScreen) -> Widget:
+    """Landscape frame of the screens with a book list (scanning, summary): instructions on
+    the left keep their room; notices sit above the list on the right; footer below."""
+    th = screen.ctx.theme
+    frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+    frame.add_widget(screen.header)
+    row = BoxLayout(orientation="horizontal", spacing=th.pad)
+    row.add_widget(screen.body)
+    right = BoxLayout(orientation="vertical", spacing=th.gap)
+    right.add_widget(screen.banners)
+    right.add_widget(screen.list)
+    row.add_widget(right)
+    frame.add_widget(row)
+    frame.add_widget(screen.footer)
+    return frame

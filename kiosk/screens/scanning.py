@@ -16,7 +16,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets import (
     ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, KButton, Text, escape, icon, paint,
@@ -165,20 +165,9 @@ class ScanningScreen(KioskScreen):
 
     def compose(self) -> Widget:
         """Landscape: notices sit above the list, so the instructions keep their room."""
-        th = self.ctx.theme
-        if th.portrait:
+        if self.ctx.theme.portrait:
             return super().compose()
-        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        frame.add_widget(self.header)
-        row = BoxLayout(orientation="horizontal", spacing=th.pad)
-        row.add_widget(self.body)
-        right = BoxLayout(orientation="vertical", spacing=th.gap)
-        right.add_widget(self.banners)
-        right.add_widget(self.list)
-        row.add_widget(right)
-        frame.add_widget(row)
-        frame.add_widget(self.footer)
-        return frame
+        return list_beside(self)
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         specs = super().banner_specs(model, t)

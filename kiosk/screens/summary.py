@@ -12,7 +12,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.scanning import RowList
 from kiosk.screens.widgets import ICON_OK, KButton, Text, icon
 
@@ -48,20 +48,9 @@ class SummaryScreen(KioskScreen):
 
     def compose(self) -> Widget:
         """Landscape: notices above the list, the receipt choice keeps its room on the left."""
-        th = self.ctx.theme
-        if th.portrait:
+        if self.ctx.theme.portrait:
             return super().compose()
-        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        frame.add_widget(self.header)
-        row = BoxLayout(orientation="horizontal", spacing=th.pad)
-        row.add_widget(self.body)
-        right = BoxLayout(orientation="vertical", spacing=th.gap)
-        right.add_widget(self.banners)
-        right.add_widget(self.list)
-        row.add_widget(right)
-        frame.add_widget(row)
-        frame.add_widget(self.footer)
-        return frame
+        return list_beside(self)
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
