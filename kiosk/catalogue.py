@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Protocol, Sequence
 
 
 class Refusal(str, enum.Enum):
@@ -114,6 +114,15 @@ class Catalogue(Protocol):
     def link_identity(self, cert_hash: str, patron_id: str, birth_date: date | None = None) -> None: ...
 
     def unlink_identity(self, cert_hash: str) -> None: ...
+
+
+class BatchCheckout(Protocol):
+    """Optional extra of a backend that takes many loans per round trip (REST). The
+    outbox worker uses it when present; results come back in the order given."""
+
+    checkout_batch_size: int
+
+    def checkout_many(self, loans: Sequence[LoanRequest]) -> list[LoanResult]: ...
 
 
 @dataclass

@@ -13,7 +13,7 @@ import contextlib
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from tinydb import Query
 
@@ -85,6 +85,7 @@ class Outbox:
         self._key = key
         self._clock = clock
         self._capacity = capacity
+        self._doc_ids: dict[str, int] = {}      # txn_id -> TinyDB doc id: a hint, every hit is checked
 
     def append(self, loan: LoanRequest) -> None:
         """Queue `loan`; durable on return. A txn_id already held (pending or conflict) is a no-op."""
@@ -98,7 +99,7 @@ class Outbox:
                 raise OutboxFull(f"{len(rows)} loans wait for the catalogue")
             seq = 1 + max((r["seq"] for r in rows), default=0)
             queued = self._clock().isoformat()
-            self._store.outbox.insert({
+            self._doc_ids[loan.txn_id] = self._store.outbox.insert({
                 "txn_id": loan.txn_id,
                 "seq": seq,
                 "state": QUEUED,
@@ -124,9 +125,17 @@ class Outbox:
         rows = sorted(self._store.outbox.all(), key=lambda r: r["seq"])[:n]
         return [self._open(r) for r in rows]
 
+    def count(self) -> int:
+        """Loans not yet acknowledged (cheap: no unsealing, no sorting)."""
+        return len(self._store.outbox)
+
     def state(self, txn_id: str) -> str | None:
-        row = self._store.outbox.get(_Q.txn_id == txn_id)
-        return None if row is None else row["state"]
+        return self.states([txn_id])[txn_id]
+
+    def states(self, txn_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each loan's state now (None: no longer queued), in one pass over the table."""
+        rows = self._rows(txn_ids)
+        return {t: rows[t]["state"] if t in rows else None for t in txn_ids}
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -136,19 +145,24 @@ class Outbox:
             yield
 
     def unmark(self, txn_id: str) -> None:
+        self.unmark_many([txn_id])
+
+    def unmark_many(self, txn_ids: Sequence[str]) -> None:
         """Marked in flight but never put on the wire (the catalogue failed first): queued again."""
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
-            if row is not None and row["state"] == IN_FLIGHT:
-                self._store.outbox.update({"state": QUEUED, "attempts": max(0, row["attempts"] - 1)},
-                                          doc_ids=[row.doc_id])
+            ids = [r.doc_id for r in self._rows(txn_ids).values() if r["state"] == IN_FLIGHT]
+            if ids:
+                self._store.outbox.update(_requeue, doc_ids=ids)
 
     def forget_unsent(self, txn_id: str) -> None:
-        """Withdrawn while it waited in the worker's window and never sent: nothing was lent."""
+        self.forget_unsent_many([txn_id])
+
+    def forget_unsent_many(self, txn_ids: Sequence[str]) -> None:
+        """Withdrawn while they waited in the worker's window and never sent: nothing was lent."""
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
-            if row is not None and row["state"] == WITHDRAWN:
-                self._store.outbox.remove(doc_ids=[row.doc_id])
+            ids = [r.doc_id for r in self._rows(txn_ids).values() if r["state"] == WITHDRAWN]
+            if ids:
+                self._store.outbox.remove(doc_ids=ids)
 
     def pending(self) -> list[LoanRequest]:
         return [entry.loan for entry in self.pending_entries()]
@@ -159,16 +173,20 @@ class Outbox:
         False (and nothing changed) if it was withdrawn: it must not be sent again.
         KeyError if it is not queued (withdrawn before it was ever sent, or answered).
         """
+        marked = self.mark_sent_many([txn_id])[txn_id]
+        if marked is None:
+            raise KeyError(txn_id)
+        return marked
+
+    def mark_sent_many(self, txn_ids: Sequence[str]) -> dict[str, bool | None]:
+        """`mark_sent` for a window of loans in one write: True marked, False withdrawn
+        (must not be sent again), None not queued any more."""
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
-            if row is None:
-                raise KeyError(txn_id)
-            if row["state"] == WITHDRAWN:
-                return False
-            self._store.outbox.update(
-                {"state": IN_FLIGHT, "attempts": row["attempts"] + 1}, doc_ids=[row.doc_id]
-            )
-            return True
+            rows = self._rows(txn_ids)
+            ids = [r.doc_id for r in rows.values() if r["state"] != WITHDRAWN]
+            if ids:
+                self._store.outbox.update(_mark_in_flight, doc_ids=ids)
+        return {t: (rows[t]["state"] != WITHDRAWN) if t in rows else None for t in txn_ids}
 
     def withdraw(self, txn_id: str) -> bool:
         """The patron left before this loan was confirmed, so it must not be lent.
@@ -194,18 +212,34 @@ class Outbox:
         Returns "accepted" or "refused" (purged), "conflict" (moved to review), or
         "gone" (no such entry any more; nothing changed).
         """
+        return self.settle_many([(txn_id, result, refused_is_conflict)])[0]
+
+    def settle_many(self, answers: Sequence[tuple[str, LoanResult, bool]]) -> list[str]:
+        """`settle` for a window of answers (txn_id, result, refused_is_conflict), in one write."""
+        outcomes: list[str] = []
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
-            if row is None:
-                return "gone"
-            if result.ok and row["state"] == WITHDRAWN:
-                self._move_to_conflicts(row, result, WITHDRAWN_BUT_LENT)
-                return "conflict"
-            if not result.ok and refused_is_conflict and row["state"] != WITHDRAWN:
-                self._move_to_conflicts(row, result, REFUSED)
-                return "conflict"
-            self._purge(row)
-            return "accepted" if result.ok else "refused"
+            rows = self._rows([txn_id for txn_id, _, _ in answers])
+            purged: list[int] = []
+            moved: list[tuple[Any, LoanResult, str]] = []
+            for txn_id, result, refused_is_conflict in answers:
+                row = rows.pop(txn_id, None)          # pop: an answer given twice settles once
+                if row is None:
+                    outcomes.append("gone")
+                elif result.ok and row["state"] == WITHDRAWN:
+                    moved.append((row, result, WITHDRAWN_BUT_LENT))
+                    outcomes.append("conflict")
+                elif not result.ok and refused_is_conflict and row["state"] != WITHDRAWN:
+                    moved.append((row, result, REFUSED))
+                    outcomes.append("conflict")
+                else:
+                    purged.append(row.doc_id)
+                    outcomes.append("accepted" if result.ok else "refused")
+            if moved:
+                self._move_to_conflicts(moved)
+            if purged:
+                self._store.outbox.remove(doc_ids=purged)
+                self._store.set_setting(LAST_SUCCESS, self._clock().isoformat())
+        return outcomes
 
     def acknowledge(self, txn_id: str, result: LoanResult) -> None:
         """The catalogue answered (accepted, or refused an online loan): purge every trace of it."""
@@ -222,7 +256,7 @@ class Outbox:
                 if self._store.conflicts.contains(_Q.txn_id == txn_id):
                     return
                 raise KeyError(txn_id)
-            self._move_to_conflicts(row, result, reason)
+            self._move_to_conflicts([(row, result, reason)])
 
     def conflicts(self) -> list[Conflict]:
         rows = sorted(self._store.conflicts.all(), key=lambda r: (r["recorded"], r.doc_id))
@@ -261,19 +295,39 @@ class Outbox:
         self._store.outbox.remove(doc_ids=[row.doc_id])
         self._store.set_setting(LAST_SUCCESS, self._clock().isoformat())
 
-    def _move_to_conflicts(self, row: Any, result: LoanResult, reason: str) -> None:
-        # Call inside a transaction: insert + remove land in one atomic write.
-        loan = self._open(row).loan
+    def _move_to_conflicts(self, moves: Sequence[tuple[Any, LoanResult, str]]) -> None:
+        # Call inside a transaction: inserts + removes land in one atomic write.
         recorded = self._clock().isoformat()
-        payload = {"loan": _loan_to_json(loan), "result": _result_to_json(result), "reason": reason}
-        self._store.conflicts.insert({
-            "txn_id": row["txn_id"],
-            "recorded": recorded,
-            "sealed": self._key.seal(payload, _conflict_aad(row["txn_id"], recorded)),
-        })
-        self._store.outbox.remove(doc_ids=[row.doc_id])
-        if reason in (REFUSED, WITHDRAWN_BUT_LENT):       # the catalogue did answer
+        docs = []
+        for row, result, reason in moves:
+            loan = self._open(row).loan
+            payload = {"loan": _loan_to_json(loan), "result": _result_to_json(result), "reason": reason}
+            docs.append({
+                "txn_id": row["txn_id"],
+                "recorded": recorded,
+                "sealed": self._key.seal(payload, _conflict_aad(row["txn_id"], recorded)),
+            })
+        self._store.conflicts.insert_multiple(docs)
+        self._store.outbox.remove(doc_ids=[row.doc_id for row, _, _ in moves])
+        if any(reason in (REFUSED, WITHDRAWN_BUT_LENT) for _, _, reason in moves):   # the catalogue did answer
             self._store.set_setting(LAST_SUCCESS, recorded)
+
+    def _rows(self, txn_ids: Sequence[str]) -> dict[str, Any]:
+        """The outbox rows of these loans by txn_id. The worker asks about each loan just
+        before it goes out, so lookups go by doc id (O(1)); a miss rescans the table once."""
+        table = self._store.outbox
+        found: dict[str, Any] = {}
+        for txn_id in txn_ids:
+            doc_id = self._doc_ids.get(txn_id)
+            row = None if doc_id is None else table.get(doc_id=doc_id)
+            if row is not None and row["txn_id"] == txn_id:
+                found[txn_id] = row
+        if len(found) < len(set(txn_ids)):
+            rows = table.all()
+            self._doc_ids = {r["txn_id"]: r.doc_id for r in rows}
+            wanted = set(txn_ids)
+            found.update((r["txn_id"], r) for r in rows if r["txn_id"] in wanted)
+        return found
 
     def _open(self, row: dict[str, Any]) -> PendingLoan:
         data = self._key.unseal(row["sealed"], _loan_aad(row["txn_id"], row["seq"], row["created"]))
@@ -284,6 +338,14 @@ class Outbox:
             attempts=row["attempts"],
             queued_at=datetime.fromisoformat(row["created"]),
         )
+
+
+def _mark_in_flight(doc: dict[str, Any]) -> None:
+    doc.update(state=IN_FLIGHT, attempts=doc["attempts"] + 1)
+
+
+def _requeue(doc: dict[str, Any]) -> None:
+    doc.update(state=QUEUED, attempts=max(0, doc["attempts"] - 1))
 
 
 def _loan_aad(txn_id: str, seq: int, created: str) -> bytes:

@@ -239,3 +239,43 @@ def test_settle_decides_on_the_state_at_answer_time(outbox):
     assert outbox.pending() == []
     assert {c.id: c.reason for c in outbox.conflicts()} == {
         loans[0].txn_id: WITHDRAWN_BUT_LENT, loans[2].txn_id: REFUSED}
+
+
+def commits_of(store):
+    storage = store._storage
+    commits = []
+    real = storage._commit
+    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    return commits
+
+
+def test_a_window_is_marked_and_settled_in_one_write_each_with_the_same_decisions(outbox, kiosk_store):
+    loans = [make_loan(i) for i in range(6)]
+    for loan in loans:
+        outbox.append(loan)
+    outbox.mark_sent(loans[1].txn_id)
+    outbox.withdraw(loans[1].txn_id)                     # sent once, then the patron left
+    outbox.withdraw(loans[2].txn_id)                     # never sent: gone
+    commits = commits_of(kiosk_store)
+    marked = outbox.mark_sent_many([l.txn_id for l in loans] + ["never"])
+    assert marked == {loans[0].txn_id: True, loans[1].txn_id: False, loans[2].txn_id: None,
+                      loans[3].txn_id: True, loans[4].txn_id: True, loans[5].txn_id: True, "never": None}
+    assert len(commits) == 1
+    assert {e.loan.txn_id: (e.state, e.attempts) for e in outbox.pending_entries()} == {
+        loans[0].txn_id: (IN_FLIGHT, 1), loans[1].txn_id: (WITHDRAWN, 1), loans[3].txn_id: (IN_FLIGHT, 1),
+        loans[4].txn_id: (IN_FLIGHT, 1), loans[5].txn_id: (IN_FLIGHT, 1)}
+    outcomes = outbox.settle_many([
+        (loans[0].txn_id, ok(loans[0]), False),
+        (loans[1].txn_id, ok(loans[1]), False),          # lent although withdrawn: staff
+        (loans[3].txn_id, refused(loans[3]), True),      # refused after an unclear send: staff
+        (loans[4].txn_id, refused(loans[4]), False),
+        (loans[0].txn_id, ok(loans[0]), False),          # the same answer twice settles once
+    ])
+    assert outcomes == ["accepted", "conflict", "conflict", "refused", "gone"]
+    assert len(commits) == 2
+    outbox.unmark_many([loans[5].txn_id, loans[0].txn_id])
+    [left] = outbox.pending_entries()
+    assert (left.loan.txn_id, left.state, left.attempts) == (loans[5].txn_id, QUEUED, 0)
+    assert {c.id: c.reason for c in outbox.conflicts()} == {
+        loans[1].txn_id: WITHDRAWN_BUT_LENT, loans[3].txn_id: REFUSED}
+    assert outbox.states([loans[5].txn_id, loans[0].txn_id]) == {loans[5].txn_id: QUEUED, loans[0].txn_id: None}

@@ -455,3 +455,112 @@ def test_catalogue_failing_mid_window_requeues_what_never_went_out(outbox, store
     entries = {e.loan.txn_id: e for e in outbox.pending_entries()}
     assert entries["txn-0002"].sent_before                  # on the wire, unanswered
     assert not entries["txn-0003"].sent_before              # never went out: queued again
+
+
+def test_a_big_backlog_drains_in_bigger_windows_and_stays_in_order(outbox, store_clock):
+    """Every durable write rewrites the whole store: after an outage the backlog goes out
+    an eighth at a time (capped), not `window` loans at a time."""
+    for n in range(1, 401):
+        outbox.append(make_loan(n))
+    storage = outbox._store._storage
+    commits = []
+    real = storage._commit
+    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    cat = ScriptedCatalogue()
+    report = worker_for(outbox, cat, store_clock, Results(), window=8, max_window=40).drain_once()
+    assert report.acknowledged == 400 and outbox.count() == 0
+    assert cat.calls == [f"txn-{n:04d}" for n in range(1, 401)]
+    # windows of 40 while 320+ wait, shrinking to 8: far fewer than 2 writes per 8 loans ...
+    assert len(commits) <= 2 * 26 + 1 < 2 * 400 // 8
+    # ... and never more than max_window loans marked in flight at once
+    assert len(commits) >= 2 * 400 // 40
+
+
+class BatchingCatalogue(ScriptedCatalogue):
+    """A ScriptedCatalogue that also takes batches; `poison` items make a whole batch raise."""
+
+    checkout_batch_size = 10
+
+    def __init__(self, poison=(), **kw):
+        super().__init__(**kw)
+        self.poison = set(poison)
+        self.batches: list[list[str]] = []
+
+    def checkout(self, loan):
+        if loan.item_id in self.poison:
+            self.calls.append(loan.txn_id)
+            raise KeyError("kiosk bug")
+        return super().checkout(loan)
+
+    def checkout_many(self, loans):
+        self.batches.append([l.txn_id for l in loans])
+        if any(l.item_id in self.poison for l in loans):
+            raise KeyError("kiosk bug")
+        return [super(BatchingCatalogue, self).checkout(l) for l in loans]
+
+
+def test_backends_that_take_batches_get_the_queue_in_ordered_batches(outbox, store_clock):
+    for n in range(1, 26):
+        outbox.append(make_loan(n))
+    cat, results = BatchingCatalogue(), Results()
+    report = worker_for(outbox, cat, store_clock, results).drain_once()
+    txns = [f"txn-{n:04d}" for n in range(1, 26)]
+    assert cat.batches == [txns[:10], txns[10:20], txns[20:]]
+    assert results.txns() == txns and report.acknowledged == 25 and outbox.count() == 0
+
+
+def test_a_batch_that_breaks_is_sent_again_one_by_one_and_the_culprit_goes_to_staff(outbox, store_clock):
+    for n in range(1, 13):
+        outbox.append(make_loan(n))
+    cat, results = BatchingCatalogue(poison={"I000004"}), Results()
+    worker = worker_for(outbox, cat, store_clock, results, max_errors=2)
+    first = worker.drain_once()
+    assert first.unavailable and [r.txn_id for r in results] == ["txn-0001", "txn-0002", "txn-0003"]
+    second = worker.drain_once()                  # second error on the same loan: staff review
+    assert not second.unavailable and outbox.count() == 0
+    assert [c.id for c in outbox.conflicts()] == ["txn-0004"]
+    assert [r.txn_id for r in results if r.ok] == [f"txn-{n:04d}" for n in range(1, 13) if n != 4]
+    assert len(cat.charged) == 11                                         # nothing lent twice
+
+
+def test_withdrawn_loan_in_a_waiting_batch_is_left_out(outbox, store_clock):
+    for n in range(1, 16):
+        outbox.append(make_loan(n))
+
+    class WithdrawDuringFirstBatch(BatchingCatalogue):
+        def checkout_many(self, loans):
+            if not self.batches:
+                outbox.withdraw("txn-0012")      # the patron of loan 12 walks away meanwhile
+            return super().checkout_many(loans)
+
+    cat = WithdrawDuringFirstBatch()
+    report = worker_for(outbox, cat, store_clock, Results()).drain_once()
+    assert cat.batches[1] == [f"txn-{n:04d}" for n in range(11, 16) if n != 12]
+    assert report.acknowledged == 14 and outbox.count() == 0 and outbox.conflicts() == []
+
+
+# -- against the real REST catalogue server -----------------------------------------------
+
+def test_rest_backlog_drains_in_batches_exactly_once_through_a_lost_answer(
+        outbox, store_clock, make_rest_server, rest_tls):
+    from tests.support.rest_server import ITEMS_FREE, PATRON_OK, RestLibrary, fast_catalogue, lost_answer
+
+    library = RestLibrary.seeded()
+    server = make_rest_server(library)
+    catalogue = fast_catalogue(server, rest_tls, retries=0)
+    loans = [replace(make_loan(n), patron_id=PATRON_OK, item_id=item) for n, item in enumerate(ITEMS_FREE[:70], 1)]
+    for loan in loans:
+        outbox.append(loan)
+    server.inject(lost_answer(path="/loans"))            # the first batch is lent, its answer lost
+    results = Results()
+    worker = worker_for(outbox, catalogue, store_clock, results)
+    try:
+        assert worker.drain_once().unavailable
+        assert sum(e.sent_before for e in outbox.pending_entries()) == 50
+        report = worker.drain_once()
+    finally:
+        catalogue.close()
+    assert report.acknowledged == 70 and outbox.count() == 0 and outbox.conflicts() == []
+    assert [key for key, _, _ in library.lent] == [l.txn_id for l in loans]          # once each, in order
+    assert sum(r.replayed for r in results) == 50
+    assert server.count("/loans") == 1 + 2                 # lost batch, its replay + the other 20

@@ -308,6 +308,8 @@ class RestCatalogue:
         self._same("item_info", data["item_id"], item_id)
         return item_info_from(data)
 
+    checkout_batch_size = MAX_BATCH      # the outbox worker sends its backlog this many per POST
+
     def checkout(self, loan: LoanRequest) -> LoanResult:
         return self.checkout_many([loan])[0]
 
