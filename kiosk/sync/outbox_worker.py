@@ -147,8 +147,10 @@ class OutboxWorker:
         """Loans per pair of durable writes. Each write rewrites the whole store, so a big
         backlog (after an outage) drains in bigger windows, an eighth of it at a time: the
         drain stays near-linear. Normal traffic (a loan or two) is unaffected. A window
-        holds at least one full batch of a backend that takes batches."""
-        return min(self._max_window, max(self._window, self._batch_size(), self._outbox.count() // 8))
+        holds whole batches of a backend that takes batches."""
+        batch = self._batch_size()
+        size = min(self._max_window, max(self._window, self._outbox.count() // 8))
+        return max(batch, size // batch * batch)
 
     def _batch_size(self) -> int:
         return max(1, int(getattr(self._catalogue, "checkout_batch_size", 1)))

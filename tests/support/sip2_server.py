@@ -184,8 +184,9 @@ class RunningAcs:
 
 @contextlib.contextmanager
 def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
-                   online: bool = True) -> Iterator[RunningAcs]:
-    """pysip2 0.1.0 as the ACS, in-process on a background event loop (utf-8, login first)."""
+                   online: bool = True, ssl_context: ssl.SSLContext | None = None) -> Iterator[RunningAcs]:
+    """pysip2 0.1.0 as the ACS, in-process on a background event loop (utf-8, login first);
+    over TLS (anyio's TLSListener in front of pysip2) when given a server context."""
     from anyio.from_thread import start_blocking_portal
     import pysip2
     from pysip2 import models as m
@@ -294,10 +295,15 @@ def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
         from anyio.abc import SocketAttribute
 
         listener = await app.listen("127.0.0.1", 0)
+        port = listener.extra(SocketAttribute.local_port)
+        if ssl_context is not None:
+            from anyio.streams.tls import TLSListener
+
+            listener = TLSListener(listener, ssl_context, standard_compatible=False)
         async with listener, anyio.create_task_group() as group:
             group.start_soon(listener.serve, app._handle_connection)
             try:
-                yield listener.extra(SocketAttribute.local_port)
+                yield port
             finally:
                 group.cancel_scope.cancel()
 
@@ -345,6 +351,7 @@ class _ThreadedServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(2.0)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 try:
                     conn = self._ssl.wrap_socket(conn, server_side=True)
