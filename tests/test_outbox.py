@@ -24,6 +24,7 @@ from tests.support.store import (
     CANARY_ITEM,
     CANARY_PATRON,
     CANARY_TITLE,
+    count_commits,
     files_containing,
     make_loan,
 )
@@ -241,14 +242,6 @@ def test_settle_decides_on_the_state_at_answer_time(outbox):
         loans[0].txn_id: WITHDRAWN_BUT_LENT, loans[2].txn_id: REFUSED}
 
 
-def commits_of(store):
-    storage = store._storage
-    commits = []
-    real = storage._commit
-    storage._commit = lambda data: (commits.append(1), real(data))[1]
-    return commits
-
-
 def test_a_window_is_marked_and_settled_in_one_write_each_with_the_same_decisions(outbox, kiosk_store):
     loans = [make_loan(i) for i in range(6)]
     for loan in loans:
@@ -256,7 +249,7 @@ def test_a_window_is_marked_and_settled_in_one_write_each_with_the_same_decision
     outbox.mark_sent(loans[1].txn_id)
     outbox.withdraw(loans[1].txn_id)                     # sent once, then the patron left
     outbox.withdraw(loans[2].txn_id)                     # never sent: gone
-    commits = commits_of(kiosk_store)
+    commits = count_commits(kiosk_store)
     marked = outbox.mark_sent_many([l.txn_id for l in loans] + ["never"])
     assert marked == {loans[0].txn_id: True, loans[1].txn_id: False, loans[2].txn_id: None,
                       loans[3].txn_id: True, loans[4].txn_id: True, loans[5].txn_id: True, "never": None}

@@ -21,6 +21,7 @@ from tests.support.store import (
     CANARY_PATRON,
     CANARY_TITLE,
     ScriptedCatalogue,
+    count_commits,
     files_containing,
     make_loan,
     wait_until,
@@ -411,10 +412,7 @@ def test_logs_carry_no_patron_or_item_data_even_from_exception_text(outbox, stor
 def test_bookkeeping_is_two_writes_per_window_not_two_per_loan(outbox, store_clock):
     for n in range(1, 101):
         outbox.append(make_loan(n))
-    storage = outbox._store._storage
-    commits = []
-    real = storage._commit
-    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    commits = count_commits(outbox._store)
     cat, results = ScriptedCatalogue(), Results()
     report = worker_for(outbox, cat, store_clock, results, window=25).drain_once()
     assert report.acknowledged == 100 and outbox.stats().pending == 0
@@ -462,10 +460,7 @@ def test_a_big_backlog_drains_in_bigger_windows_and_stays_in_order(outbox, store
     an eighth at a time (capped), not `window` loans at a time."""
     for n in range(1, 401):
         outbox.append(make_loan(n))
-    storage = outbox._store._storage
-    commits = []
-    real = storage._commit
-    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    commits = count_commits(outbox._store)
     cat = ScriptedCatalogue()
     report = worker_for(outbox, cat, store_clock, Results(), window=8, max_window=40).drain_once()
     assert report.acknowledged == 400 and outbox.count() == 0

@@ -171,3 +171,12 @@ def kiosk_store(store_dir: Path) -> Iterator[Store]:
     store = open_store(store_dir / "kiosk.json")
     yield store
     store.close()
+
+
+def count_commits(store) -> list[int]:
+    """A list that grows by one at every durable write of `store` (for write-count assertions)."""
+    storage = store._storage
+    commits: list[int] = []
+    real = storage._commit
+    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    return commits
