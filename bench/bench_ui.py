@@ -215,11 +215,8 @@ def _seed(n_items: int) -> dict:
 
 
 def kiosk_child(args) -> int:
-    from kivy.clock import Clock
-    from kivy.core.window import Window
-
-    from kiosk.launcher import build_controller, build_services, demo_config
-    from kiosk.screens.app import KioskApp
+    from kiosk.launcher import demo_config, make_app
+    from kiosk.logs import setup_logging
 
     data = Path(args.data)
     config = demo_config(str(data))
@@ -234,21 +231,18 @@ def kiosk_child(args) -> int:
         cat = LocalCatalogue(data / "ils.json")
         cat.seed(_seed(n))
         cat.close()
-    services = build_services(config, demo=True)
+    # As `kiosk run` starts the app (kiosk.launcher.run_app), with the demo's devices and
+    # no demo panel; logs go to stderr, which keeps stdout for the result.
+    setup_logging(config["logging"]["level"], config["logging"]["format"], stream=sys.stderr)
+    app, services = make_app(config, demo=True)
 
-    holder: dict = {}
+    from kivy.clock import Clock
+    from kivy.core.window import Window
 
-    def make_controller(view, loop):
-        c = build_controller(services, view, loop)
-        holder["controller"] = c
-        return c
-
-    app = KioskApp(build_controller=make_controller, ui_config=config["ui"],
-                   library_name=config["kiosk"]["library_name"], demo_controls=None)
     timeline = Timeline(app, Window) if args.child in ("kiosk", "latency") else None
 
     def post(event) -> None:
-        holder["controller"].post(event)
+        app.controller.post(event)
 
     def wedge(code: str) -> None:
         for c in code:

@@ -17,12 +17,14 @@ import queue
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from kiosk.card import CardError, CardKind
-from kiosk.identity import SHIPPED_TRUST_DIR, IdentityError, TrustStore, cert_hash, check_certificate
 from kiosk.interfaces import CardEvent, CardEventKind, CardGoneError, CardReader, ReaderGoneError
-from kiosk.jpki import JpkiCard, JpkiError
+
+if TYPE_CHECKING:       # imported where used: `kiosk run` builds this parser too, and starts sooner
+    from kiosk.identity import TrustStore
+    from kiosk.jpki import JpkiCard
 
 EXIT_OK = 0
 EXIT_CARD = 1           # a card was read, but it cannot sign a patron in
@@ -49,7 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for a card (default 30)")
-    p.add_argument("--trust-dir", type=Path, default=SHIPPED_TRUST_DIR, metavar="DIR",
+    p.add_argument("--trust-dir", type=Path, metavar="DIR",
                    help="J-LIS CA certificates (*.pem); default: the ones shipped with the kiosk")
     p.add_argument("--accept-test-pki", action="store_true",
                    help="also accept the test CAs given with --test-anchor (demo / test cards)")
@@ -67,15 +69,18 @@ def make_reader(name_filter: str | None) -> CardReader:
 
 def load_trust(args: argparse.Namespace) -> TrustStore:
     """Trust anchors from the command line (the site config will feed these later)."""
+    from kiosk.identity import SHIPPED_TRUST_DIR, TrustStore
+
     if args.accept_test_pki and not args.test_anchor:
         raise ValueError("--accept-test-pki needs at least one --test-anchor PEM")
+    directory = args.trust_dir or SHIPPED_TRUST_DIR
     try:
-        trust = TrustStore.shipped(directory=args.trust_dir, test_paths=args.test_anchor,
+        trust = TrustStore.shipped(directory=directory, test_paths=args.test_anchor,
                                    accept_test=args.accept_test_pki)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot load trust anchors: {exc}") from None
     if not trust.active:
-        raise ValueError(f"no CA certificates (*.pem) in {args.trust_dir}")
+        raise ValueError(f"no CA certificates (*.pem) in {directory}")
     return trust
 
 
@@ -121,6 +126,8 @@ def _utcnow() -> dt.datetime:
 
 def describe_card(card: JpkiCard, trust: TrustStore, now: dt.datetime) -> dict:
     """Everything `info` shows, read without spending a PIN try (no VERIFY with data)."""
+    from kiosk.identity import IdentityError, cert_hash, check_certificate
+
     result: dict = {"kind": None, "tries_left": None, "error": None, "certificate": None}
     if not card.select_ap():
         result.update(kind=CardKind.NOT_JPKI.value, error=CardError.NOT_JPKI.value)
@@ -187,6 +194,8 @@ def _info_lines(reader: str, r: dict) -> list[str]:
 
 def cmd_info(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
              reader: CardReader | None = None, now: Callable[[], dt.datetime] = _utcnow) -> int:
+    from kiosk.jpki import JpkiCard, JpkiError
+
     out, err = out or sys.stdout, err or sys.stderr
     try:
         trust = load_trust(args)

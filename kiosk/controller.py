@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from kiosk import effects as fx
 from kiosk import events as ev
@@ -22,7 +22,9 @@ from kiosk.interfaces import CardEvent, CardEventKind, CardReader, Leds, Loop, S
 from kiosk.logs import log_event
 from kiosk.patron_resolver import PatronResolver
 from kiosk.session import Session
-from kiosk.staff import StaffMode
+
+if TYPE_CHECKING:
+    from kiosk.staff import StaffMode
 
 log = logging.getLogger("kiosk.controller")
 
@@ -113,6 +115,7 @@ class Controller:
         wake_outbox: Callable[[], None] = lambda: None,
         staff: StaffMode | None = None,
         staff_backend: "StaffBackend | None" = None,
+        connected: bool = True,
     ) -> None:
         self.session = session
         self.view = view
@@ -137,6 +140,11 @@ class Controller:
         self._started = False
         self._stopped = threading.Event()
         self._screen = None
+        self._lights: str | None = None
+        # Not connected: the launcher draws the first screen before it builds the reader,
+        # the catalogue and the outbox (connect()); events wait for them meanwhile.
+        self._connected = connected
+        self._held: list[ev.Event] = []
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -146,11 +154,47 @@ class Controller:
         self._started = True
         self._run(self.session.start(self.clock()))
         self.loop.call_every(TICK_SECONDS, lambda: self.dispatch(ev.Tick()))
+        if self._connected:
+            self._start_reader()
+        log_event(log, "kiosk.started")
+
+    def connect(
+        self,
+        card_reader: CardReader | None,
+        card_auth: CardAuth | None,
+        catalogue: Catalogue,
+        resolver: PatronResolver,
+        journal: LoanJournal,
+        leds: Leds | None = None,
+        sounds: Sounds | None = None,
+        receipts: Receipts | None = None,
+        wake_outbox: Callable[[], None] = lambda: None,
+        staff: StaffMode | None = None,
+        staff_backend: "StaffBackend | None" = None,
+    ) -> None:
+        """Hand over the backends of a controller made with connected=False (UI thread).
+        The reader starts now and the events that waited are handled in order."""
+        self.card_reader, self.card_auth, self.catalogue = card_reader, card_auth, catalogue
+        self.resolver, self.journal, self.receipts = resolver, journal, receipts
+        self.leds = leds or _NoLeds()
+        self.sounds = sounds or _NoSounds()
+        self.wake_outbox = wake_outbox
+        self.staff, self.staff_backend = staff, staff_backend
+        self._connected = True
+        if not self._started or self._stopped.is_set():
+            return
+        if self._lights is not None:
+            self.leds.show(self._lights)            # what the first screen asked for
+        self._start_reader()
+        held, self._held = self._held, []
+        for event in held:
+            self.dispatch(event)
+
+    def _start_reader(self) -> None:
         if self.card_reader is not None:
             self.card_reader.start(self._on_card_event)
         else:
             self.dispatch(ev.ReaderChanged(False, "no_reader"))
-        log_event(log, "kiosk.started")
 
     def stop(self) -> None:
         """Idempotent: Kivy may call on_stop twice."""
@@ -178,6 +222,9 @@ class Controller:
     def dispatch(self, event: ev.Event) -> None:
         """Run one event through staff mode or the session. UI thread only."""
         if self._stopped.is_set():
+            return
+        if not self._connected and not isinstance(event, ev.Tick):
+            self._held.append(event)
             return
         now = self.clock()
         if isinstance(event, ev.CardInserted | ev.CardRemoved):
@@ -261,6 +308,7 @@ class Controller:
         self.view.show(e.screen, e.model)
 
     def _do_Lights(self, e: fx.Lights) -> None:
+        self._lights = e.pattern
         self.leds.show(e.pattern)
         self.view.lights(e.pattern)
 

@@ -2,7 +2,12 @@
 
 Config picks each backend (card reader, catalogue, LEDs) the way gpiozero's pin
 factories are picked; everything is handed to the controller as interfaces. Kivy is
-imported only in `run_app`, so building and testing the services needs no display.
+imported only in `make_app`, so building and testing the services needs no display.
+
+The app starts in two steps so that its first screen comes up fast: the store (staff
+switches) and the session draw it; the backends (card reader and service, catalogue,
+outbox, hardware, management) are built right after its first frame is drawn, and
+each backend module is imported only when it is built.
 """
 
 from __future__ import annotations
@@ -10,35 +15,36 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kiosk.audit import Audit
-from kiosk.barcodes import BarcodeRules
-from kiosk.card_service import CardService
 from kiosk import __version__
-from kiosk.config import ConfigError, load_config, site_path
-from kiosk.config_applier import ConfigApplier, EffectiveConfig, load_effective_config
+from kiosk.barcodes import BarcodeRules
+from kiosk.config import load_config, site_path
 from kiosk.controller import Controller
 from kiosk.events import Barcode, StaffOpen
-from kiosk.identity import TrustStore
-from kiosk.interfaces import CardReader, Loop, View
-from kiosk.link_cache import LinkCache
 from kiosk.loan_rules import OfflineRules
 from kiosk.logs import log_event, setup_logging
-from kiosk.outbox import Outbox
-from kiosk.patron_resolver import PatronResolver
 from kiosk.sd_notify import SystemdNotifier
-from kiosk.sealed import DeviceKey
 from kiosk.session import Session, SessionSettings, Timeouts
-from kiosk.staff import StaffAccount, StaffMode, StaffSettings
-from kiosk.staff_backend import StaffBackend
-from kiosk.staff_pins import check_pin
+from kiosk.staff_backend import remembered
 from kiosk.store import Store, open_store
-from kiosk.sync.outbox_worker import OutboxWorker
+
+if TYPE_CHECKING:
+    from kiosk.audit import Audit
+    from kiosk.card_service import CardService
+    from kiosk.config_applier import ConfigApplier, EffectiveConfig
+    from kiosk.interfaces import CardReader, Loop, View
+    from kiosk.link_cache import LinkCache
+    from kiosk.outbox import Outbox
+    from kiosk.patron_resolver import PatronResolver
+    from kiosk.screens.app import KioskApp
+    from kiosk.sealed import DeviceKey
+    from kiosk.staff import StaffSettings
+    from kiosk.staff_backend import StaffBackend
+    from kiosk.sync.outbox_worker import OutboxWorker
 
 log = logging.getLogger("kiosk.launcher")
 
@@ -47,6 +53,8 @@ DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"
 
 def load_site(explicit: str | None) -> EffectiveConfig:
     """Defaults + site file + the stored signed layer from central IT (re-verified)."""
+    from kiosk.config_applier import load_effective_config
+
     path = site_path(explicit)
     if explicit is None and not path.exists():
         log_event(log, "config.no_site_file", level=logging.WARNING, path=str(path))
@@ -93,6 +101,8 @@ def session_settings(config: dict) -> SessionSettings:
 
 
 def staff_settings(config: dict) -> StaffSettings:
+    from kiosk.staff import StaffAccount, StaffSettings
+
     staff = config["staff"]
     return StaffSettings(
         accounts=tuple(StaffAccount(a["id"], a["pin_hash"], a.get("badge", "")) for a in staff["accounts"]),
@@ -105,19 +115,20 @@ def staff_settings(config: dict) -> StaffSettings:
 
 @dataclass
 class Services:
-    """Everything the controller needs, built once; `close()` releases it in order."""
+    """Everything the controller needs; `close()` releases what was built, in order.
+    `open_services` opens the store, `build_backends` adds the rest."""
 
     config: dict
     data_dir: Path
     store: Store
-    key: DeviceKey
-    outbox: Outbox
-    links: LinkCache
-    audit: Audit
-    catalogue: Any
-    resolver: PatronResolver
-    reader: CardReader | None
-    card: CardService | None
+    key: DeviceKey | None = None
+    outbox: Outbox | None = None
+    links: LinkCache | None = None
+    audit: Audit | None = None
+    catalogue: Any = None
+    resolver: PatronResolver | None = None
+    reader: CardReader | None = None
+    card: CardService | None = None
     worker: OutboxWorker | None = None
     demo: Any = None
     extras: list = field(default_factory=list)
@@ -125,7 +136,7 @@ class Services:
     staff_backend: StaffBackend | None = None
     effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
     applier: ConfigApplier | None = None
-    stop_app: Any = None                # set by run_app: stops the UI loop
+    stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" asked for by staff
 
     def request_exit(self, how: str) -> None:
@@ -192,6 +203,9 @@ def build_reader(config: dict) -> CardReader | None:
 def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
     """The store, outbox and catalogue alone, for `kiosk sync drain` (raises StoreBusy
     while the kiosk itself holds the store)."""
+    from kiosk.outbox import Outbox
+    from kiosk.sealed import DeviceKey
+
     data_dir = _data_dir(config)
     store = open_store(data_dir / "kiosk.db")
     key = DeviceKey.load_or_create(data_dir / "device.key")
@@ -199,42 +213,66 @@ def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
     return store, outbox, build_catalogue(config, data_dir)
 
 
-def build_services(config: dict, demo: bool = False) -> Services:
+def open_services(config: dict) -> Services:
+    """The data directory and the store: all the first screen needs (staff switches)."""
     data_dir = _data_dir(config)
-    store = open_store(data_dir / "kiosk.db")
-    key = DeviceKey.load_or_create(data_dir / "device.key")
+    return Services(config=config, data_dir=data_dir, store=open_store(data_dir / "kiosk.db"))
+
+
+def build_backends(services: Services, demo: bool = False) -> None:
+    """Everything after the store: sealing key, outbox, link cache, audit, catalogue,
+    demo devices, trust anchors, card reader and service, staff backend."""
+    from kiosk.audit import Audit
+    from kiosk.card_service import CardService
+    from kiosk.identity import TrustStore
+    from kiosk.link_cache import LinkCache
+    from kiosk.outbox import Outbox
+    from kiosk.patron_resolver import PatronResolver
+    from kiosk.sealed import DeviceKey
+    from kiosk.staff_backend import StaffBackend
+
+    config, data_dir, store = services.config, services.data_dir, services.store
+    services.key = key = DeviceKey.load_or_create(data_dir / "device.key")
     clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
-    outbox = Outbox(store, key, clock)
-    links = LinkCache(store, key, clock, max_age_days=config["card"]["link_cache_days"])
-    audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
-    catalogue = build_catalogue(config, data_dir)
-    extras = [catalogue] if hasattr(catalogue, "close") else []
+    services.outbox = Outbox(store, key, clock)
+    services.links = LinkCache(store, key, clock, max_age_days=config["card"]["link_cache_days"])
+    services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
+    services.catalogue = catalogue = build_catalogue(config, data_dir)
+    if hasattr(catalogue, "close"):
+        services.extras.append(catalogue)
     card_cfg = config["card"]
     test_anchors = list(card_cfg["test_anchors"])
-    demo_devices = None
     if demo:
         from kiosk.demo import DemoDevices
 
-        demo_devices = DemoDevices.prepare(data_dir, catalogue)
-        test_anchors.append(str(demo_devices.ca_pem_path))
+        services.demo = DemoDevices.prepare(data_dir, catalogue)
+        test_anchors.append(str(services.demo.ca_pem_path))
     trust = TrustStore.from_pem_files([Path(p) for p in card_cfg["trust_anchors"]],
                                       test_paths=[Path(p) for p in test_anchors],
                                       accept_test=card_cfg["accept_test_pki"])
-    reader = build_reader(config)
-    card = None
+    services.reader = reader = build_reader(config)
     if reader is not None:
-        card = CardService(reader, trust, clock, allow_smartphone=card_cfg["allow_smartphone"])
-    if demo_devices is not None:
-        demo_devices.attach_reader(reader)
-    services = Services(config=config, data_dir=data_dir, store=store, key=key, outbox=outbox, links=links,
-                        audit=audit, catalogue=catalogue, resolver=PatronResolver(catalogue, links),
-                        reader=reader, card=card, demo=demo_devices, extras=extras)
+        services.card = CardService(reader, trust, clock, allow_smartphone=card_cfg["allow_smartphone"])
+    if services.demo is not None:
+        services.demo.attach_reader(reader)
+    services.resolver = PatronResolver(catalogue, services.links)
     services.staff_backend = StaffBackend(
-        store, outbox, audit, data_dir, wall=clock,
+        store, services.outbox, services.audit, data_dir, wall=clock,
         config_version=lambda: str(services.applier.version) if services.applier and services.applier.version
         else "site",
         worker_status=lambda: services.worker.status if services.worker else None,
         on_exit=services.request_exit, scanner=config["hardware"]["scanner"])
+
+
+def build_services(config: dict, demo: bool = False) -> Services:
+    """Every service at once (tools and tests; the app builds its backends after its
+    first frame, see make_app)."""
+    services = open_services(config)
+    try:
+        build_backends(services, demo)
+    except BaseException:
+        services.close()
+        raise
     return services
 
 
@@ -286,37 +324,58 @@ class _Stopping:
         self.thing.stop()
 
 
-def build_controller(services: Services, view: View, loop: Loop) -> Controller:
-    """Wire the session, the outbox worker and every backend into one controller."""
-    session = Session(session_settings(services.config), new_txn_id=lambda: uuid.uuid4().hex,
-                      wall=lambda: datetime.now().astimezone())
-    backend = services.staff_backend
-    # Staff switches survive a restart: a kiosk put out of service stays out of service.
-    session.out_of_service = bool(backend.remembered("out_of_service", False))
-    session.offline_lending = bool(backend.remembered("offline_lending", session.offline_lending))
-    staff = StaffMode(staff_settings(services.config), check_pin, locked_for=backend.signin_locked_for(),
-                      now=time.monotonic())
-    hw = build_hardware(services.config, services)
-    controller = Controller(
-        session=session, view=view, loop=loop, clock=time.monotonic,
-        card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
-        resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
-        leds=hw.leds, sounds=hw.sounds, receipts=hw.printer,
-    )
-    if hw.scanner is not None:
-        hw.scanner.start(lambda code: controller.post(Barcode(code)))
-    if services.config["hardware"]["reset_button"] >= 0:
-        from kiosk.hardware.reset_button import build_reset_button
+def _new_txn_id() -> str:
+    import uuid             # here: uuid pulls in platform, and the first screen needs no id
 
-        button = build_reset_button(services.config, lambda: controller.post(StaffOpen()))
-        if button is not None:
-            services.extras.append(button)
-    backend.reader_ok = lambda: session.reader_ok
+    return uuid.uuid4().hex
+
+
+def first_controller(services: Services, view: View, loop: Loop) -> Controller:
+    """The session, enough to draw the first screen; `connect_controller` gives the
+    controller staff mode and its backends."""
+    store, config = services.store, services.config
+    session = Session(session_settings(config), new_txn_id=_new_txn_id, wall=lambda: datetime.now().astimezone())
+    # Staff switches survive a restart: a kiosk put out of service stays out of service.
+    session.out_of_service = bool(remembered(store, "out_of_service", False))
+    session.offline_lending = bool(remembered(store, "offline_lending", session.offline_lending))
+    # A kiosk with no card reader says so on its first screen, not only once connected.
+    session.reader_ok = config["card"]["backend"] != "none"
+    return Controller(
+        session=session, view=view, loop=loop, clock=time.monotonic, card_reader=None, card_auth=None,
+        catalogue=None, resolver=None, journal=None, connected=False,
+    )
+
+
+def connect_controller(services: Services, controller: Controller) -> None:
+    """Staff mode, hardware, the outbox worker and every backend into the controller;
+    then the demo devices, central IT's management and systemd's readiness and watchdog."""
+    from kiosk.staff import StaffMode
+    from kiosk.staff_pins import check_pin
+    from kiosk.sync.outbox_worker import OutboxWorker
+
+    config = services.config
+    backend = services.staff_backend
+    staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
+                      now=time.monotonic())
+    hw = build_hardware(config, services)
+    backend.reader_ok = lambda: controller.session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
                           on_result=controller.on_loan_result)
     services.worker = worker
-    controller.wake_outbox = worker.notify
     worker.start()
+    controller.connect(
+        card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
+        resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
+        leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
+    )
+    if hw.scanner is not None:
+        hw.scanner.start(lambda code: controller.post(Barcode(code)))
+    if config["hardware"]["reset_button"] >= 0:
+        from kiosk.hardware.reset_button import build_reset_button
+
+        button = build_reset_button(config, lambda: controller.post(StaffOpen()))
+        if button is not None:
+            services.extras.append(button)
     if services.demo is not None:
         services.demo.attach_controller(controller)
     if services.effective is not None:
@@ -324,7 +383,13 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     notifier = services.notifier
     notifier.ready()
     if notifier.ping_interval():
-        loop.call_every(notifier.ping_interval(), notifier.watchdog)
+        controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
+
+
+def build_controller(services: Services, view: View, loop: Loop) -> Controller:
+    """Wire the session, the outbox worker and every backend into one controller."""
+    controller = first_controller(services, view, loop)
+    connect_controller(services, controller)
     return controller
 
 
@@ -332,6 +397,7 @@ def start_management(services: Services, controller: Controller) -> None:
     """Central IT's signed configuration: the HTTPS endpoint and/or polling, as configured.
     A new layer takes effect at the next idle moment: live keys in place, others by a
     restart (systemd starts the kiosk again)."""
+    from kiosk.config_applier import ConfigApplier
     from kiosk.sync.config_poll import ConfigPoller
     from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
 
@@ -388,24 +454,47 @@ def kivy_environment(config: dict, demo: bool) -> None:
         os.environ.setdefault("KCFG_GRAPHICS_FULLSCREEN", "auto")
 
 
-def run_app(config: dict | EffectiveConfig, demo: bool) -> int:
-    effective = config if isinstance(config, EffectiveConfig) else None
-    config = effective.config if effective else config
-    setup_logging(config["logging"]["level"], config["logging"]["format"])
+def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
+             effective: EffectiveConfig | None = None) -> tuple[KioskApp, Services]:
+    """The kiosk app as it runs, and its services (close them after `app.run()`).
+
+    Only the store is opened before the first frame; the backends are built and
+    connected just after it is drawn, and events wait for them meanwhile. The demo's
+    control panel lists the demo cards, so with it the backends come first."""
     kivy_environment(config, demo)
-    services = build_services(config, demo=demo)
+    services = open_services(config)
     services.effective = effective
     try:
+        if demo_panel:
+            build_backends(services, demo)
         from kiosk.screens.app import KioskApp
 
+        def after_first_frame(controller: Controller) -> None:
+            if services.staff_backend is None:
+                build_backends(services, demo)
+            connect_controller(services, controller)
+
         app = KioskApp(
-            build_controller=lambda view, loop: build_controller(services, view, loop),
-            demo_controls=services.demo,
+            build_controller=lambda view, loop: first_controller(services, view, loop),
+            after_first_frame=after_first_frame,
+            demo_controls=services.demo if demo_panel else None,
             ui_config=config["ui"],
             library_name=config["kiosk"]["library_name"],
             keyboard_wedge=config["hardware"]["scanner"] == "wedge",
         )
-        services.stop_app = app.stop
+    except BaseException:
+        services.close()
+        raise
+    services.stop_app = app.stop
+    return app, services
+
+
+def run_app(config: dict | EffectiveConfig, demo: bool) -> int:
+    effective = None if isinstance(config, dict) else config
+    config = effective.config if effective else config
+    setup_logging(config["logging"]["level"], config["logging"]["format"])
+    app, services = make_app(config, demo=demo, demo_panel=demo, effective=effective)
+    try:
         app.run()
     finally:
         services.close()

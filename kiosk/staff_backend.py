@@ -13,16 +13,23 @@ import shutil
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk import __version__
-from kiosk.audit import Audit
-from kiosk.outbox import Outbox
-from kiosk.store import Store
+
+if TYPE_CHECKING:
+    from kiosk.audit import Audit
+    from kiosk.outbox import Outbox
+    from kiosk.store import Store
 
 log = logging.getLogger("kiosk.staff")
 
 LOCK_SETTING = "staff_signin_locked_until"
+
+
+def remembered(store: Store, setting: str, default: object) -> object:
+    """A staff switch as last set (the first screen needs them before the backend exists)."""
+    return store.get_setting("staff." + setting, default)
 
 
 class StaffBackend:
@@ -81,7 +88,7 @@ class StaffBackend:
         self.store.set_setting("staff." + setting, value)
 
     def remembered(self, setting: str, default: object) -> object:
-        return self.store.get_setting("staff." + setting, default)
+        return remembered(self.store, setting, default)
 
     def lock_signin(self, seconds: float) -> None:
         until = self.wall() + timedelta(seconds=seconds)

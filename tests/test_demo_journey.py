@@ -208,3 +208,56 @@ def _looks_sealed(s: str) -> bool:
             return True
         except ValueError:
             return False
+
+
+def test_the_first_screen_comes_before_the_backends_and_nothing_done_meanwhile_is_lost(tmp_path, demo_pki):
+    """The app's start (kiosk.launcher.make_app): the session draws idle from the store
+    alone; touches and scans wait until the backends are connected, then count."""
+    from kiosk.launcher import build_backends, connect_controller, first_controller, open_services
+
+    data = tmp_path / "kiosk-data"
+    shutil.copytree(demo_pki.directory, data / "demo-pki")
+    config = demo_config(str(data))
+    config["catalogue"]["local"]["path"] = str(tmp_path / "ils" / "catalogue.json")
+    services = open_services(config)
+    view, loop = RecordingView(), ManualLoop()
+    controller = first_controller(services, view, loop)
+    controller.start()
+    loop.run_pending()
+    assert view.shown == [("idle", view.model)] and view.model["reader_ok"] is True
+    assert services.outbox is None and services.reader is None and controller.staff is None
+    press(controller, loop, "language", "en")
+    controller.post(Barcode("20000001"))                 # a library card, scanned at once
+    loop.tick()
+    loop.run_pending()
+    assert [s for s, _ in view.shown] == ["idle"]        # waiting for the backends
+
+    build_backends(services, demo=True)
+    connect_controller(services, controller)
+    try:
+        model = until(loop, view, "pin")
+        assert model["purpose"] == "library" and model["language"] == "en"
+        assert controller.staff is not None and services.worker is not None
+    finally:
+        controller.stop()
+        services.close()
+
+
+def test_the_first_screen_already_shows_the_remembered_switches_and_a_missing_reader(tmp_path):
+    from kiosk.launcher import first_controller, open_services
+
+    config = demo_config(str(tmp_path / "kiosk-data"))
+    config["card"]["backend"] = "none"
+    services = open_services(config)
+    view, loop = RecordingView(), ManualLoop()
+    controllers = []
+    try:
+        for out_of_service, screen in ((False, "idle"), (True, "out_of_service")):
+            services.store.set_setting("staff.out_of_service", out_of_service)
+            controllers.append(first_controller(services, view, loop))
+            controllers[-1].start()
+            assert view.screen == screen and view.model.get("reader_ok", False) is False
+    finally:
+        for c in controllers:
+            c.stop()
+        services.close()

@@ -39,6 +39,46 @@ def test_catalogues_have_the_same_ids_all_translated_with_the_same_placeholders(
             assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(reference[msgid])), (lang, msgid)
 
 
+def test_every_catalogue_is_read_by_the_fast_reader_exactly_as_babel_reads_it():
+    for lang in LANGS:
+        data = i18n.po_path(lang).read_bytes()
+        assert i18n.plain_po(data.decode("utf-8")) == i18n.babel_po(data), lang
+
+
+PO_HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+
+
+@pytest.mark.parametrize("body, plain", [
+    ('#. a comment\n#: where.py:1\nmsgid "a"\nmsgstr "A"\n', True),
+    ('#, fuzzy\nmsgid "a"\nmsgstr "A"\n\nmsgid "b"\nmsgstr ""\n\nmsgid "c"\nmsgstr "C"\n', True),
+    ('msgid ""\n"a.long"\nmsgstr ""\n"Two "\n  "lines \\"quoted\\"\\n\\ttabbed \\\\ \\x"\n', True),
+    ('msgid "a"\nmsgid_plural "as"\nmsgstr[0] "A"\nmsgstr[1] "As"\n\nmsgid "b"\nmsgstr "B"\n', False),
+    ('msgctxt "menu"\nmsgid "a"\nmsgstr "A"\n', False),
+    ('msgid "a"\nmsgstr "A"\n\n#~ msgid "old"\n#~ msgstr "Old"\n', False),
+    ('msgid "a"\nmsgstr "A"\n\nmsgid "a"\nmsgstr "B"\n', False),
+    ('msgid "a"\n# a comment where msgstr should be\nmsgstr "A"\n', False),
+    ('msgid "a" "b"\nmsgstr "A"\n', False),
+])
+def test_the_fast_reader_leaves_what_it_does_not_know_to_babel(tmp_path, body, plain):
+    text = PO_HEADER + body
+    assert (i18n.plain_po(text) is not None) == plain
+    if plain:
+        assert i18n.plain_po(text) == i18n.babel_po(text.encode())
+    path = i18n.po_path("xx", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    assert i18n.messages("xx", tmp_path) == i18n.babel_po(text.encode())
+
+
+def test_a_catalogue_in_another_charset_is_read_by_babel(tmp_path):
+    text = 'msgid ""\nmsgstr "Content-Type: text/plain; charset=ISO-8859-1\\n"\n\nmsgid "a"\nmsgstr "Olá"\n'
+    assert i18n.plain_po(text) is None
+    path = i18n.po_path("xx", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(text.encode("latin-1"))
+    assert i18n.messages("xx", tmp_path) == {"a": "Olá"}
+
+
 def test_translations_are_not_left_in_english():
     en = i18n.messages("en")
     for lang in ("ja", "zh-Hans", "ko"):

@@ -94,6 +94,53 @@ def find(view, ident, screen=None):
     return w
 
 
+# -- making screens ------------------------------------------------------------------
+
+
+def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
+    from kiosk import staff
+    from kiosk.session import SCREENS as SESSION_SCREENS
+    from kiosk.screens.view import SCREEN_CLASSES, screen_class
+
+    staff_screens = {staff.SIGNIN, staff.MENU, staff.STATUS, staff.REVIEW, staff.SELFTEST, staff.CONFIRM,
+                     staff.REGISTER}
+    assert set(SCREEN_CLASSES) == set(SESSION_SCREENS) | staff_screens
+    for name in SCREEN_CLASSES:
+        assert screen_class(name).screen == name
+
+
+def test_a_screen_is_made_and_built_when_first_shown_once_at_the_views_real_size(kivy_window):
+    """As in the app: the view is laid out into the window and shows idle at once."""
+    from kiosk.screens.base import KioskScreen
+    from kiosk.screens.view import KioskView, UiOptions
+
+    builds: list[tuple[str, int]] = []
+    original = KioskScreen.build
+
+    def counting(self, ctx):
+        builds.append((self.screen, ctx.theme.width))
+        original(self, ctx)
+
+    KioskScreen.build = counting
+    view = KioskView(UiOptions(library_name="テスト"))
+    kivy_window.Window.add_widget(view)
+    try:
+        assert set(view.screens) == set()
+        view.show("idle", model("idle"))
+        kivy_window.frames(2)
+        width = kivy_window.Window.width
+        assert set(view.screens) == {"idle"} and builds == [("idle", width)]
+        assert all(w.fits for w in view.screens["idle"].walk() if hasattr(w, "fits"))
+        show(view, kivy_window, "pin")
+        show(view, kivy_window, "idle")
+        assert set(view.screens) == {"idle", "pin"} and builds == [("idle", width), ("pin", width)]
+    finally:
+        KioskScreen.build = original
+        view.close()
+        kivy_window.Window.remove_widget(view)
+        kivy_window.settle(2)
+
+
 # -- layout --------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -176,3 +177,49 @@ def test_kivy_loop_intervals_stop_when_closed(kivy_window):
     loop.call_soon(lambda: ticks.append(0.0))
     kivy_window.frames(2)
     assert len(ticks) == n
+
+
+def test_the_kiosk_app_draws_idle_first_then_connects_its_backends(kivy_window, tmp_path, demo_pki, monkeypatch):
+    """kiosk.launcher.make_app, as `kiosk run` starts it: the first frame shows idle
+    from the session and the store alone; the reader, catalogue and outbox come after."""
+    import os
+    import shutil
+
+    from kivy.app import App
+
+    from kiosk.launcher import demo_config, make_app
+
+    for key in ("KIVY_NO_ARGS", "KIVY_NO_FILELOG", "KIVY_LOG_MODE", "KIVY_HOME", "KCFG_KIVY_KIVY_CLOCK",
+                "SDL_VIDEODRIVER"):       # make_app sets Kivy's environment: leave the process's as it was
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    data = tmp_path / "kiosk-data"
+    shutil.copytree(demo_pki.directory, data / "demo-pki")
+    config = demo_config(str(data))
+    config["catalogue"]["local"]["path"] = str(tmp_path / "ils" / "catalogue.json")
+    app, services = make_app(config, demo=True)
+    try:
+        app._run_prepare()
+        assert app.view.current == "idle" and set(app.view.screens) == {"idle"}
+        assert services.reader is None and services.worker is None and app.controller.staff is None
+        kivy_window.tap(app.view.find("language:en"))        # before the backends: it waits
+        kivy_window.frames(3)
+        assert services.worker is not None and app.controller.card_reader is services.reader
+        assert app.controller.staff is not None
+        kivy_window.settle()
+        assert app.view._model["language"] == "en"
+        assert app.view.find("badge:demo") is None           # no demo panel: as a real kiosk
+        services.demo.insert_card("registered-1")
+        deadline = time.monotonic() + 10
+        while app.view.current != "pin" and time.monotonic() < deadline:
+            kivy_window.frames(1)
+        assert app.view.current == "pin"
+    finally:
+        app.dispatch("on_stop")
+        if app.root is not None and app.root.parent is kivy_window.Window:
+            kivy_window.Window.remove_widget(app.root)
+        App._running_app = None
+        services.close()
+        kivy_window.settle(2)

@@ -3,16 +3,19 @@
 `KioskApp(build_controller=...)` is all the launcher needs: the app makes the View
 and a Clock-based Loop, asks the factory for the controller (anything with
 start/stop/post, kiosk.controller.Controller in practice), wires the view's touches
-to `controller.post` and starts it. In kiosk mode there is no way out by keyboard
-or window manager; a desktop demo may run windowed.
+to `controller.post` and starts it; `after_first_frame(controller)` runs once the
+first screen is on the display (the launcher builds the backends then). In kiosk
+mode there is no way out by keyboard or window manager; a desktop demo may run
+windowed.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.config import Config
 from kivy.core.window import Window
 from kivy.uix.boxlayout import BoxLayout
@@ -21,9 +24,11 @@ from kivy.uix.widget import Widget
 from kiosk import events as ev
 from kiosk.interfaces import Loop, View
 from kiosk.screens import fonts
-from kiosk.screens.demo_panel import DemoControls, DemoPanel
 from kiosk.screens.kivy_loop import KivyLoop
 from kiosk.screens.view import KioskView, UiOptions
+
+if TYPE_CHECKING:
+    from kiosk.screens.demo_panel import DemoControls, DemoPanel
 
 log = logging.getLogger("kiosk.screens.app")
 
@@ -91,10 +96,12 @@ class KioskApp(App):
         demo_controls: DemoControls | None = None,
         keyboard_wedge: bool = True,
         options: UiOptions | None = None,
+        after_first_frame: Callable[[ControllerLike], None] | None = None,
         **kw,
     ) -> None:
         super().__init__(**kw)
         self._build_controller = build_controller
+        self._after_first_frame = after_first_frame
         self.ui_options = options or UiOptions.from_config(
             ui_config, library_name=library_name, demo=demo_controls is not None, keyboard_wedge=keyboard_wedge)
         self.demo_controls = demo_controls
@@ -112,6 +119,8 @@ class KioskApp(App):
         self.view = KioskView(self.ui_options)
         if self.demo_controls is None:
             return self.view
+        from kiosk.screens.demo_panel import DemoPanel
+
         panel_width = max(self.view.theme.mm(60), Window.width * 0.24)
         panel = DemoPanel(self.demo_controls, self.view.theme, self.ui_options.default_language,
                           size_hint_x=None, width=panel_width)
@@ -120,15 +129,30 @@ class KioskApp(App):
 
     def on_start(self) -> None:
         assert self.view is not None and self.loop is not None
+        self.root.do_layout()       # the view's real size now, so the first screen is built once
         self.controller = self._build_controller(self.view, self.loop)
         self.view.set_post(self.controller.post)
         self.controller.start()
+        Window.bind(on_flip=self._first_flip)
+
+    def _first_flip(self, *_args) -> None:
+        Window.unbind(on_flip=self._first_flip)
+        # on_flip comes just before the buffers are swapped: go on at the next tick.
+        Clock.schedule_once(self._after_first_frame_tick, 0)
+
+    def _after_first_frame_tick(self, _dt) -> None:
+        if self._stopped:
+            return
+        if self._after_first_frame is not None:
+            self._after_first_frame(self.controller)
+        Clock.schedule_once(lambda _dt: self._stopped or self.view.warm_up(), 0)
 
     def on_stop(self) -> None:
         """Idempotent: Kivy dispatches on_stop twice on exit."""
         if self._stopped:
             return
         self._stopped = True
+        Window.unbind(on_flip=self._first_flip)
         if self.controller is not None:
             self.controller.stop()
         if self.loop is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
-from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
@@ -109,6 +108,8 @@ class IdleScreen(KioskScreen):
         set_font(self.help_overlay, fonts.registered(t.lang))
 
     def _build_help(self) -> ModalLayer:
+        from kivy.uix.scrollview import ScrollView      # only the help overlay scrolls
+
         ctx, th = self.ctx, self.ctx.theme
         layer = ModalLayer()
         paint(layer, (0, 0, 0, 0.55))

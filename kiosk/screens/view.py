@@ -9,6 +9,7 @@ it, and reaching idle clears them all.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -22,31 +23,57 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from kivy.uix.widget import Widget
 
 from kiosk import events as ev
-from kiosk.i18n import translator
+from kiosk.i18n import format_due, translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.error import ErrorScreen
-from kiosk.screens.idle import IdleScreen
-from kiosk.screens.last_try import LastTryScreen
-from kiosk.screens.library_card import LibraryCardScreen
-from kiosk.screens.out_of_service import OutOfServiceScreen
-from kiosk.screens.pin_pad import PinScreen
-from kiosk.screens.progress import AuthenticatingScreen, FinishingScreen, ReadingCardScreen
-from kiosk.screens.scanning import ScanningScreen
-from kiosk.screens.staff import STAFF_SCREENS, StaffCorner
-from kiosk.screens.summary import SummaryScreen
-from kiosk.screens.take_card import TakeCardScreen
-from kiosk.screens.thank_you import ThankYouScreen
+from kiosk.screens.staff_corner import StaffCorner
 from kiosk.screens.theme import Theme, make_theme
 from kiosk.screens.wedge import BACKSPACE, ENTER, TAB, Key, Scan, WedgeDecoder
-from kiosk.screens.widgets import Context, forget_fits, walk_texts
+from kiosk.screens.widgets import Context, forget_fits, layout_now, walk_texts
 
 log = logging.getLogger("kiosk.screens")
 
-SCREEN_CLASSES: tuple[type[KioskScreen], ...] = (
-    IdleScreen, ReadingCardScreen, PinScreen, LastTryScreen, AuthenticatingScreen, LibraryCardScreen,
-    TakeCardScreen, ScanningScreen, FinishingScreen, SummaryScreen, ThankYouScreen, ErrorScreen,
-    OutOfServiceScreen,
-) + STAFF_SCREENS
+# Where each screen is defined. A screen's module is imported and the screen made
+# when it is first shown, so the kiosk starts by paying for the idle screen alone.
+SCREEN_CLASSES: dict[str, str] = {
+    "idle": "kiosk.screens.idle:IdleScreen",
+    "reading_card": "kiosk.screens.progress:ReadingCardScreen",
+    "pin": "kiosk.screens.pin_pad:PinScreen",
+    "last_try": "kiosk.screens.last_try:LastTryScreen",
+    "authenticating": "kiosk.screens.progress:AuthenticatingScreen",
+    "library_card": "kiosk.screens.library_card:LibraryCardScreen",
+    "take_card": "kiosk.screens.take_card:TakeCardScreen",
+    "scanning": "kiosk.screens.scanning:ScanningScreen",
+    "finishing": "kiosk.screens.progress:FinishingScreen",
+    "summary": "kiosk.screens.summary:SummaryScreen",
+    "thank_you": "kiosk.screens.thank_you:ThankYouScreen",
+    "error": "kiosk.screens.error:ErrorScreen",
+    "out_of_service": "kiosk.screens.out_of_service:OutOfServiceScreen",
+    "staff_signin": "kiosk.screens.staff:StaffSigninScreen",
+    "staff_menu": "kiosk.screens.staff:StaffMenuScreen",
+    "staff_status": "kiosk.screens.staff:StaffStatusScreen",
+    "staff_review": "kiosk.screens.staff:StaffReviewScreen",
+    "staff_selftest": "kiosk.screens.staff:StaffSelftestScreen",
+    "staff_confirm": "kiosk.screens.staff:StaffConfirmScreen",
+    "staff_register": "kiosk.screens.staff:StaffRegisterScreen",
+}
+
+
+def screen_class(name: str) -> type[KioskScreen]:
+    """The class that draws screen `name` (KeyError for a screen the view does not know)."""
+    module, _, cls = SCREEN_CLASSES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class Screens(dict):
+    """name -> KioskScreen, each made (not yet built) the first time it is asked for."""
+
+    def __init__(self, make: Callable[[str], KioskScreen]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name: str) -> KioskScreen:
+        screen = self[name] = self._make(name)
+        return screen
 
 _KEYS = {13: ENTER, 271: ENTER, 9: TAB, 8: BACKSPACE}
 
@@ -101,13 +128,9 @@ class KioskView(FloatLayout):
         self.manager = ScreenManager(transition=NoTransition())
         self.theme = self._make_theme()
         self._ctx = self._context()
-        # Screens are built when first shown and again after a theme change (size,
-        # contrast, text size): only the one on screen pays for it.
-        self.screens: dict[str, KioskScreen] = {}
-        for cls in SCREEN_CLASSES:
-            screen = cls(self._ctx)
-            self.screens[cls.screen] = screen
-            self.manager.add_widget(screen)
+        # Screens are made and built when first shown and built again after a theme
+        # change (size, contrast, text size): only the one on screen pays for it.
+        self.screens: dict[str, KioskScreen] = Screens(self._make_screen)
         self.add_widget(self.manager)
         self.staff_corner = StaffCorner(self)       # the hidden long press that opens staff mode
         self.add_widget(self.staff_corner)
@@ -130,10 +153,10 @@ class KioskView(FloatLayout):
     # -- kiosk.interfaces.View ----------------------------------------------------
 
     def show(self, screen: str, model: dict) -> None:
-        target = self.screens.get(screen)
-        if target is None:
+        if screen not in SCREEN_CLASSES:
             log.warning("view.unknown_screen", extra={"kiosk_fields": {"screen": screen}})
             return
+        target = self.screens[screen]
         if screen != self.current:
             previous = self.current
             if previous is not None:
@@ -156,6 +179,7 @@ class KioskView(FloatLayout):
             self.current = screen
             self._ensure_built(target)
             self.manager.current = screen
+            layout_now(self)
             self.wedge.reset(pin_mode=screen == "pin")
             target.activate()
         self._model = model
@@ -197,6 +221,14 @@ class KioskView(FloatLayout):
             self.screens[self.current].deactivate()
         self._listeners.clear()
 
+    def warm_up(self) -> None:
+        """Import every screen and load the date formats now, while the kiosk waits at
+        idle after its first frame, rather than during the first patron's session."""
+        for name in SCREEN_CLASSES:
+            screen_class(name)
+        for lang in self.options.languages:
+            format_due("2000-01-01", lang)
+
     # -- theme --------------------------------------------------------------------
 
     def _theme_key(self) -> tuple:
@@ -229,7 +261,15 @@ class KioskView(FloatLayout):
         """Build every screen again for the current size, DPI and accessibility modes."""
         self._rebuild()
 
+    def _make_screen(self, name: str) -> KioskScreen:
+        screen = screen_class(name)(self._ctx)
+        self.manager.add_widget(screen)
+        return screen
+
     def _ensure_built(self, screen: KioskScreen) -> None:
+        if self._theme_key() != self._built_for:
+            # Laid out since the theme was made (the first show): build once, at the real size.
+            self._retheme()
         if screen.built_for is not self.theme:
             screen.build(self._ctx)
 
@@ -244,6 +284,7 @@ class KioskView(FloatLayout):
             current = self.screens[self.current]
             current.deactivate()
             self._ensure_built(current)
+            layout_now(self)
             current.activate()
             if self._model is not None:
                 self.screens[self.current].render(

@@ -21,6 +21,7 @@ from kivy.uix.button import Button
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
+from kivy.uix.layout import Layout
 from kivy.uix.widget import Widget
 
 from kiosk.events import Press
@@ -104,6 +105,9 @@ class FitMixin:
     overflowing = BooleanProperty(False)    # even the smallest size did not fit (layout tests)
 
     def _init_fit(self) -> None:
+        # Kivy's own first render of the label comes before the fit: at the base size it
+        # opens no font at a size nothing uses.
+        self.font_size = max(1, int(self.base_size))
         self._fit_trigger = Clock.create_trigger(self._fit, -1)
         for prop in ("size", "text", "base_size", "font_name", "bold", "parent"):
             self.fbind(prop, self._fit_trigger)
@@ -538,6 +542,18 @@ class BarcodeArt(Widget):
             for i, bw in enumerate(widths):
                 Rectangle(pos=(x, y), size=(bw * unit_w, h))
                 x += (bw + 1 + (i % 2) * 0.5) * unit_w
+
+
+def layout_now(root: Widget) -> None:
+    """Lay the tree out top-down at once rather than over several rounds of layout
+    triggers, so that each text is fitted once, at its final size, not at every size
+    its box passes through (fitting is most of the cost of building a screen)."""
+    stack = [root]
+    while stack:
+        w = stack.pop()
+        if isinstance(w, Layout):
+            w.do_layout()
+        stack.extend(w.children)
 
 
 def walk_texts(root: Widget) -> Iterable[str]:
