@@ -95,6 +95,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    from kiosk.i18n import SOURCE_KEY, lookup
+
+    if lookup("ja")(SOURCE_KEY) is None:
+        print("note: catalogues not compiled (python -m kiosk.i18n compile), so the kiosk reads its "
+              ".po files with Babel, as an installed kiosk does not", file=sys.stderr)
 
     work = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
     xvfb, display = start_xvfb()

@@ -3,20 +3,26 @@
 Adding a language is adding kiosk/locale/<lang>/LC_MESSAGES/kiosk.po (the folder
 name is the language code with "_" for "-", e.g. pt_BR for "pt-BR"); nothing
 here lists languages. Message ids are stable keys ("idle.title"), not English
-sentences, so a change of wording never orphans a translation. Catalogues are
-read as they are (no compile step, so the .po files are what ships): plain
-entries by a small reader (half a millisecond a catalogue, where importing Babel
-and reading the first takes twenty at start-up), anything else (plurals,
-contexts) by Babel. Dates use Babel's CLDR data so "due 15 January" reads
-naturally in every language.
+sentences, so a change of wording never orphans a translation.
+
+The .po files are the source. Installing compiles each into a .mo beside it
+(`python -m kiosk.i18n compile`, run by scripts/setup.sh and install-pi.sh), which
+the kiosk reads with the standard library's gettext: no Babel on the start-up path.
+A .mo carries the SHA-256 of the .po it was made from; a missing or stale one is
+ignored and the .po is read with Babel instead (slower, same texts). Dates use
+Babel's CLDR data so "due 15 January" reads naturally in every language.
 """
 
 from __future__ import annotations
 
+import gettext
+import hashlib
 import logging
-import re
+import os
+import sys
 from datetime import date
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -31,6 +37,8 @@ DEFAULT_LANGUAGE = "ja"
 # A missing text falls back to English (most patrons who are not reading Japanese
 # can read it), then Japanese, then the key itself.
 FALLBACKS = ("en", "ja")
+# In every compiled catalogue: the SHA-256 of the .po it was compiled from.
+SOURCE_KEY = "kiosk.catalogue.source-sha256"
 
 
 class MissingText(KeyError):
@@ -55,29 +63,15 @@ def available_languages(locale_dir: Path = LOCALE_DIR) -> list[str]:
                   for p in locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
 
 
-def messages(lang: str, locale_dir: Path = LOCALE_DIR) -> dict[str, str]:
-    """msgid -> text for one language; fuzzy and untranslated entries are left out.
-    Each catalogue is read once, on first use."""
-    return _messages(lang, Path(locale_dir))
-
-
 @lru_cache(maxsize=None)
-def _messages(lang: str, locale_dir: Path) -> dict[str, str]:
+def messages(lang: str, locale_dir: Path = LOCALE_DIR) -> dict[str, str]:
+    """msgid -> text for one language, read from the .po with Babel; fuzzy and
+    untranslated entries are left out. (For checks and tools; screens use `lookup`.)"""
     path = po_path(lang, locale_dir)
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    try:
-        plain = plain_po(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        plain = None
-    return plain if plain is not None else babel_po(data)
+    return _babel_po(path.read_bytes()) if path.exists() else {}
 
 
-def babel_po(data: bytes) -> dict[str, str]:
-    """msgid -> text of any catalogue, read by Babel."""
-    from io import BytesIO
-
+def _babel_po(data: bytes) -> dict[str, str]:
     from babel.messages.pofile import read_po
 
     out: dict[str, str] = {}
@@ -89,80 +83,55 @@ def babel_po(data: bytes) -> dict[str, str]:
     return out
 
 
-class _NotPlain(Exception):
-    pass
+class _Untranslated(gettext.NullTranslations):
+    """End of a gettext fallback chain: None, so a missing text can fall back further."""
 
-
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_ESCAPE = re.compile(r'\\([\\trn"])')
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
-
-
-def _string(quoted: str) -> str:
-    r"""One quoted line's text, unescaped as Babel does (only \\ \" \n \t \r)."""
-    inner = quoted[1:-1]
-    if "\\" not in inner and '"' not in inner:
-        return inner
-    if not _QUOTED.fullmatch(quoted):
-        raise _NotPlain
-    return _ESCAPE.sub(lambda m: _ESCAPES.get(m[1], m[1]), inner)
-
-
-def plain_po(text: str) -> dict[str, str] | None:
-    """What `babel_po` returns, for a catalogue of plain entries only (comments, msgid,
-    msgstr, continued strings in UTF-8); None for anything else, left to Babel."""
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    msgid: list[str] | None = None
-    msgstr: list[str] | None = None
-    target: list[str] | None = None
-    fuzzy = False
-    try:
-        for line in (*text.splitlines(), "#"):      # a last comment ends the last entry
-            line = line.strip()
-            if not line:
-                continue
-            first = line[0]
-            if first == '"':
-                if target is None or line[-1] != '"' or len(line) < 2:
-                    raise _NotPlain
-                target.append(_string(line))
-                continue
-            if msgid is not None and (first == "#" or line.startswith("msgid ")):
-                if msgstr is None:
-                    raise _NotPlain
-                key, value = "".join(msgid), "".join(msgstr)
-                if key in seen:
-                    raise _NotPlain             # Babel merges duplicates
-                seen.add(key)
-                if not key:
-                    charset = re.search(r"charset=([^\s;]+)", value)
-                    if charset and charset[1].lower() not in ("utf-8", "utf8"):
-                        raise _NotPlain
-                elif value and not fuzzy:
-                    out[key] = value
-                msgid = msgstr = target = None
-                fuzzy = False
-            if first == "#":
-                if line[:2] == "#~":
-                    raise _NotPlain             # obsolete entries
-                target = None
-                if line[:2] == "#," and "fuzzy" in (f.strip() for f in line[2:].split(",")):
-                    fuzzy = True
-                continue
-            keyword, _, arg = line.partition(" ")
-            arg = arg.strip()
-            if len(arg) < 2 or arg[0] != '"' or arg[-1] != '"':
-                raise _NotPlain
-            if keyword == "msgid" and msgid is None:
-                target = msgid = [_string(arg)]
-            elif keyword == "msgstr" and msgid is not None and msgstr is None:
-                target = msgstr = [_string(arg)]
-            else:
-                raise _NotPlain                 # msgctxt, plurals, anything unexpected
-    except _NotPlain:
+    def gettext(self, message: str) -> str | None:  # type: ignore[override]
         return None
-    return out
+
+
+@lru_cache(maxsize=None)
+def lookup(lang: str, locale_dir: Path = LOCALE_DIR) -> Callable[[str], str | None]:
+    """msgid -> text or None for one language, from the compiled catalogue when it is
+    current, else from the .po. Each catalogue is read once, on first use."""
+    po = po_path(lang, locale_dir)
+    if not po.exists():
+        return {}.get
+    source = po.read_bytes()
+    try:
+        with po.with_suffix(".mo").open("rb") as f:
+            compiled = gettext.GNUTranslations(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        compiled = None
+    if compiled is not None and compiled.gettext(SOURCE_KEY) == hashlib.sha256(source).hexdigest():
+        compiled.add_fallback(_Untranslated())
+        return compiled.gettext  # type: ignore[return-value]
+    log.info("i18n.not_compiled", extra={"kiosk_fields": {"lang": lang}})
+    return _babel_po(source).get
+
+
+def compile_catalogues(locale_dir: Path = LOCALE_DIR) -> list[Path]:
+    """Compile every .po into the .mo beside it (atomically); returns the .mo paths."""
+    import tempfile
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written = []
+    for po in sorted(locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        source = po.read_bytes()
+        catalog = read_po(BytesIO(source), locale=None, domain=DOMAIN)
+        catalog.add(SOURCE_KEY, hashlib.sha256(source).hexdigest())
+        out = BytesIO()
+        write_mo(out, catalog, use_fuzzy=False)
+        mo = po.with_suffix(".mo")
+        fd, tmp = tempfile.mkstemp(dir=po.parent, prefix=".kiosk.", suffix=".mo")
+        with os.fdopen(fd, "wb") as f:
+            f.write(out.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, mo)
+        written.append(mo)
+    return written
 
 
 class Translator:
@@ -171,17 +140,17 @@ class Translator:
     def __init__(self, lang: str, fallbacks: tuple[str, ...], strict: bool = False,
                  locale_dir: Path = LOCALE_DIR) -> None:
         self.lang = lang
-        self._own = messages(lang, locale_dir)
+        self._own = lookup(lang, locale_dir)
         self._fallbacks = fallbacks         # parsed only when a text is missing
         self._locale_dir = locale_dir
         self._strict = strict
 
     def _lookup(self, msgid: str) -> tuple[str | None, bool]:
-        text = self._own.get(msgid)
+        text = self._own(msgid)
         if text is not None:
             return text, True
         for f in self._fallbacks:
-            text = messages(f, self._locale_dir).get(msgid)
+            text = lookup(f, self._locale_dir)(msgid)
             if text is not None:
                 return text, False
         return None, False
@@ -243,7 +212,14 @@ def format_due(due: str, lang: str) -> str:
 
 def language_name(lang: str) -> str:
     """The language's name in itself (日本語, English, 한국어), from its own catalogue."""
-    return messages(lang).get("language.name", lang)
+    return lookup(lang)("language.name") or lang
 
 
 TranslateFn = Callable[..., str]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["compile"]:
+        sys.exit("usage: python -m kiosk.i18n compile")
+    for path in compile_catalogues():
+        print(path)

@@ -120,6 +120,7 @@ install_app() {
   "$PREFIX/.venv/bin/pip" install --quiet --upgrade pip
   # lgpio drives the GPIO on a Pi 5 (and a Pi 4); RPi.GPIO comes with the [pi] extra for older boards.
   "$PREFIX/.venv/bin/pip" install --quiet "$PREFIX[pi,scanner,printer]" lgpio
+  (cd / && "$PREFIX/.venv/bin/python" -m kiosk.i18n compile >/dev/null)   # .mo for the installed package
   chown -R root:root "$PREFIX"
   chmod -R go-w "$PREFIX"
 }

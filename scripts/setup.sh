@@ -41,9 +41,11 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "$mode" = test ]; then
   .venv/bin/python -m pip install --quiet -e ".[test,scanner,printer]"
+  .venv/bin/python -m kiosk.i18n compile >/dev/null      # .po -> .mo, read at start-up by gettext
   export CI="${CI:-}"
   exec .venv/bin/python -m pytest
 else
   .venv/bin/python -m pip install --quiet -e ".[scanner,printer]"
+  .venv/bin/python -m kiosk.i18n compile >/dev/null
   exec .venv/bin/kiosk demo
 fi

@@ -3,6 +3,7 @@ and the fonts the screens pick can draw every character of every catalogue."""
 
 from __future__ import annotations
 
+import gettext
 import re
 import shutil
 import subprocess
@@ -39,44 +40,62 @@ def test_catalogues_have_the_same_ids_all_translated_with_the_same_placeholders(
             assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(reference[msgid])), (lang, msgid)
 
 
-def test_every_catalogue_is_read_by_the_fast_reader_exactly_as_babel_reads_it():
-    for lang in LANGS:
-        data = i18n.po_path(lang).read_bytes()
-        assert i18n.plain_po(data.decode("utf-8")) == i18n.babel_po(data), lang
-
-
 PO_HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
 
 
-@pytest.mark.parametrize("body, plain", [
-    ('#. a comment\n#: where.py:1\nmsgid "a"\nmsgstr "A"\n', True),
-    ('#, fuzzy\nmsgid "a"\nmsgstr "A"\n\nmsgid "b"\nmsgstr ""\n\nmsgid "c"\nmsgstr "C"\n', True),
-    ('msgid ""\n"a.long"\nmsgstr ""\n"Two "\n  "lines \\"quoted\\"\\n\\ttabbed \\\\ \\x"\n', True),
-    ('msgid "a"\nmsgid_plural "as"\nmsgstr[0] "A"\nmsgstr[1] "As"\n\nmsgid "b"\nmsgstr "B"\n', False),
-    ('msgctxt "menu"\nmsgid "a"\nmsgstr "A"\n', False),
-    ('msgid "a"\nmsgstr "A"\n\n#~ msgid "old"\n#~ msgstr "Old"\n', False),
-    ('msgid "a"\nmsgstr "A"\n\nmsgid "a"\nmsgstr "B"\n', False),
-    ('msgid "a"\n# a comment where msgstr should be\nmsgstr "A"\n', False),
-    ('msgid "a" "b"\nmsgstr "A"\n', False),
-])
-def test_the_fast_reader_leaves_what_it_does_not_know_to_babel(tmp_path, body, plain):
-    text = PO_HEADER + body
-    assert (i18n.plain_po(text) is not None) == plain
-    if plain:
-        assert i18n.plain_po(text) == i18n.babel_po(text.encode())
-    path = i18n.po_path("xx", tmp_path)
-    path.parent.mkdir(parents=True)
-    path.write_text(text, encoding="utf-8")
-    assert i18n.messages("xx", tmp_path) == i18n.babel_po(text.encode())
+def compiled(fn) -> bool:
+    return isinstance(getattr(fn, "__self__", None), gettext.GNUTranslations)
 
 
-def test_a_catalogue_in_another_charset_is_read_by_babel(tmp_path):
-    text = 'msgid ""\nmsgstr "Content-Type: text/plain; charset=ISO-8859-1\\n"\n\nmsgid "a"\nmsgstr "Olá"\n'
-    assert i18n.plain_po(text) is None
-    path = i18n.po_path("xx", tmp_path)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(text.encode("latin-1"))
-    assert i18n.messages("xx", tmp_path) == {"a": "Olá"}
+def copy_catalogues(dst: Path) -> Path:
+    shutil.copytree(i18n.LOCALE_DIR, dst, ignore=shutil.ignore_patterns("*.mo"))
+    return dst
+
+
+def test_compiled_catalogues_say_exactly_what_the_po_files_say(tmp_path):
+    locale = copy_catalogues(tmp_path / "locale")
+    assert len(i18n.compile_catalogues(locale)) == len(LANGS)
+    for lang in LANGS:
+        look = i18n.lookup(lang, locale)
+        assert compiled(look), lang
+        source = i18n.messages(lang)
+        assert {msgid: look(msgid) for msgid in source} == source
+        assert look("no.such.id") is None
+
+
+def test_fuzzy_and_empty_entries_are_left_out_of_compiled_catalogues(tmp_path):
+    po = i18n.po_path("xx", tmp_path)
+    po.parent.mkdir(parents=True)
+    po.write_text(PO_HEADER + '#, fuzzy\nmsgid "a"\nmsgstr "A"\n\nmsgid "b"\nmsgstr ""\n\n'
+                  'msgid "c"\nmsgstr ""\n"two "\n"lines \\"quoted\\"\\n"\n', encoding="utf-8")
+    i18n.compile_catalogues(tmp_path)
+    look = i18n.lookup("xx", tmp_path)
+    assert compiled(look) and i18n.messages("xx", tmp_path) == {"c": 'two lines "quoted"\n'}
+    assert [look(m) for m in "abc"] == [None, None, 'two lines "quoted"\n']
+
+
+@pytest.mark.parametrize("damage", ["edited po", "no mo", "garbage mo"])
+def test_a_stale_missing_or_broken_compiled_catalogue_is_ignored_for_the_po(tmp_path, damage):
+    po = i18n.po_path("xx", tmp_path)
+    po.parent.mkdir(parents=True)
+    po.write_text(PO_HEADER + 'msgid "a"\nmsgstr "old"\n', encoding="utf-8")
+    i18n.compile_catalogues(tmp_path)
+    mo = po.with_suffix(".mo")
+    if damage == "edited po":
+        po.write_text(PO_HEADER + 'msgid "a"\nmsgstr "new"\n', encoding="utf-8")
+    elif damage == "no mo":
+        mo.unlink()
+    else:
+        mo.write_bytes(b"\xde\x12\x04\x95 not really a catalogue")
+    look = i18n.lookup("xx", tmp_path)
+    assert not compiled(look)
+    assert look("a") == ("new" if damage == "edited po" else "old")
+
+
+def test_the_installed_catalogues_are_compiled_and_current():
+    """scripts/setup.sh and install-pi.sh run `python -m kiosk.i18n compile`."""
+    for lang in LANGS:
+        assert compiled(i18n.lookup(lang)), f"{lang}: run python -m kiosk.i18n compile"
 
 
 def test_translations_are_not_left_in_english():
