@@ -18,7 +18,8 @@ Screens (`Show.model` keys; every model also has `countdown` and `notice`):
 - staff_menu: staff_id, out_of_service, offline_lending, registration
 - staff_status: status (dict from the controller)
 - staff_review: conflicts (list of dicts from the controller)
-- staff_selftest: results (dict: lights/sound/scanner/reader -> text)
+- staff_selftest: results (lights/sound -> "running"/"done"; scanner/reader -> a dict with
+  "result": scanned (n), reading, card (kind, tries) or error (code), for the screen's words)
 - staff_confirm: action ("restart" or "shutdown")
 - staff_register: step (insert, pin, last_try, authenticating, pin2, reading, scan, confirm,
   linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error
@@ -311,7 +312,7 @@ class StaffMode:
         if s == SIGNIN:
             return self._on_badge(e.code, now)
         if s == SELFTEST:
-            self._data.setdefault("selftest", {})["scanner"] = f"ok ({len(e.code)} characters)"
+            self._data.setdefault("selftest", {})["scanner"] = {"result": "scanned", "n": len(e.code)}
             return self._render(now)
         if s == REGISTER and self._reg.step == "scan":
             code = e.code.strip()
@@ -333,7 +334,7 @@ class StaffMode:
 
     def _on_CardInserted(self, e: ev.CardInserted, now: float) -> list[fx.Effect]:
         if self.screen == SELFTEST:
-            self._data.setdefault("selftest", {})["reader"] = "card inserted, reading…"
+            self._data.setdefault("selftest", {})["reader"] = {"result": "reading"}
             return [fx.ProbeCard(serial=self.serial)] + self._render(now)
         if self.screen == REGISTER and self._reg.step == "insert":
             self._reg.step = "reading"
@@ -351,7 +352,8 @@ class StaffMode:
             return []
         p = e.probe
         if self.screen == SELFTEST:
-            verdict = p.error.value if p.error else f"{p.kind.value}, {p.tries_left} PIN tries left"
+            verdict = ({"result": "error", "code": p.error.value} if p.error else
+                       {"result": "card", "kind": p.kind.value, "tries": p.tries_left})
             self._data.setdefault("selftest", {})["reader"] = verdict
             return self._render(now)
         if self.screen != REGISTER or self._reg.step != "reading":

@@ -466,15 +466,15 @@ def test_self_test_lights_sound_scanner_and_reader():
     s.send(ev.StaffData("selftest", {"lights": "done"}))
     assert s.model["results"] == {"lights": "done", "sound": "running"}
     s.send(ev.Barcode(PATRON))
-    assert s.model["results"]["scanner"] == "ok (11 characters)"
+    assert s.model["results"]["scanner"] == {"result": "scanned", "n": 11}
     assert PATRON not in repr(s.model)                          # what was scanned is not shown
     out = s.send(ev.CardInserted())
     assert of(out, fx.ProbeCard) == [fx.ProbeCard(serial=s.mode.serial)]
-    assert s.model["results"]["reader"].startswith("card inserted")
+    assert s.model["results"]["reader"] == {"result": "reading"}
     s.send(ev.CardProbed(CardProbe(CardKind.MY_NUMBER_CARD, tries_left=3), serial=s.mode.serial))
-    assert s.model["results"]["reader"] == "my_number_card, 3 PIN tries left"
+    assert s.model["results"]["reader"] == {"result": "card", "kind": "my_number_card", "tries": 3}
     s.send(ev.CardProbed(CardProbe(CardKind.NOT_JPKI, error=CardError.NOT_JPKI), serial=s.mode.serial))
-    assert s.model["results"]["reader"] == "not_jpki"
+    assert s.model["results"]["reader"] == {"result": "error", "code": "not_jpki"}
     assert s.send(ev.CardProbed(CardProbe(CardKind.MUTE), serial=s.mode.serial + 1)) == []   # stale
     assert not of(s.effects, fx.AuthenticateForRegistration) and not of(s.effects, fx.Authenticate)
     s.press("back")

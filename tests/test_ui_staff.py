@@ -48,8 +48,8 @@ def staff_model(screen: str, **extra) -> dict:
         "staff_menu": dict(staff_id="s01", out_of_service=False, offline_lending=False, registration=True),
         "staff_status": dict(status=STATUS),
         "staff_review": dict(conflicts=conflicts()),
-        "staff_selftest": dict(results={"lights": "running", "scanner": "ok (8 characters)",
-                                        "reader": "jpki, 3 PIN tries left"}),
+        "staff_selftest": dict(results={"lights": "running", "scanner": {"result": "scanned", "n": 8},
+                                        "reader": {"result": "card", "kind": "my_number_card", "tries": 3}}),
         "staff_confirm": dict(action="restart"),
         "staff_register": dict(step="insert", digits=0, tries_left=None, patron_id=None, valid_until=None,
                                linked_before=False, error=None),
@@ -225,7 +225,12 @@ def test_self_test_shows_results_as_text_and_hints(make_view, kivy_window):
     show(view, kivy_window, "staff_selftest")
     assert screen.results["lights"].text.startswith("Running")
     assert find(view, "test_lights").disabled and not find(view, "test_sound").disabled
-    assert "8 characters" in screen.results["scanner"].text and "3 PIN tries left" in screen.results["reader"].text
+    assert "8 characters read" in screen.results["scanner"].text
+    assert "My Number Card: 3 PIN tries left" in screen.results["reader"].text
+    show(view, kivy_window, "staff_selftest", results={"reader": {"result": "error", "code": "not_jpki"}})
+    assert screen.results["reader"].text == translator("en")("error.not_jpki")
+    show(view, kivy_window, "staff_selftest", results={"reader": {"result": "reading"}})
+    assert screen.results["reader"].text == "Card inserted, reading…"
     assert "Scan any barcode" in screen.hints.text and "Insert a card" in screen.hints.text
     kivy_window.tap(find(view, "test_sound"))
     assert posted.presses() == [("test_sound", None)]

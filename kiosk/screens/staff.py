@@ -329,14 +329,22 @@ class StaffReviewScreen(StaffScreen):
 SELFTEST_PARTS = ("lights", "sound", "scanner", "reader")
 
 
-def selftest_value(value: str | None, t: Translator) -> str:
+def selftest_value(value: str | dict | None, t: Translator) -> str:
+    """One self-test line in the staff member's language (the core sends codes, not words)."""
     if not value:
         return t("staff.selftest.not_tested")
-    if value in ("running", "done"):
-        return t(f"staff.selftest.{value}")
-    if value.startswith("ok ("):
-        return icon(ICON_OK) + " " + escape(value)
-    return escape(value)
+    if isinstance(value, str):
+        return t(f"staff.selftest.{value}")                  # running, done
+    result = value["result"]
+    if result == "scanned":
+        return icon(ICON_OK) + " " + t("staff.selftest.scanned", n=value["n"])
+    if result == "card":
+        kind = t(f"staff.selftest.kind.{value['kind']}")
+        text = kind if value["tries"] is None else t("staff.selftest.card", kind=kind, tries=value["tries"])
+        return icon(ICON_OK) + " " + escape(text)
+    if result == "error":
+        return escape(t(f"error.{value['code']}"))
+    return t("staff.selftest.reading")
 
 
 class StaffSelftestScreen(StaffScreen):
