@@ -449,6 +449,8 @@ class Controller:
             self.staff_backend.lock_signin(float(value))
         elif name == "card_mode" and self.card_auth is not None and hasattr(self.card_auth, "set_mode"):
             self._submit(self._card_pool, lambda: self.card_auth.set_mode(value), None)
+            if value == "counter" and self.card_present:
+                self.post(ev.CardInserted())    # registration starts with the card already in place
         elif name == "release_card" and self.card_auth is not None:
             self._submit(self._card_pool, self.card_auth.release, None)
         elif name in ("restart", "shutdown") and self.staff_backend is not None:

@@ -143,11 +143,16 @@ def test_staff_mode_leaves_by_itself(kiosk):
     assert services.audit.entries()[-1]["action"] == "staff.timed_out"
 
 
-def register(services, controller, view, loop, card: str, pins: list[str], library_card: str):
+def register(services, controller, view, loop, card: str, pins: list[str], library_card: str,
+             card_first: bool = False):
     sign_in(controller, loop)
+    if card_first:                              # the card already lies on the reader
+        services.demo.insert_card(card)
+        loop.pump_until(lambda: controller.card_present)
     post(controller, loop, Press("register"))
-    loop.pump_until(lambda: view.model.get("step") == "insert")
-    services.demo.insert_card(card)
+    if not card_first:
+        loop.pump_until(lambda: view.model.get("step") == "insert")
+        services.demo.insert_card(card)
     loop.pump_until(lambda: view.model.get("step") in ("pin", "last_try"))
     for pin in pins:
         for d in pin:
@@ -189,6 +194,19 @@ def test_registration_then_the_card_signs_in(tmp_path, demo_pki, card, pins):
             post(controller, loop, Press("digit", d))
         post(controller, loop, Press("ok"))
         loop.pump_until(lambda: view.screen == "take_card")
+    finally:
+        controller.stop()
+        services.close()
+
+
+def test_registration_starts_with_a_card_already_on_the_reader(tmp_path, demo_pki):
+    """Staff often put the card down first: it is read as soon as registration starts."""
+    services, controller, view, loop = make_kiosk(tmp_path, demo_pki)
+    try:
+        cert_hash = services.demo.pki.cards["unregistered"].cert_hash
+        register(services, controller, view, loop, "unregistered", ["1234"], "20000003", card_first=True)
+        assert services.catalogue.resolve_identity(cert_hash) == "20000003"
+        assert services.card.mode == "kiosk"
     finally:
         controller.stop()
         services.close()
