@@ -98,40 +98,25 @@ def _zero(buf: bytearray | None) -> None:
 
 
 class Controller:
-    def __init__(
-        self,
-        session: Session,
-        view: View,
-        loop: Loop,
-        clock: Callable[[], float],
-        card_reader: CardReader | None,
-        card_auth: CardAuth | None,
-        catalogue: Catalogue,
-        resolver: PatronResolver,
-        journal: LoanJournal,
-        leds: Leds | None = None,
-        sounds: Sounds | None = None,
-        receipts: Receipts | None = None,
-        wake_outbox: Callable[[], None] = lambda: None,
-        staff: StaffMode | None = None,
-        staff_backend: "StaffBackend | None" = None,
-        connected: bool = True,
-    ) -> None:
+    """Made with the session and the UI alone, so the first screen can be drawn before
+    the reader, the catalogue and the outbox exist; `connect` hands those over."""
+
+    def __init__(self, session: Session, view: View, loop: Loop, clock: Callable[[], float]) -> None:
         self.session = session
         self.view = view
         self.loop = loop
         self.clock = clock
-        self.card_reader = card_reader
-        self.card_auth = card_auth
-        self.catalogue = catalogue
-        self.resolver = resolver
-        self.journal = journal
-        self.leds = leds or _NoLeds()
-        self.sounds = sounds or _NoSounds()
-        self.receipts = receipts
-        self.wake_outbox = wake_outbox
-        self.staff = staff
-        self.staff_backend = staff_backend
+        self.card_reader: CardReader | None = None
+        self.card_auth: CardAuth | None = None
+        self.catalogue: Catalogue | None = None
+        self.resolver: PatronResolver | None = None
+        self.journal: LoanJournal | None = None
+        self.leds: Leds = _NoLeds()
+        self.sounds: Sounds = _NoSounds()
+        self.receipts: Receipts | None = None
+        self.wake_outbox: Callable[[], None] = lambda: None
+        self.staff: StaffMode | None = None
+        self.staff_backend: "StaffBackend | None" = None
         self.card_present = False
         self._at_idle: list[Callable[[], None]] = []
         # One thread for the card (APDUs must not interleave), one for the catalogue.
@@ -141,9 +126,8 @@ class Controller:
         self._stopped = threading.Event()
         self._screen = None
         self._lights: str | None = None
-        # Not connected: the launcher draws the first screen before it builds the reader,
-        # the catalogue and the outbox (connect()); events wait for them meanwhile.
-        self._connected = connected
+        # Until connect(), events wait (the launcher draws the first screen first).
+        self._connected = False
         self._held: list[ev.Event] = []
 
     # -- lifecycle ------------------------------------------------------------
@@ -172,8 +156,8 @@ class Controller:
         staff: StaffMode | None = None,
         staff_backend: "StaffBackend | None" = None,
     ) -> None:
-        """Hand over the backends of a controller made with connected=False (UI thread).
-        The reader starts now and the events that waited are handled in order."""
+        """Hand over the backends (UI thread). The reader starts now and the events
+        that waited are handled in order."""
         self.card_reader, self.card_auth, self.catalogue = card_reader, card_auth, catalogue
         self.resolver, self.journal, self.receipts = resolver, journal, receipts
         self.leds = leds or _NoLeds()

@@ -340,10 +340,7 @@ def first_controller(services: Services, view: View, loop: Loop) -> Controller:
     session.offline_lending = bool(remembered(store, "offline_lending", session.offline_lending))
     # A kiosk with no card reader says so on its first screen, not only once connected.
     session.reader_ok = config["card"]["backend"] != "none"
-    return Controller(
-        session=session, view=view, loop=loop, clock=time.monotonic, card_reader=None, card_auth=None,
-        catalogue=None, resolver=None, journal=None, connected=False,
-    )
+    return Controller(session=session, view=view, loop=loop, clock=time.monotonic)
 
 
 def connect_controller(services: Services, controller: Controller) -> None:
