@@ -8,7 +8,6 @@ Japanese and English go to test-artifacts/screens/<lang>/staff_*.png.
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from kiosk.i18n import translator
 from kiosk.screens.widgets import layout_overflow
-from tests.support.kivy_app import ARTIFACTS, LIBRARY, UiKiosk
+from tests.support.kivy_app import ARTIFACTS, running_kiosk
 
 pytestmark = pytest.mark.ui
 
@@ -314,35 +313,14 @@ def test_a_long_press_elsewhere_or_on_a_staff_screen_does_not_open_staff_mode(ma
 
 @pytest.fixture
 def staff_kiosk(kivy_window, tmp_path: Path, demo_pki):
-    from kiosk.launcher import build_controller, build_services, demo_config
-    from kiosk.screens.view import KioskView, UiOptions
     from kiosk.staff_pins import hash_pin
-    from tests.support.manual_loop import FakeClock, ManualLoop
 
-    data = tmp_path / "kiosk-data"
-    shutil.copytree(demo_pki.directory, data / "demo-pki")
-    config = demo_config(str(data))
-    config["catalogue"]["local"]["path"] = str(tmp_path / "ils" / "catalogue.json")
-    config["staff"].update({"accounts": [{"id": "s01", "badge": "S00001",
-                                          "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}]})
-    services = build_services(config, demo=True)
-    view = KioskView(UiOptions.from_config(config["ui"], library_name=LIBRARY, demo=True), strict_text=True,
-                     size=tuple(kivy_window.Window.size))
-    kivy_window.Window.add_widget(view)
-    loop, clock = ManualLoop(), FakeClock()
-    controller = build_controller(services, view, loop)
-    controller.clock = clock
-    view.set_post(controller.post)
-    controller.start()
-    kiosk = UiKiosk(kivy_window, services, controller, view, loop, clock)
-    kiosk.pump()
-    kivy_window.settle()
-    yield kiosk
-    controller.stop()
-    services.close()
-    view.close()
-    kivy_window.Window.remove_widget(view)
-    kivy_window.settle(2)
+    def with_staff(config: dict) -> None:
+        config["staff"].update({"accounts": [{"id": "s01", "badge": "S00001",
+                                              "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}]})
+
+    with running_kiosk(kivy_window, tmp_path, demo_pki, with_staff) as kiosk:
+        yield kiosk
 
 
 def test_staff_journey_sign_in_menu_status_review_registration_and_exit(staff_kiosk):

@@ -10,6 +10,7 @@ Never run these under KIVY_GL_BACKEND=mock (kiosk-platform.md §3).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -241,8 +242,11 @@ class UiKiosk:
         self.h.settle(2)
 
 
-@pytest.fixture
-def ui_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki) -> Iterator[UiKiosk]:
+@contextlib.contextmanager
+def running_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki,
+                  configure: Callable[[dict], None] = lambda config: None) -> Iterator[UiKiosk]:
+    """The demo kiosk through the real launcher, controller and view in the test window,
+    on a manual loop and fake clock; `configure` adjusts the demo config first."""
     from kiosk.launcher import build_controller, build_services, demo_config
     from kiosk.screens.view import KioskView, UiOptions
     from tests.support.manual_loop import FakeClock, ManualLoop
@@ -251,12 +255,12 @@ def ui_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki) -> Iterator[UiK
     shutil.copytree(demo_pki.directory, data / "demo-pki")
     config = demo_config(str(data))
     config["catalogue"]["local"]["path"] = str(tmp_path / "ils" / "catalogue.json")
+    configure(config)
     services = build_services(config, demo=True)
     view = KioskView(UiOptions.from_config(config["ui"], library_name=LIBRARY, demo=True), strict_text=True,
                      size=tuple(kivy_window.Window.size))
     kivy_window.Window.add_widget(view)
-    loop = ManualLoop()
-    clock = FakeClock()
+    loop, clock = ManualLoop(), FakeClock()
     controller = build_controller(services, view, loop)
     controller.clock = clock
     view.set_post(controller.post)
@@ -264,9 +268,17 @@ def ui_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki) -> Iterator[UiK
     kiosk = UiKiosk(kivy_window, services, controller, view, loop, clock)
     kiosk.pump()
     kivy_window.settle()
-    yield kiosk
-    controller.stop()
-    services.close()
-    view.close()
-    kivy_window.Window.remove_widget(view)
-    kivy_window.settle(2)
+    try:
+        yield kiosk
+    finally:
+        controller.stop()
+        services.close()
+        view.close()
+        kivy_window.Window.remove_widget(view)
+        kivy_window.settle(2)
+
+
+@pytest.fixture
+def ui_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki) -> Iterator[UiKiosk]:
+    with running_kiosk(kivy_window, tmp_path, demo_pki) as kiosk:
+        yield kiosk
