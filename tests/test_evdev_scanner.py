@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from kiosk.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.config import load_config
 from kiosk.hardware.evdev_scanner import EvdevScanner, build_evdev_scanner, find_device
 from kiosk.hardware.keymaps import keystrokes
+from tests.support.scanner import Scans
 
 INPUT_EVENT = struct.Struct("llHHi")     # struct input_event on 64-bit Linux: timeval, type, code, value
 NAME = "usb-Honeywell_Imaging___Mobility_1900g-event-kbd"
@@ -99,22 +99,6 @@ class Plug:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-class Scans:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, text: str) -> None:
-        with self.cond:
-            self.items.append(text)
-            self.cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 3.0) -> list[str]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.items) >= n, timeout), f"got {self.items}"
-            return list(self.items)
 
 
 @pytest.fixture

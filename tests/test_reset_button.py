@@ -55,18 +55,22 @@ def test_a_tap_does_nothing(factory):
         button.close()
 
 
+def press_twice(pin, calls: list) -> None:
+    """Two long presses, each held until the button has called back (or 2 s passed)."""
+    for expected in (1, 2):
+        pin.drive_low()
+        deadline = time.monotonic() + 2
+        while len(calls) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pin.drive_high()
+        time.sleep(0.02)
+
+
 def test_each_long_press_counts(factory):
     calls = []
     button = ResetButton(PIN, lambda: calls.append(1), factory, hold_seconds=0.1)
     try:
-        pin = factory.pin(PIN)
-        for expected in (1, 2):
-            pin.drive_low()
-            deadline = time.monotonic() + 2
-            while len(calls) < expected and time.monotonic() < deadline:
-                time.sleep(0.01)
-            pin.drive_high()
-            time.sleep(0.02)
+        press_twice(factory.pin(PIN), calls)
         assert len(calls) == 2
     finally:
         button.close()
@@ -81,14 +85,7 @@ def test_a_failing_callback_does_not_kill_the_button(factory):
 
     button = ResetButton(PIN, boom, factory, hold_seconds=0.1)
     try:
-        pin = factory.pin(PIN)
-        for expected in (1, 2):
-            pin.drive_low()
-            deadline = time.monotonic() + 2
-            while len(calls) < expected and time.monotonic() < deadline:
-                time.sleep(0.01)
-            pin.drive_high()
-            time.sleep(0.02)
+        press_twice(factory.pin(PIN), calls)
         assert len(calls) == 2
     finally:
         button.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import tty
 
@@ -14,22 +13,7 @@ from kiosk.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.config import load_config
 from kiosk.hardware.keymaps import Typed
 from kiosk.hardware.serial_scanner import LineSplitter, SerialScanner, build_serial_scanner, resolve_port
-
-
-class Scans:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, text: str) -> None:
-        with self.cond:
-            self.items.append(text)
-            self.cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 3.0) -> list[str]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.items) >= n, timeout), f"got {self.items}"
-            return list(self.items)
+from tests.support.scanner import Scans
 
 
 @pytest.fixture
