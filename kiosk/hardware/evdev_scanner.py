@@ -15,19 +15,16 @@ label within the debounce window are dropped. Scan text is never logged.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import select
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from kiosk.barcodes import Debouncer, mark_partial
+from kiosk.barcodes import mark_partial
 from kiosk.hardware.keymaps import KeyDecoder
-from kiosk.logs import log_event
+from kiosk.hardware.scanner_thread import ScannerThread
 
-log = logging.getLogger("kiosk.hardware.evdev_scanner")
 
 BY_ID = Path("/dev/input/by-id")
 EV_KEY = 1
@@ -96,64 +93,45 @@ def find_device(wanted: str, by_id: Path = BY_ID) -> str | None:
     return None
 
 
-class EvdevScanner:
+class EvdevScanner(ScannerThread):
     """kiosk.interfaces.Scanner for a HID scanner under an exclusive grab."""
+
+    kind = "evdev"
 
     def __init__(self, device: str = "", *, layout: str = "us", flush_after: float = 0.3,
                  debounce: float = 1.0, by_id: Path = BY_ID, rescan_interval: float = 2.0,
                  open_source: Callable[[str], EventSource] = EvdevSource,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(debounce=debounce, rescan_interval=rescan_interval, clock=clock)
         self.device = device
         self.decoder = KeyDecoder(layout=layout, flush_after=flush_after)
-        self.debouncer = Debouncer(debounce)
         self.by_id = by_id
-        self.rescan_interval = rescan_interval
         self.open_source = open_source
-        self.clock = clock
-        self._listener: Callable[[str], None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = -1, -1
+        self._wake_r, self._wake_w = -1, -1    # select() in the thread wakes on this pipe at stop
         self._source: EventSource | None = None
-        self.connected = threading.Event()     # for `kiosk doctor` and tests
-        self._refused: str | None = None       # last path that could not be opened (logged once)
 
     def start(self, listener: Callable[[str], None]) -> None:
-        if self._thread is not None:
-            return
-        self._listener = listener
-        self._stop.clear()
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name="evdev-scanner", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._wake_r, self._wake_w = os.pipe()
+        super().start(listener)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Release the grab and end the thread. Idempotent."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        os.write(self._wake_w, b"x")
-        thread.join(timeout)
-        self._thread = None
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        running = self._thread is not None
+        super().stop(timeout)
+        if running:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     # -- the thread ----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self._source is None:
-                    if not self._attach():
-                        self._wait(self.rescan_interval)
-                    continue
-                self._pump()
-        finally:
-            self._detach("stopped")
+    def _wake(self) -> None:
+        os.write(self._wake_w, b"x")
 
     def _wait(self, seconds: float) -> None:
         select.select([self._wake_r], [], [], seconds)
+
+    def _attached(self) -> bool:
+        return self._source is not None
 
     def _attach(self) -> bool:
         path = find_device(self.device, self.by_id)
@@ -162,33 +140,24 @@ class EvdevScanner:
         try:
             source = self.open_source(path)
         except OSError as e:
-            self._refuse(path, e)
+            self._refuse(path, errno.errorcode.get(e.errno or 0, str(e.errno)))
             return False
         try:
             source.grab()
         except OSError as e:                   # EBUSY: someone else holds it
             source.close()
-            self._refuse(path, e)
+            self._refuse(path, errno.errorcode.get(e.errno or 0, str(e.errno)))
             return False
         self._source = source
-        self._refused = None
         self.decoder.reset()
-        self.connected.set()
-        log_event(log, "scanner.connected", device=os.path.basename(path), kind="evdev")
+        self._connected(path)
         return True
-
-    def _refuse(self, path: str, e: OSError) -> None:
-        if self._refused != path:
-            self._refused = path
-            log_event(log, "scanner.cannot_open", level=logging.WARNING, device=os.path.basename(path),
-                      error=errno.errorcode.get(e.errno or 0, str(e.errno)))
 
     def _detach(self, why: str) -> None:
         source, self._source = self._source, None
         if source is not None:
             source.close()
-            self.connected.clear()
-            log_event(log, "scanner.disconnected", reason=why, kind="evdev")
+            self._disconnected(why)
         self.decoder.reset()
 
     def _pump(self) -> None:
@@ -212,14 +181,6 @@ class EvdevScanner:
         now = self.clock()
         for typed in self.decoder.poll(now):
             self._deliver(mark_partial(typed.text), now)
-
-    def _deliver(self, text: str, now: float) -> None:
-        if not self.debouncer.accept(text, now) or self._listener is None:
-            return
-        try:
-            self._listener(text)
-        except Exception:
-            log.exception("scanner.listener_failed")
 
 
 def build_evdev_scanner(config: dict) -> EvdevScanner:

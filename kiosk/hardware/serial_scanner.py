@@ -12,18 +12,15 @@ that stop without one become a partial scan after `flush_after` seconds.
 from __future__ import annotations
 
 import glob
-import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kiosk.barcodes import Debouncer, mark_partial
+from kiosk.barcodes import mark_partial
 from kiosk.hardware.keymaps import Typed
-from kiosk.logs import log_event
+from kiosk.hardware.scanner_thread import ScannerThread
 
-log = logging.getLogger("kiosk.hardware.serial_scanner")
 
 TERMINATOR_BYTES = b"\r\n\t"
 
@@ -81,53 +78,23 @@ def open_serial(port: str, baudrate: int) -> Any:
     return serial.serial_for_url(port, **kwargs)
 
 
-class SerialScanner:
+class SerialScanner(ScannerThread):
     """kiosk.interfaces.Scanner for a CDC-ACM / RS-232 scanner."""
+
+    kind = "serial"
 
     def __init__(self, device: str, *, baudrate: int = 9600, flush_after: float = 0.3, debounce: float = 1.0,
                  rescan_interval: float = 2.0, open_port: Callable[[str, int], Any] = open_serial,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(debounce=debounce, rescan_interval=rescan_interval, clock=clock)
         self.device = device
         self.baudrate = baudrate
         self.splitter = LineSplitter(flush_after)
-        self.debouncer = Debouncer(debounce)
-        self.rescan_interval = rescan_interval
         self.open_port = open_port
-        self.clock = clock
-        self._listener: Callable[[str], None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._port: Any = None
-        self._refused: str | None = None
-        self.connected = threading.Event()
 
-    def start(self, listener: Callable[[str], None]) -> None:
-        if self._thread is not None:
-            return
-        self._listener = listener
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="serial-scanner", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the port and end the thread. Idempotent."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(timeout)
-        self._thread = None
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self._port is None:
-                    if not self._attach():
-                        self._stop.wait(self.rescan_interval)
-                    continue
-                self._pump()
-        finally:
-            self._detach("stopped")
+    def _attached(self) -> bool:
+        return self._port is not None
 
     def _attach(self) -> bool:
         port = resolve_port(self.device)
@@ -136,15 +103,10 @@ class SerialScanner:
         try:
             self._port = self.open_port(port, self.baudrate)
         except Exception as e:               # SerialException, OSError: not there (yet), or busy
-            if self._refused != port:
-                self._refused = port
-                log_event(log, "scanner.cannot_open", level=logging.WARNING, device=os.path.basename(port),
-                          error=type(e).__name__)
+            self._refuse(port, type(e).__name__)
             return False
-        self._refused = None
         self.splitter.reset()
-        self.connected.set()
-        log_event(log, "scanner.connected", device=os.path.basename(port), kind="serial")
+        self._connected(port)
         return True
 
     def _detach(self, why: str) -> None:
@@ -154,8 +116,7 @@ class SerialScanner:
                 port.close()
             except Exception:
                 pass
-            self.connected.clear()
-            log_event(log, "scanner.disconnected", reason=why, kind="serial")
+            self._disconnected(why)
         self.splitter.reset()
 
     def _pump(self) -> None:
@@ -167,14 +128,6 @@ class SerialScanner:
         now = self.clock()
         for typed in self.splitter.feed(data, now) + self.splitter.poll(now):
             self._deliver(typed.text if typed.complete else mark_partial(typed.text), now)
-
-    def _deliver(self, text: str, now: float) -> None:
-        if not self.debouncer.accept(text, now) or self._listener is None:
-            return
-        try:
-            self._listener(text)
-        except Exception:
-            log.exception("scanner.listener_failed")
 
 
 def build_serial_scanner(config: dict) -> SerialScanner:
