@@ -15,7 +15,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.widgets import (
-    Badge, Banner, Context, CountdownBar, LanguageBar, Slot, Text, escape, paint, set_font,
+    Badge, Banner, Context, CountdownBar, KButton, LanguageBar, Slot, Text, escape, paint, set_font,
 )
 
 
@@ -179,6 +179,22 @@ class KioskScreen(Screen):
 
     def deactivate(self) -> None:
         """Stop animations so a hidden screen costs nothing."""
+
+
+def message_column(screen: KioskScreen, *widgets: Widget) -> Widget:
+    """The body of a message screen (take your card, scan your library card, thank you):
+    its parts stacked top to bottom."""
+    body = BoxLayout(orientation="vertical", spacing=screen.ctx.theme.gap)
+    for w in widgets:
+        body.add_widget(w)
+    return body
+
+
+def centred_button(screen: KioskScreen, action: str, **kw: object) -> KButton:
+    """The one wide button under a message (cancel, done), centred."""
+    ctx, th = screen.ctx, screen.ctx.theme
+    return KButton(th, lambda a, v: ctx.press(a, v), action, size_hint=(None, None),
+                   width=max(th.touch * 3, th.width * 0.3), height=th.touch, pos_hint={"center_x": 0.5}, **kw)
 
 
 def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -> Widget:

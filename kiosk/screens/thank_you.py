@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
-from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import ICON_OK, KButton, Text, icon
+from kiosk.screens.base import KioskScreen, centred_button, message_column
+from kiosk.screens.widgets import ICON_OK, Text, icon
 
 
 class ThankYouScreen(KioskScreen):
@@ -15,16 +14,12 @@ class ThankYouScreen(KioskScreen):
     language_bar = False
 
     def build_body(self) -> Widget:
-        ctx, th = self.ctx, self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        th = self.ctx.theme
         self.mark = Text(th, size=th.font_huge * 1.6, color=th.palette.ok, fixed_font=True, size_hint_y=1.2)
         self.title = Text(th, size=th.font_huge, bold=True)
         self.detail = Text(th, size=th.font_body, color=th.palette.muted, size_hint_y=0.6)
-        self.ok = KButton(th, lambda a, v: ctx.press(a, v), "done", kind="primary", size_hint=(None, None),
-                          width=max(th.touch * 3, th.width * 0.3), height=th.touch, pos_hint={"center_x": 0.5})
-        for w in (self.mark, self.title, self.detail, self.ok):
-            body.add_widget(w)
-        return body
+        self.ok = centred_button(self, "done", kind="primary")
+        return message_column(self, self.mark, self.title, self.detail, self.ok)
 
     def render_body(self, model: dict, t: Translator) -> None:
         self.mark.text = icon(ICON_OK)
