@@ -106,6 +106,15 @@ def reader():
         r.stop()
 
 
+def opened_with_card(pcsc_readers, reader, card):
+    """The card on the reader, a started PcscReader that has seen it, and a transport to
+    the card: (the served card, reader, events, transport)."""
+    served = pcsc_readers.insert(card)
+    r, events = reader()
+    events.expect(K.READER_AVAILABLE, K.INSERTED)
+    return served, r, events, r.open()
+
+
 # -- vpcd framing, over a real loopback socket, without pcscd -------------------------------------
 
 def _fake_vpcd():
@@ -264,10 +273,7 @@ def test_card_already_in_the_reader_at_start(pcsc_readers, reader, card):
 
 @pcsc
 def test_transmit_goes_through_the_allowlist(pcsc_readers, reader, card):
-    served = pcsc_readers.insert(card)
-    r, events = reader()
-    events.expect(K.READER_AVAILABLE, K.INSERTED)
-    transport = r.open()
+    served, r, events, transport = opened_with_card(pcsc_readers, reader, card)
     try:
         assert isinstance(transport, AllowlistTransport)
         assert transport.transmit(SELECT_JPKI) == (b"", 0x9000)
@@ -286,10 +292,7 @@ def test_transmit_goes_through_the_allowlist(pcsc_readers, reader, card):
 
 @pcsc
 def test_verify_state_does_not_outlive_close(pcsc_readers, reader, card):
-    pcsc_readers.insert(card)
-    r, events = reader()
-    events.expect(K.READER_AVAILABLE, K.INSERTED)
-    transport = r.open()
+    _, r, events, transport = opened_with_card(pcsc_readers, reader, card)
     transport.transmit(SELECT_JPKI)
     transport.transmit(SELECT_AUTH_PIN)
     assert transport.transmit(bytes.fromhex("0020008004") + b"1234") == (b"", 0x9000)
@@ -301,10 +304,7 @@ def test_verify_state_does_not_outlive_close(pcsc_readers, reader, card):
 
 @pcsc
 def test_card_is_taken_exclusively(pcsc_readers, reader, card):
-    pcsc_readers.insert(card)
-    r, events = reader()
-    events.expect(K.READER_AVAILABLE, K.INSERTED)
-    transport = r.open()
+    _, r, events, transport = opened_with_card(pcsc_readers, reader, card)
     try:
         hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         hr, _handle, _proto = scard.SCardConnect(ctx, pcsc_readers.reader, scard.SCARD_SHARE_SHARED,
@@ -317,10 +317,7 @@ def test_card_is_taken_exclusively(pcsc_readers, reader, card):
 
 @pcsc
 def test_removal_mid_session_is_card_gone(pcsc_readers, reader, card):
-    pcsc_readers.insert(card)
-    r, events = reader()
-    events.expect(K.READER_AVAILABLE, K.INSERTED)
-    transport = r.open()
+    _, r, events, transport = opened_with_card(pcsc_readers, reader, card)
     transport.transmit(SELECT_JPKI)
     pcsc_readers.remove()
     with pytest.raises(CardGoneError):
@@ -333,10 +330,7 @@ def test_removal_mid_session_is_card_gone(pcsc_readers, reader, card):
 
 @pcsc
 def test_pcscd_killed_and_restarted_while_the_reader_lives(pcsc_readers, reader, card):
-    pcsc_readers.insert(card)
-    r, events = reader()
-    events.expect(K.READER_AVAILABLE, K.INSERTED)
-    transport = r.open()
+    _, r, events, transport = opened_with_card(pcsc_readers, reader, card)
     transport.transmit(SELECT_JPKI)
     pcsc_readers.kill()
     removed, unavailable = events.expect(K.REMOVED, K.READER_UNAVAILABLE)
