@@ -18,7 +18,6 @@ from kiosk.card import AuthOutcome, CardError
 from kiosk.card_service import CardService, CounterModeRequired
 from kiosk.demo_pki import DEMO_SUPPORT_PIN_DIFFERENT
 from kiosk.hardware.virtual_card import FAKE_MY_NUMBER, KENHOJO_AID, basic_info_ef
-from kiosk.hardware.virtual_reader import VirtualReader
 
 H = bytes.fromhex
 SELECT_KENHOJO = H("00A4040C0A") + KENHOJO_AID
@@ -26,13 +25,8 @@ SELECT_JPKI = H("00A4040C0AD392F000260100000001")
 
 
 @pytest.fixture
-def reader():
-    r = VirtualReader()
-    events: list = []
-    r.events = events
-    r.start(events.append)
-    yield r
-    r.stop()
+def reader(jpki_reader):
+    return jpki_reader
 
 
 @pytest.fixture
