@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Callable
 
 from kiosk.card import CardError, CardKind
+# The AP, its EFs and the DigestInfo are written once, in the allowlist that gates them.
+from kiosk.apdu_allowlist import (  # noqa: F401 - re-exported for the card layer and tests
+    EF_AUTH_CA, EF_AUTH_CERT, EF_AUTH_KEY, EF_AUTH_PIN, EF_TOKEN, JPKI_AID, SHA256_DIGEST_INFO_PREFIX,
+)
 from kiosk.iso7816 import CardApplication, PinResult, read_binary, select_aid
-
-JPKI_AID = bytes.fromhex("D392F000260100000001")
-EF_TOKEN, EF_AUTH_CERT, EF_AUTH_CA, EF_AUTH_KEY, EF_AUTH_PIN = 0x0006, 0x000A, 0x000B, 0x0017, 0x0018
-SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
 
 SW_OK = 0x9000
 SW_NOT_FOUND = 0x6A82

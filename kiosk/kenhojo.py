@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+# The AP and its two reachable EFs are written once, in the allowlist that gates them.
+from kiosk.apdu_allowlist import EF_SUPPORT_BASIC_INFO as EF_BASIC_INFO
+from kiosk.apdu_allowlist import EF_SUPPORT_PIN, KENHOJO_AID  # noqa: F401 - re-exported
 from kiosk.iso7816 import CardApplication, PinResult, read_binary, select_aid
 
 SupportPinResult = PinResult            # the kenhojo PIN answers exactly like the JPKI one
 
-KENHOJO_AID = bytes.fromhex("D3921000310001010408")
-EF_BASIC_INFO = 0x0002
-EF_SUPPORT_PIN = 0x0011
 SUPPORT_PIN_MAX_TRIES = 3
 
 TAG_BIRTH_DATE = 0xDF24
