@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable
 
-from kiosk.logs import check_field_name
+from kiosk.logs import check_field_name, log_event
 from kiosk.store import Store
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -58,3 +58,16 @@ class Audit:
         rows = sorted(self._store.audit.all(), key=lambda r: r["seq"])
         return [{**r, "at": datetime.fromisoformat(r["at"]), "fields": dict(r["fields"])} for r in rows]
 
+
+
+def log_and_audit(log: logging.Logger, audit: Audit | None, actor: str, action: str, *, failure: str,
+                  level: int = logging.INFO, **fields: Any) -> None:
+    """Log `action` and, when there is a trail, record it there too. A failing audit
+    write is logged as `failure`, never raised: it must not decide what it only records."""
+    log_event(log, action, level=level, **fields)
+    if audit is None:
+        return
+    try:
+        audit.record(actor, action, **fields)
+    except Exception as e:                          # noqa: BLE001
+        log_event(log, failure, level=logging.ERROR, error=type(e).__name__)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.config import ConfigError, check_combination, load_config, merge
 from kiosk.config_schema import field_at
+from kiosk.audit import log_and_audit
 from kiosk.identity import load_anchors
 from kiosk.logs import log_event
 from kiosk.signed_config import (
@@ -265,10 +266,4 @@ class ConfigApplier:
                             current_version=current if current is not None else floor)
 
     def _record(self, action: str, **fields: Any) -> None:
-        log_event(log, action, **fields)
-        if self._audit is None:
-            return
-        try:
-            self._audit.record("central_it", action, **fields)
-        except Exception as e:                          # noqa: BLE001 - the audit must not decide the outcome
-            log_event(log, "config.audit_failed", level=logging.ERROR, error=type(e).__name__)
+        log_and_audit(log, self._audit, "central_it", action, failure="config.audit_failed", **fields)

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
+from kiosk.audit import log_and_audit
 from kiosk.config import ConfigError
 from kiosk.logs import log_event
 
@@ -434,10 +435,5 @@ class ManagementServer:
     close = stop
 
     def _audit_event(self, action: str, **fields: Any) -> None:
-        log_event(log, action, level=logging.WARNING, **fields)
-        if self._audit is None:
-            return
-        try:
-            self._audit.record("central_it", action, **fields)
-        except Exception as e:                          # noqa: BLE001 - the audit must not break the endpoint
-            log_event(log, "management.audit_failed", level=logging.ERROR, error=type(e).__name__)
+        log_and_audit(log, self._audit, "central_it", action, failure="management.audit_failed",
+                      level=logging.WARNING, **fields)
