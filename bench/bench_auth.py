@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kiosk.card_service import CardService, CertCache  # noqa: E402
-from kiosk.demo_pki import DEMO_AUTH_PIN, ensure_demo_pki  # noqa: E402
-from kiosk.hardware.virtual_card import CardProfile, VirtualJpkiCard  # noqa: E402
-from kiosk.hardware.virtual_reader import VirtualReader  # noqa: E402
-from kiosk.identity import TrustStore  # noqa: E402
+from kiosk.card.demo_pki import DEMO_AUTH_PIN, ensure_demo_pki  # noqa: E402
+from kiosk.card.identity import TrustStore  # noqa: E402
+from kiosk.card.service import CardService, CertCache  # noqa: E402
+from kiosk.card.virtual_card import CardProfile, VirtualJpkiCard  # noqa: E402
+from kiosk.card.virtual_reader import VirtualReader  # noqa: E402
 
 BYTES_TARGET = 0.60         # returning card vs OpenSC
 CPU_TARGET_MS = 20.0

@@ -1,7 +1,7 @@
 """Draining pending loans to the REST catalogue: the kiosk against a naive client, in one run.
 
 Run: .venv/bin/python bench/bench_drain_rest.py [--loans N]
-The server is tests/support/rest_server.py (real TLS on 127.0.0.1, ThreadingHTTPServer,
+The server is kiosk_testing/rest_server.py (real TLS on 127.0.0.1, ThreadingHTTPServer,
 the same in-memory library the tests use). Rows, each draining N fresh loans into a
 fresh server:
 - naive client: one POST per loan on a new TLS connection each (`Connection: close`);
@@ -20,23 +20,25 @@ same table.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kiosk.catalogue import LoanRequest  # noqa: E402
-from kiosk.outbox import Outbox  # noqa: E402
-from kiosk.sealed import DeviceKey  # noqa: E402
-from kiosk.store import open_store  # noqa: E402
+from kiosk.core.catalogue import LoanRequest  # noqa: E402
+from kiosk.store.database import open_store  # noqa: E402
+from kiosk.store.outbox import Outbox  # noqa: E402
+from kiosk.store.sealed import DeviceKey  # noqa: E402
 from kiosk.sync.outbox_worker import OutboxWorker  # noqa: E402
 from kiosk.sync.rest_backend import MAX_BATCH, RestCatalogue  # noqa: E402
-from tests.support.rest_server import (  # noqa: E402
-    PATRON_OK, TOKEN, CatalogueServer, RestLibrary, make_tls_files, seed,
+from kiosk_testing.rest_server import (  # noqa: E402
+    PATRON_OK,
+    TOKEN,
+    CatalogueServer,
+    RestLibrary,
+    make_tls_files,
+    seed,
 )
 
 

@@ -1,7 +1,7 @@
 """Draining pending loans to a SIP2 ACS: the kiosk's client against a naive one, in one run.
 
 Run: .venv/bin/python bench/bench_drain_sip2.py [--loans N]
-The ACS is pysip2 on 127.0.0.1 (tests/support/sip2_server.py), in a background
+The ACS is pysip2 on 127.0.0.1 (kiosk_testing/sip2_server.py), in a background
 thread of this process, first over plain TCP, then over TLS (the kiosk's default;
 plain TCP must be configured explicitly). Rows, per transport:
 - kiosk client: one persistent, logged-in connection (kiosk/sync/sip2_client.py), as
@@ -18,23 +18,26 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kiosk.catalogue import LoanRequest  # noqa: E402
-from kiosk.outbox import Outbox  # noqa: E402
-from kiosk.sealed import DeviceKey  # noqa: E402
-from kiosk.store import open_store  # noqa: E402
+from kiosk.core.catalogue import LoanRequest  # noqa: E402
+from kiosk.store.database import open_store  # noqa: E402
+from kiosk.store.outbox import Outbox  # noqa: E402
+from kiosk.store.sealed import DeviceKey  # noqa: E402
 from kiosk.sync.outbox_worker import OutboxWorker  # noqa: E402
 from kiosk.sync.sip2_backend import Sip2Catalogue  # noqa: E402
 from kiosk.sync.sip2_client import Sip2Client  # noqa: E402
-from tests.support.sip2_server import (  # noqa: E402
-    INSTITUTION, PATRON_OK, FakeItem, FakeLibrary, _make_tls_files, run_pysip2_acs, sip2_config,
+from kiosk_testing.sip2_server import (  # noqa: E402
+    INSTITUTION,
+    PATRON_OK,
+    FakeItem,
+    FakeLibrary,
+    _make_tls_files,
+    run_pysip2_acs,
+    sip2_config,
 )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -18,12 +17,10 @@ from pathlib import Path
 from tinydb import TinyDB
 from tinydb.storages import JSONStorage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kiosk.catalogue import LoanRequest  # noqa: E402
-from kiosk.outbox import Outbox  # noqa: E402
-from kiosk.sealed import DeviceKey  # noqa: E402
-from kiosk.store import AtomicJSONStorage, open_store  # noqa: E402
+from kiosk.core.catalogue import LoanRequest  # noqa: E402
+from kiosk.store.database import AtomicJSONStorage, open_store  # noqa: E402
+from kiosk.store.outbox import Outbox  # noqa: E402
+from kiosk.store.sealed import DeviceKey  # noqa: E402
 
 DOC = {"txn_id": "t", "seq": 1, "state": "queued", "created": "2025-04-01T09:00:00+00:00",
        "attempts": 0, "sealed": "x" * 200}

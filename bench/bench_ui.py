@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 MARK = "BENCH "
 
 
@@ -54,8 +53,8 @@ def start_xvfb() -> tuple[subprocess.Popen | None, str | None]:
 def child_env(home: Path, display: str | None, fps: int | None = None) -> dict:
     env = dict(os.environ)
     env.update(KIVY_NO_ARGS="1", KIVY_NO_FILELOG="1", KIVY_NO_CONSOLELOG="1", KIVY_LOG_MODE="PYTHON",
-               KIVY_HOME=str(home), PYTHONPATH=str(ROOT),
-               KCFG_KIVY_KIVY_CLOCK="interrupt")      # as kiosk.launcher sets it for the app
+               KIVY_HOME=str(home),
+               KCFG_KIVY_KIVY_CLOCK="interrupt")      # as kiosk.shell.launcher sets it for the app
     if display:
         env["DISPLAY"] = display
         env.pop("SDL_VIDEODRIVER", None)
@@ -95,12 +94,6 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    from kiosk.i18n import SOURCE_KEY, lookup
-
-    if lookup("ja")(SOURCE_KEY) is None:
-        print("note: catalogues not compiled (python -m kiosk.i18n compile), so the kiosk reads its "
-              ".po files with Babel, as an installed kiosk does not", file=sys.stderr)
-
     work = Path(tempfile.mkdtemp(prefix="kiosk-bench-"))
     xvfb, display = start_xvfb()
     try:
@@ -220,8 +213,8 @@ def _seed(n_items: int) -> dict:
 
 
 def kiosk_child(args) -> int:
-    from kiosk.launcher import demo_config, make_app
     from kiosk.logs import setup_logging
+    from kiosk.shell.launcher import demo_config, make_app
 
     data = Path(args.data)
     config = demo_config(str(data))
@@ -236,7 +229,7 @@ def kiosk_child(args) -> int:
         cat = LocalCatalogue(data / "ils.json")
         cat.seed(_seed(n))
         cat.close()
-    # As `kiosk run` starts the app (kiosk.launcher.run_app), with the demo's devices and
+    # As `kiosk run` starts the app (kiosk.shell.launcher.run_app), with the demo's devices and
     # no demo panel; logs go to stderr, which keeps stdout for the result.
     setup_logging(config["logging"]["level"], config["logging"]["format"], stream=sys.stderr)
     app, services = make_app(config, demo=True)
@@ -333,7 +326,7 @@ def _row(app, item: str, state: str | None = None):
 
 
 def sign_in(app, post, wedge):
-    from kiosk.events import Press
+    from kiosk.core.events import Press
 
     post(Press("library_card"))
     yield lambda: app.view.current == "library_card"
@@ -369,7 +362,7 @@ def latency_script(app, timeline, post, wedge, scans: int):
 def memory_script(app, post, wedge, sessions: int):
     import gc
 
-    from kiosk.events import Press
+    from kiosk.core.events import Press
 
     started = time.monotonic()
     rss_10 = trim_10 = 0

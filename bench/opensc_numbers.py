@@ -12,7 +12,7 @@ Import: from opensc_numbers import opensc_numbers   (with bench/ on sys.path; be
 
 Needs what the PC/SC tests need (root for pcscd's private namespaces, pcscd, vpcd, OpenSC);
 raises RuntimeError with the reason otherwise. The private pcscd and its namespaces come
-from tests/support/pcscd.py (imported, not duplicated).
+from kiosk_testing/pcscd.py (imported, not duplicated).
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kiosk.demo_pki import DEMO_AUTH_PIN, ensure_demo_pki  # noqa: E402
-from kiosk.hardware.virtual_card import CardProfile, VirtualJpkiCard  # noqa: E402
-from kiosk.hardware.vpcd_card import VpcdCard  # noqa: E402
-from tests.support.pcscd import (  # noqa: E402
+from kiosk.card.demo_pki import DEMO_AUTH_PIN, ensure_demo_pki  # noqa: E402
+from kiosk.card.virtual_card import CardProfile, VirtualJpkiCard  # noqa: E402
+from kiosk.card.vpcd_card import VpcdCard  # noqa: E402
+from kiosk_testing.pcscd import (  # noqa: E402
     VirtualReaders,
     missing_binaries,
     missing_opensc,
@@ -105,8 +103,8 @@ def kiosk_numbers(profile: CardProfile, pin: str = DEMO_AUTH_PIN,
                   readers: VirtualReaders | None = None) -> dict:
     """The kiosk's own exchange for the same work, through PcscReader and the allowlist:
     SELECT AP, token, tries, certificate, VERIFY, sign, re-SELECT (what CardService sends)."""
-    from kiosk.hardware.pcsc_reader import PcscReader
-    from kiosk.jpki import JpkiCard
+    from kiosk.card.jpki import JpkiCard
+    from kiosk.card.pcsc_reader import PcscReader
 
     own = readers is None
     readers = _ready(readers)

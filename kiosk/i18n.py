@@ -5,12 +5,13 @@ name is the language code with "_" for "-", e.g. pt_BR for "pt-BR"); nothing
 here lists languages. Message ids are stable keys ("idle.title"), not English
 sentences, so a change of wording never orphans a translation.
 
-The .po files are the source. Installing compiles each into a .mo beside it
-(`python -m kiosk.i18n compile`, run by scripts/setup.sh and install-pi.sh), which
-the kiosk reads with the standard library's gettext: no Babel on the start-up path.
-A .mo carries the SHA-256 of the .po it was made from; a missing or stale one is
-ignored and the .po is read with Babel instead (slower, same texts). Dates use
-Babel's CLDR data so "due 15 January" reads naturally in every language.
+The .po files in the checkout are the source. Building the wheel compiles each into the
+.mo the package ships (`compile_catalogues`, called by setup.py's build step; for a
+source checkout `python -m kiosk.i18n compile` writes them beside the .po). At run time
+the kiosk reads only the .mo, with the standard library's gettext: no .po is parsed and
+no Babel is on the start-up path. A .mo carries the SHA-256 of the .po it was made
+from, so a test can tell a stale build. Dates use Babel's CLDR data so "due 15 January"
+reads naturally in every language.
 """
 
 from __future__ import annotations
@@ -57,16 +58,27 @@ def po_path(lang: str, locale_dir: Path = LOCALE_DIR) -> Path:
     return locale_dir / folder_name(lang) / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+def mo_path(lang: str, locale_dir: Path = LOCALE_DIR) -> Path:
+    return po_path(lang, locale_dir).with_suffix(".mo")
+
+
 def available_languages(locale_dir: Path = LOCALE_DIR) -> list[str]:
-    """Every language with a catalogue on disk (codes as the session uses them)."""
+    """Every language with a compiled catalogue (codes as the session uses them)."""
+    return sorted(language_code(p.parent.parent.name)
+                  for p in locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
+
+
+def source_languages(locale_dir: Path) -> list[str]:
+    """Every language with a .po source in a checkout's locale folder."""
     return sorted(language_code(p.parent.parent.name)
                   for p in locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
 
 
 @lru_cache(maxsize=None)
-def messages(lang: str, locale_dir: Path = LOCALE_DIR) -> dict[str, str]:
-    """msgid -> text for one language, read from the .po with Babel; fuzzy and
-    untranslated entries are left out. (For checks and tools; screens use `lookup`.)"""
+def messages(lang: str, locale_dir: Path) -> dict[str, str]:
+    """msgid -> text for one language, read from a source .po with Babel; fuzzy and
+    untranslated entries are left out. For build tools and checks only: the running
+    kiosk reads the compiled catalogue (`lookup`)."""
     path = po_path(lang, locale_dir)
     return _babel_po(path.read_bytes()) if path.exists() else {}
 
@@ -92,26 +104,24 @@ class _Untranslated(gettext.NullTranslations):
 
 @lru_cache(maxsize=None)
 def lookup(lang: str, locale_dir: Path = LOCALE_DIR) -> Callable[[str], str | None]:
-    """msgid -> text or None for one language, from the compiled catalogue when it is
-    current, else from the .po. Each catalogue is read once, on first use."""
-    po = po_path(lang, locale_dir)
-    if not po.exists():
-        return {}.get
-    source = po.read_bytes()
+    """msgid -> text or None for one language, from its compiled catalogue, read once on
+    first use. A missing or unreadable catalogue is logged and gives None for every text,
+    so the translator falls back to English, then Japanese, then the message id."""
     try:
-        with po.with_suffix(".mo").open("rb") as f:
+        with mo_path(lang, locale_dir).open("rb") as f:
             compiled = gettext.GNUTranslations(f)
-    except (OSError, ValueError, UnicodeDecodeError):
-        compiled = None
-    if compiled is not None and compiled.gettext(SOURCE_KEY) == hashlib.sha256(source).hexdigest():
-        compiled.add_fallback(_Untranslated())
-        return compiled.gettext  # type: ignore[return-value]
-    log.info("i18n.not_compiled", extra={"kiosk_fields": {"lang": lang}})
-    return _babel_po(source).get
+    except FileNotFoundError:
+        return {}.get
+    except (OSError, ValueError, UnicodeDecodeError, IndexError):
+        log.error("i18n.catalogue_unreadable", extra={"kiosk_fields": {"lang": lang}})
+        return {}.get
+    compiled.add_fallback(_Untranslated())
+    return compiled.gettext  # type: ignore[return-value]
 
 
-def compile_catalogues(locale_dir: Path = LOCALE_DIR) -> list[Path]:
-    """Compile every .po into the .mo beside it (atomically); returns the .mo paths."""
+def compile_catalogues(locale_dir: Path = LOCALE_DIR, out_dir: Path | None = None) -> list[Path]:
+    """Compile every .po under `locale_dir` into a .mo at the same place under `out_dir`
+    (default: beside it), atomically; returns the .mo paths. Build time only (Babel)."""
     import tempfile
 
     from babel.messages.mofile import write_mo
@@ -124,8 +134,9 @@ def compile_catalogues(locale_dir: Path = LOCALE_DIR) -> list[Path]:
         catalog.add(SOURCE_KEY, hashlib.sha256(source).hexdigest())
         out = BytesIO()
         write_mo(out, catalog, use_fuzzy=False)
-        mo = po.with_suffix(".mo")
-        fd, tmp = tempfile.mkstemp(dir=po.parent, prefix=".kiosk.", suffix=".mo")
+        mo = (out_dir or locale_dir) / po.relative_to(locale_dir).with_suffix(".mo")
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=mo.parent, prefix=".kiosk.", suffix=".mo")
         with os.fdopen(fd, "wb") as f:
             f.write(out.getvalue())
         os.chmod(tmp, 0o644)

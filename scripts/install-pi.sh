@@ -3,11 +3,15 @@
 #
 #   sudo scripts/install-pi.sh            console + KMSDRM (kiosk.service)
 #   sudo scripts/install-pi.sh --cage     inside the cage compositor (kiosk-cage.service)
+#   sudo scripts/install-pi.sh --wheel dist/library_kiosk-X.whl   install that built wheel
 #
 # What it does: apt packages; a system user `kiosk` with only video render input gpio dialout;
-# the app in /opt/kiosk with its own venv; /etc/kiosk/kiosk.toml (never overwritten); the systemd
-# unit, journald limits, the scanner udev rule and the Kivy touch config; boot to console with no
-# screen blanking, no login prompt on tty1 and no other VTs to switch to. Safe to run again.
+# the kiosk wheel (built from this checkout unless --wheel names one) installed once into the
+# venv /opt/kiosk/.venv, every other Python package pinned and hash-checked by
+# requirements/kiosk.lock; /etc/kiosk/kiosk.toml (never overwritten); the systemd unit, journald
+# limits, the scanner udev rule and the Kivy touch config; boot to console with no screen
+# blanking, no login prompt on tty1 and no other VTs to switch to. Safe to run again. It ends
+# with `kiosk doctor` and exits non-zero, saying what to fix, while the doctor finds a blocker.
 #
 # --files-only --root DIR puts only the files under DIR (no apt, users, venv or systemctl):
 # what the tests check, and a way to review the result before touching a Pi.
@@ -27,7 +31,10 @@ APT_PACKAGES=(
 )
 APT_CAGE=(cage xwayland)
 
+DOC_DIR=/usr/share/doc/library-kiosk
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf '\033[31merror: %s\033[0m\n' "$*" >&2; exit 1; }
 warn() { printf '\033[33mwarning: %s\033[0m\n' "$*" >&2; }
 
 # The Kivy config for the chosen launch path: one reader per touch device (see config/kivy-touch.ini).
@@ -111,18 +118,44 @@ create_user() {
   usermod -aG "$(IFS=,; echo "${GROUPS_NEEDED[*]}")" "$USER_NAME"
 }
 
+# The wheel to install: the one named with --wheel, else one built from this checkout.
+build_wheel() {
+  local out
+  out="$(mktemp -d)"
+  python3 -m venv "$out/venv"
+  "$out/venv/bin/pip" install --quiet --upgrade pip >&2
+  "$out/venv/bin/pip" wheel --quiet --no-deps --wheel-dir "$out" "$HERE" >&2 || die "could not build the kiosk wheel"
+  rm -rf "$HERE/build" "$HERE"/*.egg-info
+  ls "$out"/library_kiosk-*.whl
+}
+
+# One copy of the app: the wheel in its venv. The lock pins and hash-checks every other package
+# (lgpio for the Pi's GPIO comes with it on ARM).
 install_app() {
-  log "app in $PREFIX"
+  local wheel="$1" lock="$HERE/requirements/kiosk.lock"
+  [ -f "$wheel" ] || die "no wheel at $wheel"
+  [ -f "$lock" ] || die "no lock file at $lock"
+  log "app: $(basename "$wheel") in $PREFIX/.venv"
   mkdir -p "$PREFIX"
-  tar -C "$HERE" --exclude=.git --exclude=.venv --exclude='__pycache__' --exclude='*.pyc' -cf - . \
-    | tar -C "$PREFIX" -xf -
-  [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv"
-  "$PREFIX/.venv/bin/pip" install --quiet --upgrade pip
-  # lgpio drives the GPIO on a Pi 5 (and a Pi 4); RPi.GPIO comes with the [pi] extra for older boards.
-  "$PREFIX/.venv/bin/pip" install --quiet "$PREFIX[pi,scanner,printer]" lgpio
-  (cd / && "$PREFIX/.venv/bin/python" -m kiosk.i18n compile >/dev/null)   # .mo for the installed package
+  [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv" || die "could not create $PREFIX/.venv"
+  "$PREFIX/.venv/bin/pip" install --quiet --upgrade pip || die "pip could not be upgraded in $PREFIX/.venv"
+  "$PREFIX/.venv/bin/pip" install --quiet --require-hashes -r "$lock" \
+    || die "the locked packages ($lock) did not install"
+  "$PREFIX/.venv/bin/pip" install --quiet --no-deps --force-reinstall "$wheel" || die "$wheel did not install"
+  "$PREFIX/.venv/bin/pip" check || die "the installed packages do not fit together"
+  install -D -m 0644 "$HERE/README.md" "$DOC_DIR/README.md"
+  ln -sf "$PREFIX/.venv/bin/kiosk" /usr/local/bin/kiosk
   chown -R root:root "$PREFIX"
   chmod -R go-w "$PREFIX"
+}
+
+# The last word: the doctor, as the kiosk user. A blocker fails the install, with what to fix.
+final_doctor() {
+  log "kiosk doctor"
+  if ! runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/kiosk" doctor; then
+    printf '\033[31merror: kiosk doctor found a blocker (FAIL above). Fix it, then run: kiosk doctor\033[0m\n' >&2
+    return 1
+  fi
 }
 
 enable_services() {
@@ -142,13 +175,14 @@ enable_services() {
 }
 
 main() {
-  local variant=kmsdrm files_only=0 root=""
+  local variant=kmsdrm files_only=0 root="" wheel=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --cage) variant=cage ;;
       --files-only) files_only=1 ;;
       --root) root="$2"; shift ;;
-      -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; return 0 ;;
+      --wheel) wheel="$2"; shift ;;
+      -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; return 0 ;;
       *) echo "unknown option: $1" >&2; return 2 ;;
     esac
     shift
@@ -163,12 +197,12 @@ main() {
   grep -qa 'Raspberry Pi' /proc/device-tree/model 2>/dev/null || warn "not a Raspberry Pi: GPIO will be simulated"
   install_packages "$variant"
   create_user
-  install_app
+  [ -n "$wheel" ] || wheel="$(build_wheel)"
+  install_app "$wheel"
   install_files "" "$variant" "$USER_NAME"
   enable_services "$variant"
-  log "kiosk doctor"
-  runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/python" -m kiosk.doctor doctor || true
-  log "done: fix what kiosk doctor listed, then reboot; the kiosk starts on tty1"
+  final_doctor || return 1
+  log "done: reboot; the kiosk starts on tty1"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

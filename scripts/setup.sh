@@ -38,14 +38,29 @@ fi
 
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+pip=(.venv/bin/python -m pip --quiet)
+"${pip[@]}" install --upgrade pip
+
+# Build the wheel users install (the .po catalogues are compiled into it) and install it
+# non-editable, with every third-party package pinned and hash-checked by the lock file.
+build_and_install() {   # build_and_install LOCKFILE
+  rm -rf build dist testing/build ./*.egg-info testing/*.egg-info
+  "${pip[@]}" install --require-hashes -r "$1"
+  "${pip[@]}" wheel --no-deps --wheel-dir dist .
+  "${pip[@]}" install --no-deps --force-reinstall dist/library_kiosk-*.whl
+}
+
 if [ "$mode" = test ]; then
-  .venv/bin/python -m pip install --quiet -e ".[test,scanner,printer]"
-  .venv/bin/python -m kiosk.i18n compile >/dev/null      # .po -> .mo, read at start-up by gettext
+  build_and_install requirements/test.lock
+  # The peers the tests and benches share (virtual card, SIP2/REST servers, fixtures).
+  "${pip[@]}" install --no-deps --force-reinstall ./testing
+  rm -rf testing/build testing/*.egg-info
+  .venv/bin/python -m pip check
   export CI="${CI:-}"
+  # The installed wheel is under test: nothing from the checkout may shadow it on sys.path.
+  export PYTHONSAFEPATH=1
   exec .venv/bin/python -m pytest
 else
-  .venv/bin/python -m pip install --quiet -e ".[scanner,printer]"
-  .venv/bin/python -m kiosk.i18n compile >/dev/null
+  build_and_install requirements/kiosk.lock
   exec .venv/bin/kiosk demo
 fi

@@ -13,10 +13,10 @@ import argparse
 import sys
 import time
 
-from kiosk.config import load_config
-from kiosk.events import Barcode, Press
-from kiosk.launcher import build_controller, build_services
-from tests.support.manual_loop import ManualLoop
+from kiosk.config.load import load_config
+from kiosk.core.events import Barcode, Press
+from kiosk.shell.launcher import build_controller, build_services
+from kiosk_testing.manual_loop import ManualLoop
 
 
 class PrintingView:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk import apdu_allowlist as al
-from kiosk.apdu_allowlist import (
+from kiosk.card import apdu_allowlist as al
+from kiosk.card.apdu_allowlist import (
     KENHOJO_AID,
     AllowlistTransport,
     ApduRecord,
@@ -20,7 +20,7 @@ from kiosk.apdu_allowlist import (
     next_state,
     replay,
 )
-from kiosk.hardware.virtual_card import FAKE_MY_NUMBER, VirtualJpkiCard
+from kiosk.card.virtual_card import FAKE_MY_NUMBER, VirtualJpkiCard
 
 H = bytes.fromhex
 JPKI = H("D392F000260100000001")
@@ -404,14 +404,14 @@ def test_the_session_audit_fails_a_run_that_sent_a_forbidden_apdu(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "test_sneaky.py").write_text(
-        "from kiosk import apdu_allowlist as al\n"
+        "from kiosk.card import apdu_allowlist as al\n"
         "def test_sneaky():\n"
         "    for observer in list(al._observers):\n"
         "        observer(al.ApduRecord(999, 'kiosk', bytes.fromhex('00A4040C0AD3921000310001010408')))\n"
     )
     env = dict(os.environ, KIOSK_APDU_AUDIT_FILE=str(tmp_path / "audit.jsonl"))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.support.apdu_audit",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "kiosk_testing.apdu_audit",
          "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sneaky.py")],
         cwd=repo, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr

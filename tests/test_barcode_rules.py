@@ -6,12 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kiosk.barcodes import (
-    CHECK_NAMES, CHECKS, BarcodeKind, BarcodeRules, Debouncer, Rejection, Symbology, check_digit_ok,
-    is_book_ean, mark_partial, undoubled,
+from kiosk.config.load import load_config
+from kiosk.config.schema import SCHEMA
+from kiosk.core.barcodes import (
+    CHECK_NAMES,
+    CHECKS,
+    BarcodeKind,
+    BarcodeRules,
+    Debouncer,
+    Rejection,
+    Symbology,
+    check_digit_ok,
+    is_book_ean,
+    mark_partial,
+    undoubled,
 )
-from kiosk.config import load_config
-from kiosk.config_schema import SCHEMA
 
 ITEM, PATRON, INVALID = BarcodeKind.ITEM, BarcodeKind.PATRON, BarcodeKind.INVALID
 
@@ -189,7 +198,7 @@ def test_rules_from_config(tmp_path):
 
 
 def test_unknown_symbology_is_a_config_error(tmp_path):
-    from kiosk.config import ConfigError
+    from kiosk.config.load import ConfigError
 
     site = tmp_path / "kiosk.toml"
     site.write_text("[barcodes]\nsymbologies = ['nw7', 'qr']\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kiosk.barcodes import BarcodeKind, BarcodeRules
+from kiosk.core.barcodes import BarcodeKind, BarcodeRules
 
 ITEM, PATRON, INVALID = BarcodeKind.ITEM, BarcodeKind.PATRON, BarcodeKind.INVALID
 rules = BarcodeRules()

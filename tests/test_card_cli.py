@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from kiosk.card_cli import (
+from kiosk.card.virtual_card import VirtualJpkiCard
+from kiosk.cli.card import (
     EXIT_CARD,
     EXIT_NO_CARD,
     EXIT_OK,
@@ -24,7 +25,6 @@ from kiosk.card_cli import (
     cmd_verify,
     read_pin,
 )
-from kiosk.hardware.virtual_card import VirtualJpkiCard
 
 REPO = Path(__file__).resolve().parent.parent
 PIN = "8642"        # not the demo default, so finding it in output would mean a leak
@@ -86,7 +86,7 @@ def _run(cmd, *argv: str, **kw) -> tuple[int, str, str]:
 
 
 def _cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kiosk.card_cli", *argv], input=stdin, text=True,
+    return subprocess.run([sys.executable, "-m", "kiosk.cli.card", *argv], input=stdin, text=True,
                           capture_output=True, cwd=REPO, timeout=60, env=dict(os.environ))
 
 

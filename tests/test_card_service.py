@@ -10,13 +10,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from kiosk.card import CardError, CardKind
-from kiosk.card_service import CardService, CertCache
-from kiosk.demo_pki import issue_auth_cert
-from kiosk.hardware.virtual_card import VirtualJpkiCard
-from kiosk.identity import TrustStore
-from kiosk.interfaces import CardEventKind
-from kiosk.jpki import CERT_HEAD_LEN
+from kiosk.card.demo_pki import issue_auth_cert
+from kiosk.card.identity import TrustStore
+from kiosk.card.jpki import CERT_HEAD_LEN
+from kiosk.card.service import CardService, CertCache
+from kiosk.card.virtual_card import VirtualJpkiCard
+from kiosk.core.card import CardError, CardKind
+from kiosk.core.interfaces import CardEventKind
 
 UTC = dt.timezone.utc
 
@@ -403,10 +403,10 @@ def test_after_success_the_service_knows_the_counter_is_full_again(service, inse
 
 
 def test_pcscd_gone_has_its_own_error(demo_trust, jpki_now):
-    """pcscd stopping is told apart from one reader being unplugged (kiosk.interfaces.PcscdGoneError)."""
-    from kiosk.card import CardError
-    from kiosk.card_service import CardService
-    from kiosk.interfaces import PcscdGoneError, ReaderGoneError
+    """pcscd stopping is told apart from one reader being unplugged (kiosk.core.interfaces.PcscdGoneError)."""
+    from kiosk.card.service import CardService
+    from kiosk.core.card import CardError
+    from kiosk.core.interfaces import PcscdGoneError, ReaderGoneError
 
     class GoneReader:
         def __init__(self, exc):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.config import DEFAULTS, ConfigError, load_config, merge, read_secret, validate_layer
-from kiosk.config_schema import SCHEMA
+from kiosk.config.load import DEFAULTS, ConfigError, load_config, merge, read_secret, validate_layer
+from kiosk.config.schema import SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_nan_and_infinity_are_not_numbers(tmp_path):
 
 
 def test_staff_hash_pin_command_makes_a_hash_the_config_accepts(tmp_path):
-    from kiosk.staff_pins import check_pin
+    from kiosk.core.staff_pins import check_pin
 
     out = subprocess.run([sys.executable, "-m", "kiosk", "staff", "hash-pin"], input="24681357\n",
                          capture_output=True, text=True, check=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 import time
 
-from kiosk.config import load_config
+from kiosk.config.load import load_config
 from kiosk.sync.config_poll import ConfigPoller, next_delay, poll_url
-from tests.support.fleet import free_port, make_bundle
-from tests.support.store import wait_until
+from kiosk_testing.fleet import free_port, make_bundle
+from kiosk_testing.store import wait_until
 
 LAYER = {"timeouts": {"scanning": 90}}
 

@@ -10,7 +10,6 @@ a renewal, never a second loan), and the outbox must be empty.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -21,8 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sip2_server import (
-    INSTITUTION, PATRON_OK, SIP_PASSWORD, SIP_USER, FakeItem, FakeLibrary, run_pysip2_acs,
+from kiosk_testing.sip2_server import (
+    INSTITUTION,
+    PATRON_OK,
+    SIP_PASSWORD,
+    SIP_USER,
+    FakeItem,
+    FakeLibrary,
+    run_pysip2_acs,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +37,7 @@ KILLS = 25
 
 class Child:
     def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.crash_kiosk", *args],
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("crash_kiosk.py")), *args],
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True)
         self.lines: list[str] = []
@@ -104,7 +109,7 @@ def test_sigkill_during_checkouts_never_loses_or_doubles_a_loan(tmp_path):
         assert len(new_loans) == 1, (item, new_loans)
     # Nothing of the loans is left on the kiosk once the ACS has them.
     leftovers = subprocess.run(
-        [sys.executable, "-c", "import sys; from kiosk.store import open_store; "
+        [sys.executable, "-c", "import sys; from kiosk.store.database import open_store; "
          "s = open_store(sys.argv[1]); print(len(s.outbox)); s.close()", str(data / "kiosk.db")],
         cwd=REPO, capture_output=True, text=True, check=True)
     assert leftovers.stdout.strip() == "0"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.events import Barcode, Press
-from kiosk.launcher import build_controller, build_services, demo_config
+from kiosk.core.events import Barcode, Press
 from kiosk.logs import setup_logging
+from kiosk.shell.launcher import build_controller, build_services, demo_config
 from kiosk.sync.local_catalogue import LocalCatalogue
-from tests.support.manual_loop import ManualLoop, RecordingView
+from kiosk_testing.manual_loop import ManualLoop, RecordingView
 
 CANARY_TITLE = "秘密のカナリア本・第七巻"
 CANARY_PATRON = "29876543210"
@@ -211,9 +211,9 @@ def _looks_sealed(s: str) -> bool:
 
 
 def test_the_first_screen_comes_before_the_backends_and_nothing_done_meanwhile_is_lost(tmp_path, demo_pki):
-    """The app's start (kiosk.launcher.make_app): the session draws idle from the store
+    """The app's start (kiosk.shell.launcher.make_app): the session draws idle from the store
     alone; touches and scans wait until the backends are connected, then count."""
-    from kiosk.launcher import build_backends, connect_controller, first_controller, open_services
+    from kiosk.shell.launcher import build_backends, connect_controller, first_controller, open_services
 
     data = tmp_path / "kiosk-data"
     shutil.copytree(demo_pki.directory, data / "demo-pki")
@@ -244,7 +244,7 @@ def test_the_first_screen_comes_before_the_backends_and_nothing_done_meanwhile_i
 
 
 def test_the_first_screen_already_shows_the_remembered_switches_and_a_missing_reader(tmp_path):
-    from kiosk.launcher import first_controller, open_services
+    from kiosk.shell.launcher import first_controller, open_services
 
     config = demo_config(str(tmp_path / "kiosk-data"))
     config["card"]["backend"] = "none"

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import doctor
-from kiosk.config import load_config
-from kiosk.doctor import FAIL, OK, WARN, Env, add_doctor_command, load_for_doctor, report, run_checks
-
-REPO = Path(__file__).resolve().parent.parent
+from kiosk.cli import doctor
+from kiosk.cli.doctor import FAIL, OK, WARN, Env, add_doctor_command, load_for_doctor, report, run_checks
+from kiosk.config.load import load_config
 
 
 def config_with(tmp_path, text: str = "") -> dict:
@@ -207,14 +205,13 @@ def test_missing_group_is_named_in_the_fix():
             node.touch()
             node.chmod(0o660)                               # root-owned, like a device without the group
         code = (
-            "import json, sys; from pathlib import Path; from kiosk import doctor; from kiosk.config import load_config\n"
+            "import json, sys; from pathlib import Path; from kiosk.cli import doctor; from kiosk.config.load import load_config\n"
             f"e = doctor.Env(dev=Path('{dev}'), model_path=Path('{root}/model'), environ={{}})\n"
             "c = load_config(None); c['hardware']['leds'] = 'gpio'; c['hardware']['pin_factory'] = 'lgpio'\n"
             "print(json.dumps([doctor.check_display(c, e).fix, doctor.check_gpio(c, e).fix]))\n"
         )
         out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-                             capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             timeout=60)
+                             capture_output=True, text=True, cwd=root, timeout=60)
         assert out.returncode == 0, out.stderr
         display_fix, gpio_fix = json.loads(out.stdout)
         assert "group video" in display_fix
@@ -232,9 +229,9 @@ def test_full_disk_fails_and_the_command_says_so(tmp_path):
     site = tmp_path / "kiosk.toml"
     site.write_text(f"[kiosk]\ndata_dir = '{data}'\n", encoding="utf-8")
     script = (f"mount -t tmpfs -o size=8m tmpfs '{data}' && "
-              f"{sys.executable} -m kiosk.doctor doctor --config '{site}' --json")
+              f"{sys.executable} -m kiosk.cli.doctor doctor --config '{site}' --json")
     out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+                         capture_output=True, text=True, timeout=60)
     if "mount" in out.stderr and out.returncode != 1:
         pytest.skip(f"tmpfs refused: {out.stderr.strip()}")
     result = json.loads(out.stdout)

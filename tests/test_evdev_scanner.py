@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from evdev import ecodes
 
-from kiosk.barcodes import BarcodeRules, Rejection, mark_partial
-from kiosk.config import load_config
+from kiosk.config.load import load_config
+from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.evdev_scanner import EvdevScanner, build_evdev_scanner, find_device
 from kiosk.hardware.keymaps import keystrokes
-from tests.support.scanner import Scans
+from kiosk_testing.scanner import Scans
 
 INPUT_EVENT = struct.Struct("llHHi")     # struct input_event on 64-bit Linux: timeval, type, code, value
 NAME = "usb-Honeywell_Imaging___Mobility_1900g-event-kbd"

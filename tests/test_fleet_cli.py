@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk.cli import build_parser
-from kiosk.fleet_cli import _url, add_fleet_commands
-from kiosk.signed_config import load_public_keys, verify_bundle
-from tests.support.fleet import free_port, make_bundle
+from kiosk.cli.fleet import _url, add_fleet_commands
+from kiosk.cli.main import build_parser
+from kiosk.config.signed import load_public_keys, verify_bundle
+from kiosk_testing.fleet import free_port, make_bundle
 
 
 def kiosk_cli():

@@ -4,6 +4,8 @@ and the fonts the screens pick can draw every character of every catalogue."""
 from __future__ import annotations
 
 import gettext
+import hashlib
+import logging
 import re
 import shutil
 import subprocess
@@ -13,27 +15,31 @@ from pathlib import Path
 import pytest
 
 from kiosk import i18n
-from kiosk.card import CardError
-from kiosk.catalogue import Refusal
-from kiosk.session import SessionSettings
+from kiosk.core import session as session_module
+from kiosk.core.card import CardError
+from kiosk.core.catalogue import Refusal
+from kiosk.core.session import SessionSettings
 
 LANGS = ("ja", "en", "pt-BR", "zh-Hans", "ko", "vi")
-SESSION = Path(i18n.__file__).with_name("session.py")
+SESSION = Path(session_module.__file__)
+# The .po sources, read here as data from the checkout: the installed package ships only .mo.
+SOURCE = Path(__file__).resolve().parents[1] / "kiosk" / "locale"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def test_every_configured_language_has_a_catalogue():
     assert set(SessionSettings().languages) == set(LANGS)
     assert set(i18n.available_languages()) == set(LANGS)
-    for lang in LANGS:
-        assert i18n.po_path(lang).exists(), lang
+    assert set(i18n.source_languages(SOURCE)) == set(LANGS)
+    # Nothing at run time parses a .po: the installed package has none to parse.
+    assert not list(i18n.LOCALE_DIR.glob("*/LC_MESSAGES/*.po"))
 
 
 def test_catalogues_have_the_same_ids_all_translated_with_the_same_placeholders():
-    reference = i18n.messages("ja")
+    reference = i18n.messages("ja", SOURCE)
     assert len(reference) > 100
     for lang in LANGS:
-        msgs = i18n.messages(lang)
+        msgs = i18n.messages(lang, SOURCE)
         assert set(msgs) == set(reference), (lang, set(reference) ^ set(msgs))
         for msgid, text in msgs.items():
             assert text.strip(), (lang, msgid)
@@ -48,7 +54,7 @@ def compiled(fn) -> bool:
 
 
 def copy_catalogues(dst: Path) -> Path:
-    shutil.copytree(i18n.LOCALE_DIR, dst, ignore=shutil.ignore_patterns("*.mo"))
+    shutil.copytree(SOURCE, dst, ignore=shutil.ignore_patterns("*.mo"))
     return dst
 
 
@@ -58,7 +64,7 @@ def test_compiled_catalogues_say_exactly_what_the_po_files_say(tmp_path):
     for lang in LANGS:
         look = i18n.lookup(lang, locale)
         assert compiled(look), lang
-        source = i18n.messages(lang)
+        source = i18n.messages(lang, SOURCE)
         assert {msgid: look(msgid) for msgid in source} == source
         assert look("no.such.id") is None
 
@@ -74,34 +80,42 @@ def test_fuzzy_and_empty_entries_are_left_out_of_compiled_catalogues(tmp_path):
     assert [look(m) for m in "abc"] == [None, None, 'two lines "quoted"\n']
 
 
-@pytest.mark.parametrize("damage", ["edited po", "no mo", "garbage mo"])
-def test_a_stale_missing_or_broken_compiled_catalogue_is_ignored_for_the_po(tmp_path, damage):
+@pytest.mark.parametrize("damage", ["no mo", "garbage mo"])
+def test_a_missing_or_broken_compiled_catalogue_is_never_replaced_by_parsing_the_po(tmp_path, damage, caplog):
+    """The .po beside it is not read at run time: the texts fall back (English, Japanese, the
+    id) and a broken catalogue is logged for staff."""
     po = i18n.po_path("xx", tmp_path)
     po.parent.mkdir(parents=True)
     po.write_text(PO_HEADER + 'msgid "a"\nmsgstr "old"\n', encoding="utf-8")
     i18n.compile_catalogues(tmp_path)
-    mo = po.with_suffix(".mo")
-    if damage == "edited po":
-        po.write_text(PO_HEADER + 'msgid "a"\nmsgstr "new"\n', encoding="utf-8")
-    elif damage == "no mo":
+    assert i18n.lookup("xx", tmp_path)("a") == "old"
+    i18n.lookup.cache_clear()
+    mo = i18n.mo_path("xx", tmp_path)
+    if damage == "no mo":
         mo.unlink()
     else:
         mo.write_bytes(b"\xde\x12\x04\x95 not really a catalogue")
-    look = i18n.lookup("xx", tmp_path)
+    with caplog.at_level(logging.ERROR, logger="kiosk.i18n"):
+        look = i18n.lookup("xx", tmp_path)
     assert not compiled(look)
-    assert look("a") == ("new" if damage == "edited po" else "old")
+    assert look("a") is None
+    assert ("i18n.catalogue_unreadable" in caplog.text) == (damage == "garbage mo")
+    i18n.lookup.cache_clear()
 
 
-def test_the_installed_catalogues_are_compiled_and_current():
-    """scripts/setup.sh and install-pi.sh run `python -m kiosk.i18n compile`."""
+def test_the_installed_catalogues_are_compiled_from_the_current_po_files():
+    """Building the wheel compiles them (setup.py); each names the SHA-256 of its source."""
     for lang in LANGS:
-        assert compiled(i18n.lookup(lang)), f"{lang}: run python -m kiosk.i18n compile"
+        look = i18n.lookup(lang)
+        assert compiled(look), f"{lang}: the wheel has no compiled catalogue"
+        source = i18n.po_path(lang, SOURCE).read_bytes()
+        assert look(i18n.SOURCE_KEY) == hashlib.sha256(source).hexdigest(), f"{lang}: stale; rebuild the wheel"
 
 
 def test_translations_are_not_left_in_english():
-    en = i18n.messages("en")
+    en = i18n.messages("en", SOURCE)
     for lang in ("ja", "zh-Hans", "ko"):
-        same = [k for k, v in i18n.messages(lang).items() if v == en[k] and not re.fullmatch(r"[\W\d_A-Z]*|OK|DEMO", v)]
+        same = [k for k, v in i18n.messages(lang, SOURCE).items() if v == en[k] and not re.fullmatch(r"[\W\d_A-Z]*|OK|DEMO", v)]
         assert not same, (lang, same)
 
 
@@ -116,7 +130,7 @@ def test_every_code_the_error_screen_and_rows_can_show_has_words_in_every_langua
 
 
 def test_every_notice_the_session_sets_has_words():
-    from kiosk.barcodes import Rejection
+    from kiosk.core.barcodes import Rejection
 
     source = SESSION.read_text(encoding="utf-8")
     notices = set(re.findall(r'notice="(\w+)"', source)) | set(re.findall(r'notice = "(\w+)" if', source))
@@ -148,12 +162,13 @@ def test_a_missing_translation_falls_back_to_english_then_japanese(tmp_path):
     for lang in ("en", "ja"):
         dst = i18n.po_path(lang, tmp_path)
         dst.parent.mkdir(parents=True)
-        shutil.copy(i18n.po_path(lang), dst)
+        shutil.copy(i18n.po_path(lang, SOURCE), dst)
     folder = i18n.po_path("fr", tmp_path).parent
     folder.mkdir(parents=True)
     (folder / "kiosk.po").write_text('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
                                      'msgid "common.ok"\nmsgstr "D\'accord"\n', encoding="utf-8")
     assert i18n.messages("fr", tmp_path) == {"common.ok": "D'accord"}
+    i18n.compile_catalogues(tmp_path)
     t = i18n.translator("fr", locale_dir=tmp_path)
     assert t("common.ok") == "D'accord"
     assert t("idle.help") == "Help"
@@ -163,14 +178,15 @@ def test_a_missing_translation_falls_back_to_english_then_japanese(tmp_path):
 
 def test_adding_a_language_is_adding_one_file(tmp_path):
     for lang in LANGS:
-        src = i18n.po_path(lang)
+        src = i18n.po_path(lang, SOURCE)
         dst = i18n.po_path(lang, tmp_path)
         dst.parent.mkdir(parents=True)
         shutil.copy(src, dst)
     extra = i18n.po_path("th", tmp_path)
     extra.parent.mkdir(parents=True)
-    extra.write_text(i18n.po_path("en").read_text(encoding="utf-8").replace('msgstr "English"', 'msgstr "ไทย"'),
+    extra.write_text(i18n.po_path("en", SOURCE).read_text(encoding="utf-8").replace('msgstr "English"', 'msgstr "ไทย"'),
                      encoding="utf-8")
+    i18n.compile_catalogues(tmp_path)
     assert "th" in i18n.available_languages(tmp_path)
     assert i18n.translator("th", locale_dir=tmp_path)("language.name") == "ไทย"
 
@@ -215,7 +231,7 @@ def test_the_chosen_font_draws_every_character_of_its_language():
     chosen = fonts.choose_fonts(LANGS)
     assert all(chosen.values()), "install fonts-noto-cjk (or fonts-ipaexfont + fonts-dejavu-core + fonts-nanum)"
     for lang in LANGS:
-        needed = {ord(c) for text in i18n.messages(lang).values() for c in text if not c.isspace()}
+        needed = {ord(c) for text in i18n.messages(lang, SOURCE).values() for c in text if not c.isspace()}
         missing = needed - _charset(chosen[lang].regular)
         assert not missing, (lang, chosen[lang].regular, "".join(sorted(map(chr, missing))))
 

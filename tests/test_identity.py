@@ -13,9 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from kiosk.card import CardError
-from kiosk.demo_pki import AUTH_CA_NAME, AUTH_KEY_USAGE, _ku, issue_auth_cert
-from kiosk.identity import (
+from kiosk.card.demo_pki import AUTH_CA_NAME, AUTH_KEY_USAGE, _ku, issue_auth_cert
+from kiosk.card.identity import (
     SHIPPED_TRUST_DIR,
     IdentityError,
     TrustAnchor,
@@ -25,6 +24,7 @@ from kiosk.identity import (
     verify_challenge,
     verify_identity,
 )
+from kiosk.core.card import CardError
 
 UTC = dt.timezone.utc
 DAY = dt.timedelta(days=1)

@@ -9,9 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from kiosk.card import CardError, CardKind
-from kiosk.interfaces import CardGoneError
-from kiosk.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError, PinResult, der_length, digest_info_sha256
+from kiosk.card.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError, PinResult, der_length, digest_info_sha256
+from kiosk.core.card import CardError, CardKind
+from kiosk.core.interfaces import CardGoneError
 
 H = bytes.fromhex
 

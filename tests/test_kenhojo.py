@@ -12,11 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiosk import kenhojo as kh
-from kiosk.apdu_allowlist import ApduRefused
-from kiosk.hardware.virtual_card import CardProfile, VirtualJpkiCard, basic_info_ef
-from kiosk.hardware.virtual_reader import VirtualReader
-from kiosk.kenhojo import (
+from kiosk.card import kenhojo as kh
+from kiosk.card.apdu_allowlist import ApduRefused
+from kiosk.card.kenhojo import (
     KenhojoCard,
     KenhojoError,
     SupportPinResult,
@@ -24,6 +22,8 @@ from kiosk.kenhojo import (
     parse_birth_date,
     parse_tlv_header,
 )
+from kiosk.card.virtual_card import CardProfile, VirtualJpkiCard, basic_info_ef
+from kiosk.card.virtual_reader import VirtualReader
 
 H = bytes.fromhex
 
@@ -64,7 +64,7 @@ class Scripted:
 
 
 def value_ranges(ef: bytes) -> dict[int, range]:
-    """Independent of kiosk.kenhojo: where each item's value sits in EF 0002 (FF 20 template)."""
+    """Independent of kiosk.card.kenhojo: where each item's value sits in EF 0002 (FF 20 template)."""
     def header(i):
         tag = int.from_bytes(ef[i:i + 2], "big")
         n = ef[i + 2]

@@ -7,7 +7,7 @@ from evdev import ecodes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kiosk.barcodes import BarcodeRules, Rejection, mark_partial
+from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware import keymaps
 from kiosk.hardware.keymaps import KeyDecoder, Typed, keystrokes
 

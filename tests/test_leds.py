@@ -7,10 +7,20 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.config import load_config
+from kiosk.config.load import load_config
 from kiosk.hardware.leds import (
-    CUES, PATTERNS, Beep, Blink, GpioLeds, GpioSounds, board_model, build_leds, build_sounds, choose_pin_factory,
-    make_pin_factory, scaled,
+    CUES,
+    PATTERNS,
+    Beep,
+    Blink,
+    GpioLeds,
+    GpioSounds,
+    board_model,
+    build_leds,
+    build_sounds,
+    choose_pin_factory,
+    make_pin_factory,
+    scaled,
 )
 
 PINS = {"green": 17, "yellow": 27, "red": 22}
@@ -71,7 +81,7 @@ def test_blinking_patterns_keep_blinking(factory, leds, pattern, blinking):
 
 
 def test_every_pattern_the_session_uses_is_defined():
-    from kiosk import session
+    from kiosk.core import session
 
     assert set(session._LIGHTS.values()) | {"card_left", "success", "refused", "ready"} <= set(PATTERNS)
     assert {"accepted", "refused", "card_reminder", "attention"} == set(CUES)

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kiosk.link_cache import LinkCache
-from kiosk.sealed import DeviceKey
-from kiosk.store import open_store
-from tests.support.store import CANARY_CERT, CANARY_PATRON, files_containing
+from kiosk.store.database import open_store
+from kiosk.store.link_cache import LinkCache
+from kiosk.store.sealed import DeviceKey
+from kiosk_testing.store import CANARY_CERT, CANARY_PATRON, files_containing
 
 CERT_A = "a1" * 32
 CERT_B = "b2" * 32

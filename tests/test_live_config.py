@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.events import Barcode, Press
-from kiosk.launcher import build_controller, build_services, load_site
-from tests.support.fleet import free_port, https, make_bundle, site_text
-from tests.support.manual_loop import ManualLoop, RecordingView
+from kiosk.core.events import Barcode, Press
+from kiosk.shell.launcher import build_controller, build_services, load_site
+from kiosk_testing.fleet import free_port, https, make_bundle, site_text
+from kiosk_testing.manual_loop import ManualLoop, RecordingView
 
 
 @pytest.fixture

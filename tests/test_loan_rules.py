@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from kiosk.catalogue import PatronStatus, Refusal
-from kiosk.loan_rules import OfflineRules, allowance, check_scan
+from kiosk.core.catalogue import PatronStatus, Refusal
+from kiosk.core.loan_rules import OfflineRules, allowance, check_scan
 
 
 def patron(**kw) -> PatronStatus:

@@ -13,15 +13,15 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiosk.config import ConfigError, load_config
-from kiosk.signed_layer_store import SignedLayerStore
+from kiosk.config.layer_store import SignedLayerStore
+from kiosk.config.load import ConfigError, load_config
 from kiosk.sync.management_server import (
     TokenBuckets,
     health_document,
     health_response,
     settings_from_config,
 )
-from tests.support.fleet import FLEET_NOW, https, make_bundle, raw_exchange, tls_client_context
+from kiosk_testing.fleet import FLEET_NOW, https, make_bundle, raw_exchange, tls_client_context
 
 LAYER = {"timeouts": {"scanning": 90}}
 

@@ -18,9 +18,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from kiosk.demo_pki import DEMO_AUTH_PIN
-from kiosk.hardware.virtual_card import VirtualJpkiCard
-from tests.support.pcscd import missing_opensc, opensc_env, opensc_read_auth_cert, opensc_sign
+from kiosk.card.demo_pki import DEMO_AUTH_PIN
+from kiosk.card.virtual_card import VirtualJpkiCard
+from kiosk_testing.pcscd import missing_opensc, opensc_env, opensc_read_auth_cert, opensc_sign
 
 pytestmark = pytest.mark.pcsc
 

@@ -8,8 +8,9 @@ from datetime import date
 
 import pytest
 
-from kiosk.catalogue import LoanResult, Refusal
-from kiosk.outbox import (
+from kiosk.core.catalogue import LoanResult, Refusal
+from kiosk.store.database import open_store
+from kiosk.store.outbox import (
     IN_FLIGHT,
     QUEUED,
     REFUSED,
@@ -18,9 +19,8 @@ from kiosk.outbox import (
     Outbox,
     OutboxFull,
 )
-from kiosk.sealed import SealBroken
-from kiosk.store import open_store
-from tests.support.store import (
+from kiosk.store.sealed import SealBroken
+from kiosk_testing.store import (
     CANARY_ITEM,
     CANARY_PATRON,
     CANARY_TITLE,

@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from kiosk.audit import Audit
-from kiosk.catalogue import CatalogueUnavailable, LoanResult, Refusal
-from kiosk.link_cache import LinkCache
-from kiosk.outbox import KIOSK_ERROR, WITHDRAWN_BUT_LENT, WITHDRAWN_UNANSWERED, Outbox
-from kiosk.store import open_store
+from kiosk.core.catalogue import CatalogueUnavailable, LoanResult, Refusal
+from kiosk.store.audit import Audit
+from kiosk.store.database import open_store
+from kiosk.store.link_cache import LinkCache
+from kiosk.store.outbox import KIOSK_ERROR, WITHDRAWN_BUT_LENT, WITHDRAWN_UNANSWERED, Outbox
 from kiosk.sync.outbox_worker import OutboxWorker
-from tests.support.store import (
+from kiosk_testing.store import (
     CANARY_CERT,
     CANARY_ITEM,
     CANARY_PATRON,
@@ -538,7 +538,7 @@ def test_withdrawn_loan_in_a_waiting_batch_is_left_out(outbox, store_clock):
 
 def test_rest_backlog_drains_in_batches_exactly_once_through_a_lost_answer(
         outbox, store_clock, make_rest_server, rest_tls):
-    from tests.support.rest_server import ITEMS_FREE, PATRON_OK, RestLibrary, fast_catalogue, lost_answer
+    from kiosk_testing.rest_server import ITEMS_FREE, PATRON_OK, RestLibrary, fast_catalogue, lost_answer
 
     library = RestLibrary.seeded()
     server = make_rest_server(library)

@@ -11,19 +11,19 @@ import time
 import pytest
 from smartcard import scard
 
-from kiosk.apdu_allowlist import AllowlistTransport, ApduRefused
-from kiosk.hardware.pcsc_reader import (
+from kiosk.card.apdu_allowlist import AllowlistTransport, ApduRefused
+from kiosk.card.pcsc_reader import (
     PCSCD_GONE,
-    PcscReader,
     PcscdGoneError,
+    PcscReader,
     Snapshot,
     error_for,
     events_between,
     reader_matches,
 )
-from kiosk.hardware.virtual_card import VirtualJpkiCard
-from kiosk.hardware.vpcd_card import VpcdCard, answer, tcp_connector
-from kiosk.interfaces import CardEvent, CardEventKind, CardGoneError, ReaderGoneError
+from kiosk.card.virtual_card import VirtualJpkiCard
+from kiosk.card.vpcd_card import VpcdCard, answer, tcp_connector
+from kiosk.core.interfaces import CardEvent, CardEventKind, CardGoneError, ReaderGoneError
 
 K = CardEventKind
 pcsc = pytest.mark.pcsc

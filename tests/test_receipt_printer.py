@@ -13,10 +13,19 @@ from datetime import date
 import pytest
 from escpos.printer import Dummy
 
-from kiosk.config import load_config
+from kiosk.config.load import load_config
 from kiosk.hardware.receipt_printer import (
-    INIT, KANJI_ON, KANJI_SHIFT_JIS, ReceiptPrinter, _wrap, build_receipt_printer, compose, connector,
-    find_cjk_font, receipt_text, render_image,
+    INIT,
+    KANJI_ON,
+    KANJI_SHIFT_JIS,
+    ReceiptPrinter,
+    _wrap,
+    build_receipt_printer,
+    compose,
+    connector,
+    find_cjk_font,
+    receipt_text,
+    render_image,
 )
 
 FONT = find_cjk_font()

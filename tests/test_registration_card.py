@@ -13,11 +13,11 @@ import logging
 
 import pytest
 
-from kiosk.apdu_allowlist import ApduRefused, replay
-from kiosk.card import AuthOutcome, CardError
-from kiosk.card_service import CardService, CounterModeRequired
-from kiosk.demo_pki import DEMO_SUPPORT_PIN_DIFFERENT
-from kiosk.hardware.virtual_card import FAKE_MY_NUMBER, KENHOJO_AID, basic_info_ef
+from kiosk.card.apdu_allowlist import ApduRefused, replay
+from kiosk.card.demo_pki import DEMO_SUPPORT_PIN_DIFFERENT
+from kiosk.card.service import CardService, CounterModeRequired
+from kiosk.card.virtual_card import FAKE_MY_NUMBER, KENHOJO_AID, basic_info_ef
+from kiosk.core.card import AuthOutcome, CardError
 
 H = bytes.fromhex
 SELECT_KENHOJO = H("00A4040C0A") + KENHOJO_AID
@@ -344,9 +344,9 @@ def test_only_a_date_leaves_and_nothing_is_logged(service, insert, caplog, apdu_
 
 @pytest.mark.pcsc
 def test_registration_over_pcsc(pcsc_readers, pcsc_demo_pki, jpki_now, tmp_path):
-    from kiosk.hardware.pcsc_reader import PcscReader
-    from kiosk.hardware.virtual_card import VirtualJpkiCard
-    from kiosk.identity import TrustStore
+    from kiosk.card.identity import TrustStore
+    from kiosk.card.pcsc_reader import PcscReader
+    from kiosk.card.virtual_card import VirtualJpkiCard
 
     trust = TrustStore.shipped(test_paths=[pcsc_demo_pki.ca_pem_path], accept_test=True)
     card = VirtualJpkiCard(pcsc_demo_pki.profile("second-pin-differs"), state_path=tmp_path / "c.json")

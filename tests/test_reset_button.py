@@ -8,7 +8,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.config import load_config
+from kiosk.config.load import load_config
 from kiosk.hardware.reset_button import ResetButton, build_reset_button
 
 PIN = 26

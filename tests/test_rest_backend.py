@@ -1,6 +1,6 @@
 """The REST catalogue backend against a real HTTPS server that enforces the contract.
 
-Every request the client makes is validated by the server (tests/support/rest_server.py)
+Every request the client makes is validated by the server (kiosk_testing/rest_server.py)
 against kiosk/sync/catalogue_api.yaml; a test that made an invalid one fails at teardown.
 """
 
@@ -15,18 +15,44 @@ import pytest
 import requests
 import yaml
 
-from kiosk.catalogue import (
-    CatalogueUnavailable, LinkRefused, LoanRequest, PatronStatus, Refusal,
+from kiosk.config.load import ConfigError
+from kiosk.core.catalogue import (
+    CatalogueUnavailable,
+    LinkRefused,
+    LoanRequest,
+    PatronStatus,
+    Refusal,
 )
-from kiosk.config import ConfigError
 from kiosk.sync import rest_backend
 from kiosk.sync.local_catalogue import LocalCatalogue
 from kiosk.sync.rest_backend import MAX_BATCH, RestCatalogue, build_rest_catalogue
-from tests.support.rest_server import (
-    BASE_PATH, CERT_A, CERT_B, ITEM_HELD, ITEM_NEKO, ITEM_OUT, ITEM_SNOW, ITEM_VIDEO, ITEMS_FREE,
-    NEKO_TITLE, PATRON_AT_LIMIT, PATRON_BIRTH, PATRON_BLOCKED, PATRON_OK, PATRON_OTHER,
-    PATRON_PASSWORD, SNOW_TITLE, TOKEN, delay, drop, drop_after, fast_catalogue,
-    lost_answer, raw, seed, status,
+from kiosk_testing.rest_server import (
+    BASE_PATH,
+    CERT_A,
+    CERT_B,
+    ITEM_HELD,
+    ITEM_NEKO,
+    ITEM_OUT,
+    ITEM_SNOW,
+    ITEM_VIDEO,
+    ITEMS_FREE,
+    NEKO_TITLE,
+    PATRON_AT_LIMIT,
+    PATRON_BIRTH,
+    PATRON_BLOCKED,
+    PATRON_OK,
+    PATRON_OTHER,
+    PATRON_PASSWORD,
+    SNOW_TITLE,
+    TOKEN,
+    delay,
+    drop,
+    drop_after,
+    fast_catalogue,
+    lost_answer,
+    raw,
+    seed,
+    status,
 )
 
 NOW = datetime(2025, 6, 2, 10, 30, tzinfo=timezone(timedelta(hours=9)))

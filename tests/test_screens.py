@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.card import CardError
-from kiosk.catalogue import Refusal
+from kiosk.core.card import CardError
+from kiosk.core.catalogue import Refusal
 from kiosk.i18n import translator
 from kiosk.screens.widgets import layout_overflow
-from tests.support.kivy_app import ARTIFACTS
+from kiosk_testing.kivy_app import ARTIFACTS
 
 pytestmark = pytest.mark.ui
 
@@ -98,8 +98,8 @@ def find(view, ident, screen=None):
 
 
 def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
-    from kiosk import staff
-    from kiosk.session import SCREENS as SESSION_SCREENS
+    from kiosk.core import staff
+    from kiosk.core.session import SCREENS as SESSION_SCREENS
     from kiosk.screens.view import SCREEN_CLASSES, screen_class
 
     staff_screens = {staff.SIGNIN, staff.MENU, staff.STATUS, staff.REVIEW, staff.SELFTEST, staff.CONFIRM,
@@ -472,7 +472,7 @@ def test_site_defaults_for_accessibility_come_from_the_config(make_view, kivy_wi
 
 
 def test_a_wedge_scanner_posts_barcodes(make_view, kivy_window):
-    from kiosk.events import Barcode
+    from kiosk.core.events import Barcode
 
     view, posted = make_view()
     show(view, kivy_window, "scanning")

@@ -2,7 +2,7 @@
 
 import socket
 
-from kiosk.sd_notify import SystemdNotifier
+from kiosk.shell.sd_notify import SystemdNotifier
 
 
 def test_messages_reach_the_notify_socket(tmp_path):

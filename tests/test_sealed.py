@@ -9,11 +9,11 @@ from datetime import datetime
 
 import pytest
 
-from kiosk.catalogue import LoanRequest
-from kiosk.outbox import Outbox
-from kiosk.sealed import KEY_BYTES, NONCE_BYTES, DeviceKey, KeyFileError, SealBroken
-from kiosk.store import open_store
-from tests.support.store import CANARY_ITEM, CANARY_PATRON, CANARY_TITLE, ManualClock, files_containing
+from kiosk.core.catalogue import LoanRequest
+from kiosk.store.database import open_store
+from kiosk.store.outbox import Outbox
+from kiosk.store.sealed import KEY_BYTES, NONCE_BYTES, DeviceKey, KeyFileError, SealBroken
+from kiosk_testing.store import CANARY_ITEM, CANARY_PATRON, CANARY_TITLE, ManualClock, files_containing
 
 OBJ = {"patron_id": "P0001", "item_id": "I42", "title": "こころ", "n": 3, "ok": True, "none": None}
 

@@ -9,11 +9,11 @@ import tty
 import pytest
 import serial
 
-from kiosk.barcodes import BarcodeRules, Rejection, mark_partial
-from kiosk.config import load_config
+from kiosk.config.load import load_config
+from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.keymaps import Typed
 from kiosk.hardware.serial_scanner import LineSplitter, SerialScanner, build_serial_scanner, resolve_port
-from tests.support.scanner import Scans
+from kiosk_testing.scanner import Scans
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from datetime import date, timedelta
 
 import pytest
 
-from kiosk import effects as fx
-from kiosk import events as ev
-from kiosk.card import AuthOutcome, CardError, CardKind, CardProbe
-from kiosk.catalogue import LoanRequest, LoanResult, Refusal
-from kiosk.loan_rules import OfflineRules
-from kiosk.session import SCREENS
-from tests.support.session_driver import (
+from kiosk.core import effects as fx
+from kiosk.core import events as ev
+from kiosk.core.card import AuthOutcome, CardError, CardKind, CardProbe
+from kiosk.core.catalogue import LoanRequest, LoanResult, Refusal
+from kiosk.core.loan_rules import OfflineRules
+from kiosk.core.session import SCREENS
+from kiosk_testing.session_driver import (
     CARD_PATRON,
     IDENTITY,
     ITEM_A,

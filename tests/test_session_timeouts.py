@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kiosk import effects as fx
-from kiosk import events as ev
-from kiosk.card import AuthOutcome, CardError, CardKind, CardProbe
-from kiosk.catalogue import LoanResult, Refusal
-from kiosk.session import SessionSettings, Timeouts
-from tests.support.session_driver import (
+from kiosk.core import effects as fx
+from kiosk.core import events as ev
+from kiosk.core.card import AuthOutcome, CardError, CardKind, CardProbe
+from kiosk.core.catalogue import LoanResult, Refusal
+from kiosk.core.session import SessionSettings, Timeouts
+from kiosk_testing.session_driver import (
     CARD_PATRON,
     IDENTITY,
     ITEM_A,

@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiosk.config import load_config, validate_layer
-from kiosk.config_applier import UNUSABLE, load_effective_config
-from kiosk.config_schema import SCHEMA, field_at
-from kiosk.identity import SHIPPED_TRUST_DIR
-from kiosk.signed_config import (
+from kiosk.card.identity import SHIPPED_TRUST_DIR
+from kiosk.config.applier import UNUSABLE, load_effective_config
+from kiosk.config.layer_store import LAYER_FILE, SignedLayerStore, load_signed_bundle
+from kiosk.config.load import load_config, validate_layer
+from kiosk.config.schema import SCHEMA, field_at
+from kiosk.config.signed import (
     ADD_ONLY,
     PUSH_PROTECTED,
     REFUSAL_CODES,
@@ -39,8 +40,7 @@ from kiosk.signed_config import (
     sign_bundle,
     verify_bundle,
 )
-from kiosk.signed_layer_store import LAYER_FILE, SignedLayerStore, load_signed_bundle
-from tests.support.fleet import FLEET_NOW, make_bundle
+from kiosk_testing.fleet import FLEET_NOW, make_bundle
 
 LAYER = {"timeouts": {"scanning": 90}, "loans": {"offline_max_items": 3}, "ui": {"help_text": "窓口へどうぞ"}}
 
@@ -433,8 +433,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from kiosk.signed_config import sign_bundle, verify_bundle
-from kiosk.signed_layer_store import SignedLayerStore
+from kiosk.config.signed import sign_bundle, verify_bundle
+from kiosk.config.layer_store import SignedLayerStore
 
 data, key_path = Path(sys.argv[1]), sys.argv[2]
 key = load_pem_private_key(Path(key_path).read_bytes(), None)

@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from kiosk.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, Refusal
+from kiosk.core.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, Refusal
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_backend import IDENTITY_UNSUPPORTED, Sip2Catalogue, classify_refusal, loan_result
 from kiosk.sync.sip2_client import Sip2Client
-from tests.support.sip2_server import (
+from kiosk_testing.sip2_server import (
     INSTITUTION,
     ITEM_HELD,
     ITEM_LONG,
@@ -334,9 +334,9 @@ def test_loan_result_refused_with_a_fee():
 
 
 def test_built_from_the_kiosk_config(pysip2_acs, sip2_library, tmp_path):
-    from kiosk.config import load_config
+    from kiosk.config.load import load_config
     from kiosk.sync.sip2_backend import build_sip2_catalogue
-    from tests.support.sip2_server import SIP_PASSWORD, SIP_USER
+    from kiosk_testing.sip2_server import SIP_PASSWORD, SIP_USER
 
     (tmp_path / "sip2-password").write_text(SIP_PASSWORD + "\n", encoding="utf-8")
     (tmp_path / "terminal").write_text(TERMINAL_PASSWORD, encoding="utf-8")
@@ -357,7 +357,7 @@ def test_built_from_the_kiosk_config(pysip2_acs, sip2_library, tmp_path):
 
 
 def test_config_default_is_tls(tmp_path):
-    from kiosk.config import load_config
+    from kiosk.config.load import load_config
     from kiosk.sync.sip2_backend import build_sip2_catalogue
 
     site = tmp_path / "kiosk.toml"

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from kiosk.catalogue import CatalogueUnavailable
+from kiosk.core.catalogue import CatalogueUnavailable
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_client import Sip2Client, Sip2Config, make_ssl_context
-from tests.support.sip2_server import (
+from kiosk_testing.sip2_server import (
     INSTITUTION,
     ITEM_NEKO,
     ITEM_SNOW,
@@ -272,7 +272,7 @@ def test_crlf_terminator_can_be_configured(koha_acs, client_for):
 
 
 def test_responses_over_255_bytes_are_accepted(koha_acs, client_for):
-    from tests.support.sip2_server import ITEM_LONG, LONG_TITLE
+    from kiosk_testing.sip2_server import ITEM_LONG, LONG_TITLE
     client = client_for(koha_acs.host, koha_acs.port)
     assert client.request(item_request(ITEM_LONG)).get("AJ") == LONG_TITLE
 

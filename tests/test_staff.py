@@ -11,11 +11,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from kiosk import effects as fx
-from kiosk import events as ev
-from kiosk.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
-from kiosk.logs import check_fields
-from kiosk.staff import (
+from kiosk.core import effects as fx
+from kiosk.core import events as ev
+from kiosk.core.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
+from kiosk.core.staff import (
     CLOSED,
     CONFIRM,
     MENU,
@@ -28,7 +27,8 @@ from kiosk.staff import (
     StaffMode,
     StaffSettings,
 )
-from kiosk.staff_pins import check_pin, hash_pin
+from kiosk.core.staff_pins import check_pin, hash_pin
+from kiosk.logs import check_fields
 
 ALICE_PIN, BOB_PIN = "2468", "13579"
 ALICE = StaffAccount("alice", hash_pin(ALICE_PIN.encode(), log2_n=4), badge="S00001")

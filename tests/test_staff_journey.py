@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.catalogue import LoanRequest, LoanResult, Refusal
-from kiosk.events import Barcode, Press, StaffOpen
-from kiosk.launcher import build_controller, build_services, demo_config
-from kiosk.staff_pins import hash_pin
-from tests.support.manual_loop import ManualLoop, RecordingView
+from kiosk.core.catalogue import LoanRequest, LoanResult, Refusal
+from kiosk.core.events import Barcode, Press, StaffOpen
+from kiosk.core.staff_pins import hash_pin
+from kiosk.shell.launcher import build_controller, build_services, demo_config
+from kiosk_testing.manual_loop import ManualLoop, RecordingView
 
 STAFF_PIN = "2468"
 
@@ -225,7 +225,7 @@ def test_registration_against_the_rest_catalogue(tmp_path, demo_pki, make_rest_s
                                                  birth, linked):
     """The link goes to the central catalogue over HTTPS with the birth date read from the card;
     a birth date the catalogue does not match links nothing."""
-    from tests.support.rest_server import PATRON_OK, TOKEN, RestLibrary
+    from kiosk_testing.rest_server import PATRON_OK, TOKEN, RestLibrary
 
     library = RestLibrary.seeded()
     library.patrons[PATRON_OK]["birth_date"] = birth

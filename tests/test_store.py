@@ -11,10 +11,10 @@ import threading
 import pytest
 from tinydb import Query, TinyDB
 
-import kiosk.store as store_mod
-from kiosk.audit import Audit, check_field_name
-from kiosk.store import AtomicJSONStorage, StoreBusy, StoreCorrupt, StoreError, open_store
-from tests.support.store import ManualClock
+import kiosk.store.database as store_mod
+from kiosk.store.audit import Audit, check_field_name
+from kiosk.store.database import AtomicJSONStorage, StoreBusy, StoreCorrupt, StoreError, open_store
+from kiosk_testing.store import ManualClock
 
 
 def mode(path) -> int:

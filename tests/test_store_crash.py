@@ -25,10 +25,10 @@ import pytest
 from tinydb import TinyDB
 from tinydb.storages import JSONStorage
 
-from kiosk.outbox import Outbox
-from kiosk.sealed import DeviceKey
-from kiosk.store import StoreCorrupt, open_store
-from tests.support.store import ManualClock
+from kiosk.store.database import StoreCorrupt, open_store
+from kiosk.store.outbox import Outbox
+from kiosk.store.sealed import DeviceKey
+from kiosk_testing.store import ManualClock
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +38,10 @@ TIME_BUDGET = 18.0      # seconds for the whole kill loop
 CHILD = r"""
 import sys
 from datetime import datetime, timezone
-from kiosk.catalogue import LoanRequest, LoanResult
-from kiosk.outbox import Outbox
-from kiosk.sealed import DeviceKey
-from kiosk.store import open_store
+from kiosk.core.catalogue import LoanRequest, LoanResult
+from kiosk.store.outbox import Outbox
+from kiosk.store.sealed import DeviceKey
+from kiosk.store.database import open_store
 
 def say(word, txn):
     sys.stdout.write(f"{word} {txn}\n")
@@ -68,7 +68,7 @@ while True:
 def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
     DeviceKey.load_or_create(store_dir / "device.key")
     rng = random.Random(20250401)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = dict(os.environ)
     committed: list[str] = []        # in the order the child reported them
     acked: set[str] = set()
     in_progress: set[str] = set()    # per run, the append that may have landed unreported

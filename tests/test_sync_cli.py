@@ -6,9 +6,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from kiosk.catalogue import LoanRequest
-from kiosk.config import load_config
-from kiosk.launcher import build_services
+from kiosk.config.load import load_config
+from kiosk.core.catalogue import LoanRequest
+from kiosk.shell.launcher import build_services
 
 REPO = Path(__file__).resolve().parent.parent
 

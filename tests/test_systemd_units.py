@@ -128,7 +128,7 @@ def test_cage_unit_specifics():
 
 
 def test_watchdog_is_pinged_well_within_its_period():
-    from kiosk.sd_notify import SystemdNotifier
+    from kiosk.shell.sd_notify import SystemdNotifier
 
     seconds = int(unit_entries("kiosk.service")["Service.WatchdogSec"][0])
     n = SystemdNotifier({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": str(seconds * 1_000_000)})
@@ -163,8 +163,8 @@ _UDEV_KEYS = {"ACTION", "SUBSYSTEM", "KERNEL", "ATTRS", "ENV", "SYMLINK", "GROUP
 
 
 def test_udev_rule_syntax_and_purpose():
+    from kiosk.config.load import load_config
     from kiosk.hardware.serial_scanner import build_serial_scanner
-    from kiosk.config import load_config
 
     rules = [line for line in (SYSTEMD / "99-kiosk-scanner.rules").read_text(encoding="utf-8").splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
@@ -276,6 +276,6 @@ def test_install_needs_root_or_files_only(tmp_path):
 
 
 def test_example_config_is_what_gets_installed():
-    from kiosk.config import load_config
+    from kiosk.config.load import load_config
 
     load_config(REPO / "config" / "kiosk.example.toml")

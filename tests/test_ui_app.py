@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from kiosk.events import Press
+from kiosk.core.events import Press
 from kiosk.screens.app import DemoShell, KioskApp
 from kiosk.screens.kivy_loop import KivyLoop
-from tests.support.kivy_app import ARTIFACTS
+from kiosk_testing.kivy_app import ARTIFACTS
 
 pytestmark = pytest.mark.ui
 
@@ -180,14 +180,14 @@ def test_kivy_loop_intervals_stop_when_closed(kivy_window):
 
 
 def test_the_kiosk_app_draws_idle_first_then_connects_its_backends(kivy_window, tmp_path, demo_pki, monkeypatch):
-    """kiosk.launcher.make_app, as `kiosk run` starts it: the first frame shows idle
+    """kiosk.shell.launcher.make_app, as `kiosk run` starts it: the first frame shows idle
     from the session and the store alone; the reader, catalogue and outbox come after."""
     import os
     import shutil
 
     from kivy.app import App
 
-    from kiosk.launcher import demo_config, make_app
+    from kiosk.shell.launcher import demo_config, make_app
 
     for key in ("KIVY_NO_ARGS", "KIVY_NO_FILELOG", "KIVY_LOG_MODE", "KIVY_HOME", "KCFG_KIVY_KIVY_CLOCK",
                 "SDL_VIDEODRIVER"):       # make_app sets Kivy's environment: leave the process's as it was

@@ -16,7 +16,7 @@ import pytest
 
 from kiosk.i18n import translator
 from kiosk.screens.widgets import layout_overflow
-from tests.support.kivy_app import ARTIFACTS, running_kiosk
+from kiosk_testing.kivy_app import ARTIFACTS, running_kiosk
 
 pytestmark = pytest.mark.ui
 
@@ -280,7 +280,7 @@ def test_registration_screen_follows_the_step(make_view, kivy_window):
 
 
 def test_a_short_press_in_the_corner_does_nothing_and_the_corner_still_takes_taps(make_view, kivy_window):
-    from kiosk.events import StaffOpen
+    from kiosk.core.events import StaffOpen
 
     kivy_window.set_size(480, 800, 131)                     # portrait: a language button lies in the corner
     view, posted = make_view()
@@ -297,7 +297,7 @@ def test_a_short_press_in_the_corner_does_nothing_and_the_corner_still_takes_tap
 
 
 def test_a_long_press_elsewhere_or_on_a_staff_screen_does_not_open_staff_mode(make_view, kivy_window):
-    from kiosk.events import StaffOpen
+    from kiosk.core.events import StaffOpen
 
     view, posted = make_view()
     show(view, kivy_window, "staff_menu")
@@ -313,7 +313,7 @@ def test_a_long_press_elsewhere_or_on_a_staff_screen_does_not_open_staff_mode(ma
 
 @pytest.fixture
 def staff_kiosk(kivy_window, tmp_path: Path, demo_pki):
-    from kiosk.staff_pins import hash_pin
+    from kiosk.core.staff_pins import hash_pin
 
     def with_staff(config: dict) -> None:
         config["staff"].update({"accounts": [{"id": "s01", "badge": "S00001",
@@ -324,7 +324,7 @@ def staff_kiosk(kivy_window, tmp_path: Path, demo_pki):
 
 
 def test_staff_journey_sign_in_menu_status_review_registration_and_exit(staff_kiosk):
-    from kiosk.catalogue import LoanRequest, LoanResult, Refusal
+    from kiosk.core.catalogue import LoanRequest, LoanResult, Refusal
 
     k = staff_kiosk
     t = translator("ja")

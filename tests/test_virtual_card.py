@@ -15,10 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from kiosk.apdu_allowlist import AllowlistTransport, ApduRefused
-from kiosk.demo_pki import AUTH_CA_NAME, demo_profiles, demo_trust_pem, ensure_demo_pki
-
-from kiosk.hardware.virtual_card import (
+from kiosk.card.apdu_allowlist import AllowlistTransport, ApduRefused
+from kiosk.card.demo_pki import AUTH_CA_NAME, demo_profiles, demo_trust_pem, ensure_demo_pki
+from kiosk.card.virtual_card import (
     DEFAULT_ATR,
     FAKE_MY_NUMBER,
     KENHOJO_AID,
@@ -27,9 +26,9 @@ from kiosk.hardware.virtual_card import (
     LinkModel,
     VirtualJpkiCard,
 )
-from kiosk.hardware.virtual_reader import VirtualReader
-from kiosk.interfaces import CardEventKind as K
-from kiosk.interfaces import CardGoneError, ReaderGoneError
+from kiosk.card.virtual_reader import VirtualReader
+from kiosk.core.interfaces import CardEventKind as K
+from kiosk.core.interfaces import CardGoneError, ReaderGoneError
 
 H = bytes.fromhex
 SELECT_JPKI = H("00A4040C0AD392F000260100000001")

@@ -1,1 +1,1 @@
-"""Hardware edges: card readers, LEDs, sounds, scanners. They implement kiosk.interfaces and never import screens."""
+"""Hardware edges: card readers, LEDs, sounds, scanners. They implement kiosk.core.interfaces and never import screens."""

@@ -8,7 +8,7 @@ and looks again every `rescan_interval` seconds: hot-plug without udev callbacks
 
 Scans are handed to the listener on this thread; the launcher hops them onto the UI
 thread. A scan that stopped without a terminator is delivered marked partial
-(kiosk.barcodes.mark_partial) so the patron is told to scan again; re-reads of one
+(kiosk.core.barcodes.mark_partial) so the patron is told to scan again; re-reads of one
 label within the debounce window are dropped. Scan text is never logged.
 """
 
@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
-from kiosk.barcodes import mark_partial
+from kiosk.core.barcodes import mark_partial
 from kiosk.hardware.keymaps import KeyDecoder
 from kiosk.hardware.scanner_thread import ScannerThread
-
 
 BY_ID = Path("/dev/input/by-id")
 EV_KEY = 1
@@ -94,7 +93,7 @@ def find_device(wanted: str, by_id: Path = BY_ID) -> str | None:
 
 
 class EvdevScanner(ScannerThread):
-    """kiosk.interfaces.Scanner for a HID scanner under an exclusive grab."""
+    """kiosk.core.interfaces.Scanner for a HID scanner under an exclusive grab."""
 
     kind = "evdev"
 

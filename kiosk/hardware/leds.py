@@ -143,7 +143,7 @@ def build_pin_factory(config: dict) -> Any:
 # -- LEDs ---------------------------------------------------------------------------------
 
 class GpioLeds:
-    """kiosk.interfaces.Leds on up to three gpiozero LEDs (a pin of -1 means none)."""
+    """kiosk.core.interfaces.Leds on up to three gpiozero LEDs (a pin of -1 means none)."""
 
     def __init__(self, pins: dict[str, int], factory: Any, patterns: dict[str, Pattern] | None = None) -> None:
         from gpiozero import LED
@@ -221,7 +221,7 @@ class GpioLeds:
 
 
 class GpioSounds:
-    """kiosk.interfaces.Sounds on an active buzzer."""
+    """kiosk.core.interfaces.Sounds on an active buzzer."""
 
     def __init__(self, pin: int, factory: Any, cues: dict[str, Beep] | None = None) -> None:
         from gpiozero import Buzzer

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from kiosk.barcodes import Debouncer
+from kiosk.core.barcodes import Debouncer
 from kiosk.logs import log_event
 
 log = logging.getLogger("kiosk.hardware.scanner")

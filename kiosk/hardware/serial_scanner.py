@@ -17,10 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kiosk.barcodes import mark_partial
+from kiosk.core.barcodes import mark_partial
 from kiosk.hardware.keymaps import Typed
 from kiosk.hardware.scanner_thread import ScannerThread
-
 
 TERMINATOR_BYTES = b"\r\n\t"
 
@@ -79,7 +78,7 @@ def open_serial(port: str, baudrate: int) -> Any:
 
 
 class SerialScanner(ScannerThread):
-    """kiosk.interfaces.Scanner for a CDC-ACM / RS-232 scanner."""
+    """kiosk.core.interfaces.Scanner for a CDC-ACM / RS-232 scanner."""
 
     kind = "serial"
 

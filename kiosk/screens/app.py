@@ -2,7 +2,7 @@
 
 `KioskApp(build_controller=...)` is all the launcher needs: the app makes the View
 and a Clock-based Loop, asks the factory for the controller (anything with
-start/stop/post, kiosk.controller.Controller in practice), wires the view's touches
+start/stop/post, kiosk.shell.controller.Controller in practice), wires the view's touches
 to `controller.post` and starts it; `after_first_frame(controller)` runs once the
 first screen is on the display (the launcher builds the backends then). In kiosk
 mode there is no way out by keyboard or window manager; a desktop demo may run
@@ -21,8 +21,8 @@ from kivy.core.window import Window
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
-from kiosk import events as ev
-from kiosk.interfaces import Loop, View
+from kiosk.core import events as ev
+from kiosk.core.interfaces import Loop, View
 from kiosk.screens import fonts
 from kiosk.screens.kivy_loop import KivyLoop
 from kiosk.screens.view import KioskView, UiOptions

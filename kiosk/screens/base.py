@@ -15,9 +15,18 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.widgets import (
-    Badge, Banner, Context, CountdownBar, KButton, LanguageBar, Slot, Text, escape, paint, set_font,
+    Badge,
+    Banner,
+    Context,
+    CountdownBar,
+    KButton,
+    LanguageBar,
+    Slot,
+    Text,
+    escape,
+    paint,
+    set_font,
 )
-
 
 # Notices that report progress rather than a problem.
 INFO_NOTICES = {"printing"}

@@ -3,7 +3,7 @@
 It stands in for the hardware a demo laptop lacks: put a virtual My Number Card on
 the reader or take it away, "scan" sample barcodes, and see the status LEDs and
 sound cues the kiosk would drive. It talks only to a `DemoControls` given by the
-app builder (kiosk.demo.DemoDevices), never to the session: the kiosk must react
+app builder (kiosk.shell.demo.DemoDevices), never to the session: the kiosk must react
 to the simulated devices exactly as to real ones.
 """
 

@@ -13,12 +13,21 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
+from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets import (
-    ICON_INFO, ICON_OK, CardArt, KButton, LanguageBar, ModalLayer, Text, escape, icon, paint,
+    ICON_INFO,
+    ICON_OK,
+    CardArt,
+    KButton,
+    LanguageBar,
+    ModalLayer,
+    Text,
+    escape,
+    icon,
+    paint,
     set_font,
 )
-from kiosk.screens import fonts
 
 
 class IdleScreen(KioskScreen):
@@ -108,7 +117,7 @@ class IdleScreen(KioskScreen):
         set_font(self.help_overlay, fonts.registered(t.lang))
 
     def _build_help(self) -> ModalLayer:
-        from kivy.uix.scrollview import ScrollView      # only the help overlay scrolls
+        from kivy.uix.scrollview import ScrollView  # only the help overlay scrolls
 
         ctx, th = self.ctx, self.ctx.theme
         layer = ModalLayer()

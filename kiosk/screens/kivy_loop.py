@@ -1,4 +1,4 @@
-"""kiosk.interfaces.Loop on Kivy's Clock.
+"""kiosk.core.interfaces.Loop on Kivy's Clock.
 
 Kivy's Clock documents every scheduling and cancelling method as thread-safe since
 1.10 ("all the scheduling and canceling methods are fully thread safe and can be

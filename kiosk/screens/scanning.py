@@ -19,7 +19,15 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets import (
-    ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, KButton, Text, escape, icon, paint,
+    ICON_NO,
+    ICON_OK,
+    ICON_UNKNOWN,
+    ICON_WAIT,
+    KButton,
+    Text,
+    escape,
+    icon,
+    paint,
 )
 
 

@@ -2,7 +2,7 @@
 registration); the hidden corner that opens them is kiosk/screens/staff_corner.py.
 
 They draw kiosk/staff.py's plain models exactly as the patron screens draw the
-session's: touches go back only as kiosk.events.Press, nothing is kept once a
+session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
 screen is left (the review list holds library card numbers, so `clear_body`
 empties it). Switches are shown with words and a tick, never by colour alone.
 Staff screens have no language bar: staff use the site's default language.
@@ -24,7 +24,18 @@ from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.error import error_text
 from kiosk.screens.pin_pad import KeypadLayout, masked
 from kiosk.screens.widgets import (
-    ICON_BACK, ICON_INFO, ICON_OK, ICON_WARN, BarcodeArt, CardArt, KButton, Spinner, Text, escape, icon, paint,
+    ICON_BACK,
+    ICON_INFO,
+    ICON_OK,
+    ICON_WARN,
+    BarcodeArt,
+    CardArt,
+    KButton,
+    Spinner,
+    Text,
+    escape,
+    icon,
+    paint,
 )
 
 # Notices that report progress rather than a problem.

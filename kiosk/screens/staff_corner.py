@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from kivy.clock import Clock
 from kivy.uix.widget import Widget
 
-from kiosk import events as ev
+from kiosk.core import events as ev
 
 if TYPE_CHECKING:
     from kiosk.screens.view import KioskView

@@ -1,9 +1,9 @@
-"""The patron's screen: kiosk.interfaces.View on top of a Kivy ScreenManager.
+"""The patron's screen: kiosk.core.interfaces.View on top of a Kivy ScreenManager.
 
 The controller calls `show(screen, model)` on the UI thread; the view draws the
-session's plain model and sends touches back only as kiosk.events.Press through
+session's plain model and sends touches back only as kiosk.core.events.Press through
 the `post` it was given (barcodes typed by a keyboard-wedge scanner as
-kiosk.events.Barcode). It keeps no patron data of its own: leaving a screen clears
+kiosk.core.events.Barcode). It keeps no patron data of its own: leaving a screen clears
 it, and reaching idle clears them all.
 """
 
@@ -22,7 +22,7 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 from kivy.uix.widget import Widget
 
-from kiosk import events as ev
+from kiosk.core import events as ev
 from kiosk.i18n import format_due, translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.staff_corner import StaffCorner
@@ -113,7 +113,7 @@ class UiOptions:
 
 
 class KioskView(FloatLayout):
-    """kiosk.interfaces.View for Kivy. Create it on the UI thread after fonts are registered."""
+    """kiosk.core.interfaces.View for Kivy. Create it on the UI thread after fonts are registered."""
 
     def __init__(self, options: UiOptions, post: Callable[[ev.Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, strict_text: bool = False, **kw) -> None:
@@ -150,7 +150,7 @@ class KioskView(FloatLayout):
         if options.keyboard_wedge:
             self.attach_keyboard()
 
-    # -- kiosk.interfaces.View ----------------------------------------------------
+    # -- kiosk.core.interfaces.View ----------------------------------------------------
 
     def show(self, screen: str, model: dict) -> None:
         if screen not in SCREEN_CLASSES:

@@ -2,7 +2,7 @@
 
 Every text shrinks to fit its box instead of being cut off, because a Portuguese or
 Vietnamese sentence can be twice as long as the Japanese one and the same screen has
-to work from 800x480 to 1920x1080. Buttons post `kiosk.events.Press` and carry an
+to work from 800x480 to 1920x1080. Buttons post `kiosk.core.events.Press` and carry an
 `ident` ("digit:1", "more_time", "language:ko") so tests press the real widget.
 Nothing here knows about the session beyond the press names.
 """
@@ -24,7 +24,7 @@ from kivy.uix.label import Label
 from kivy.uix.layout import Layout
 from kivy.uix.widget import Widget
 
-from kiosk.events import Press
+from kiosk.core.events import Press
 from kiosk.i18n import language_name
 from kiosk.screens import fonts
 from kiosk.screens.theme import RGBA, Theme

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from kiosk.catalogue import Catalogue, ItemInfo, LoanRequest, LoanResult, PatronStatus
+from kiosk.core.catalogue import Catalogue, ItemInfo, LoanRequest, LoanResult, PatronStatus
 
 
 class LinkedCatalogue:

@@ -15,17 +15,23 @@ from pathlib import Path
 
 from tinydb import Query, TinyDB
 
-from kiosk.catalogue import (
-    CatalogueUnavailable, ItemInfo, LoanRequest, LoanResult, PatronStatus, Refusal,
+from kiosk.core.catalogue import (
+    CatalogueUnavailable,
+    ItemInfo,
+    LoanRequest,
+    LoanResult,
+    PatronStatus,
+    Refusal,
 )
-from kiosk.store import AtomicJSONStorage
+from kiosk.data import shipped
+from kiosk.store.database import AtomicJSONStorage
 
-DEMO_SEED = Path(__file__).resolve().parent.parent / "data" / "demo_catalogue.json"
+DEMO_SEED = shipped("demo_catalogue.json")
 LOAN_DAYS = 14
 
 
 class LocalCatalogue:
-    """Implements kiosk.catalogue.Catalogue over one tinydb file."""
+    """Implements kiosk.core.catalogue.Catalogue over one tinydb file."""
 
     def __init__(self, path: Path, loan_days: int = LOAN_DAYS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

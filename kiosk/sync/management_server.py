@@ -26,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
-from kiosk.audit import log_and_audit
-from kiosk.config import ConfigError
+from kiosk.config.load import ConfigError
 from kiosk.logs import log_event
+from kiosk.store.audit import log_and_audit
 
 log = logging.getLogger("kiosk.management")
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
-from kiosk.catalogue import BatchCheckout, Catalogue, CatalogueUnavailable, LoanRequest, LoanResult, Refusal
-from kiosk.outbox import KIOSK_ERROR, WITHDRAWN as WITHDRAWN_STATE, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
+from kiosk.core.catalogue import BatchCheckout, Catalogue, CatalogueUnavailable, LoanRequest, LoanResult, Refusal
+from kiosk.store.outbox import KIOSK_ERROR, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
+from kiosk.store.outbox import WITHDRAWN as WITHDRAWN_STATE
 
 _log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The library catalogue over HTTPS: kiosk.catalogue.Catalogue on the kiosk REST API.
+"""The library catalogue over HTTPS: kiosk.core.catalogue.Catalogue on the kiosk REST API.
 
 The contract is `catalogue_api.yaml` next to this file; every answer is checked
 against it, so a proxy's HTML page, a truncated body or a changed server is
@@ -26,7 +26,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from kiosk import __version__
-from kiosk.catalogue import (
+from kiosk.core.catalogue import (
     CatalogueUnavailable,
     ItemInfo,
     LinkRefused,
@@ -453,7 +453,7 @@ def build_rest_catalogue(config: Mapping[str, Any]) -> RestCatalogue:
     The token is read from its file here and stays in memory only. Nothing is
     connected yet, so a catalogue that is down does not stop the kiosk starting.
     """
-    from kiosk.config import ConfigError, read_secret
+    from kiosk.config.load import ConfigError, read_secret
 
     section = config["catalogue"]["rest"]
     base_url = section.get("base_url", "")

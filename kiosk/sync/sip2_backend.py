@@ -1,4 +1,4 @@
-"""The library catalogue over SIP2: kiosk.catalogue.Catalogue on top of Sip2Client.
+"""The library catalogue over SIP2: kiosk.core.catalogue.Catalogue on top of Sip2Client.
 
 Maps SIP2 flags and screen messages onto the kiosk's plain results, so that the
 session core never sees protocol details. Checkout replays are recognised by the
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 from typing import Any, Callable, Iterable, Mapping
 
-from kiosk.catalogue import (
+from kiosk.core.catalogue import (
     CatalogueCapabilities,
     CatalogueUnavailable,
     ItemInfo,
@@ -245,7 +245,7 @@ def build_sip2_catalogue(config: Mapping[str, Any]) -> Sip2Catalogue:
     Secrets come from their files here and stay in memory only. The connection is
     opened lazily by the first request, so a down ILS does not stop the kiosk starting.
     """
-    from kiosk.config import read_secret
+    from kiosk.config.load import read_secret
 
     section = config["catalogue"]["sip2"]
     client = Sip2Client(Sip2Config(

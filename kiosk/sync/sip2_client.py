@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kiosk.catalogue import CatalogueUnavailable
+from kiosk.core.catalogue import CatalogueUnavailable
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_codec import AcsStatus, SipChecksumError, SipDecodeError, SipMessage
 

@@ -1,0 +1,371 @@
+"""The card service: probe an inserted card, then authenticate its holder with PIN + signature.
+
+This is the only place that strings the JPKI steps together (reference jpki.md §12):
+SELECT -> token -> tries -> certificate (checked *before* the PIN is spent) ->
+one VERIFY -> sign a fresh random challenge -> verify signature and chain.
+Calls block on card I/O; the shell runs them on a worker thread, one at a time.
+Nothing here logs or keeps a PIN, a certificate serial or any other card data.
+
+Counter registration (staff signed in, `set_mode("counter")`) adds the birth date from
+the 券面事項入力補助AP (kiosk/kenhojo.py), read with the patron's own PIN(s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Callable
+
+from kiosk.card.apdu_allowlist import policy_for
+from kiosk.card.identity import IdentityError, TrustStore, check_certificate, verify_challenge
+from kiosk.card.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError
+from kiosk.card.kenhojo import KenhojoCard, KenhojoError
+from kiosk.core.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
+from kiosk.core.interfaces import CardGoneError, CardReader, PcscdGoneError, ReaderGoneError, Transport
+
+log = logging.getLogger(__name__)
+
+CHALLENGE_LEN = 32
+AUTH_PIN_MAX_TRIES = 3
+
+
+class CounterModeRequired(RuntimeError):
+    """A registration call in kiosk mode: refused before the card is touched."""
+
+
+class CertCache:
+    """Certificates of returning cards, so their full read can be skipped.
+
+    In memory only (nothing reaches disk). Keys are an HMAC, under a per-process random
+    key, of the certificate's first bytes, so the table itself holds no serial numbers.
+    Entries are added only after the card proved it holds the certificate's key.
+    """
+
+    def __init__(self, capacity: int = 256, key: bytes | None = None) -> None:
+        self.capacity = capacity
+        self._key = key or os.urandom(32)
+        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def _slot(self, head: bytes) -> bytes:
+        return hmac.new(self._key, head[:CERT_HEAD_LEN], hashlib.sha256).digest()
+
+    def lookup(self, head: bytes) -> bytes | None:
+        slot = self._slot(head)
+        der = self._entries.get(slot)
+        if der is not None:
+            self._entries.move_to_end(slot)
+        return der
+
+    def add(self, der: bytes) -> None:
+        if self.capacity <= 0:
+            return
+        self._entries[self._slot(der)] = der
+        self._entries.move_to_end(self._slot(der))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def discard(self, der: bytes) -> None:
+        self._entries.pop(self._slot(der), None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class CardService:
+    """One card at a time: probe() when a card arrives, authenticate(pin), release() when done."""
+
+    def __init__(self, reader: CardReader, trust: TrustStore, clock: Callable[[], dt.datetime],
+                 cert_cache: CertCache | None = None, allow_smartphone: bool = False,
+                 rng: Callable[[int], bytes] = os.urandom) -> None:
+        self._reader = reader
+        self._trust = trust
+        self._clock = clock
+        self.cert_cache = cert_cache if cert_cache is not None else CertCache()
+        self._allow_smartphone = allow_smartphone
+        self._rng = rng
+        self._transport: Transport | None = None
+        self._card: JpkiCard | None = None
+        self._probe: CardProbe | None = None
+        self._mode = getattr(reader, "mode", "kiosk")
+        self._registered = False        # the open card passed authenticate_for_registration
+
+    # -- probe ---------------------------------------------------------------------------
+
+    def probe(self) -> CardProbe:
+        """What is in the reader, and how many PIN tries are left. Spends no try."""
+        self.release()
+        try:
+            self._transport = self._reader.open()
+        except CardGoneError:
+            return CardProbe(CardKind.MUTE, error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            return CardProbe(CardKind.MUTE, error=CardError.PCSCD_GONE)
+        except ReaderGoneError:
+            return CardProbe(CardKind.MUTE, error=CardError.READER_GONE)
+        self._card = JpkiCard(self._transport)
+        try:
+            result = self._probe_card(self._card)
+        except CardGoneError:
+            result = CardProbe(CardKind.MUTE, error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            result = CardProbe(CardKind.MUTE, error=CardError.PCSCD_GONE)
+        except ReaderGoneError:
+            result = CardProbe(CardKind.MUTE, error=CardError.READER_GONE)
+        except JpkiError as exc:
+            log.info("card probe failed: %s", exc.kind.value)
+            result = CardProbe(CardKind.MUTE, error=exc.kind)
+        self._probe = result
+        return result
+
+    def _probe_card(self, card: JpkiCard) -> CardProbe:
+        if not card.select_ap():
+            return CardProbe(CardKind.NOT_JPKI, error=CardError.NOT_JPKI)
+        kind = card.read_token()
+        if kind is CardKind.NOT_JPKI:
+            return CardProbe(kind, error=CardError.NOT_JPKI)
+        if kind is CardKind.JUKI_CARD:
+            return CardProbe(kind, error=CardError.JUKI_CARD)
+        if kind is CardKind.SMARTPHONE and not self._allow_smartphone:
+            return CardProbe(kind, error=CardError.SMARTPHONE_UNSUPPORTED)
+        tries = card.pin_tries_left()
+        if tries is None:       # "already verified" straight after SELECT: not a sane card
+            return CardProbe(CardKind.MUTE, error=CardError.MUTE_CARD)
+        if tries == 0:
+            return CardProbe(kind, tries_left=0, error=CardError.PIN_LOCKED)
+        return CardProbe(kind, tries_left=tries)
+
+    # -- authenticate --------------------------------------------------------------------
+
+    def authenticate(self, pin: bytearray) -> AuthOutcome:
+        """PIN + signature + chain. VERIFY is sent at most once; `pin` is zeroed on return."""
+        try:
+            return self._outcome(pin)
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def _outcome(self, pin: bytearray) -> AuthOutcome:
+        try:
+            return self._authenticate(pin)
+        except CardGoneError:
+            return AuthOutcome(error=CardError.CARD_REMOVED)
+        except PcscdGoneError:
+            return AuthOutcome(error=CardError.PCSCD_GONE)
+        except ReaderGoneError:
+            return AuthOutcome(error=CardError.READER_GONE)
+        except JpkiError as exc:
+            log.info("authentication failed at the card: %s", exc.kind.value)
+            return AuthOutcome(error=exc.kind, tries_left=self._tries())
+        except IdentityError as exc:
+            log.info("authentication refused: %s", exc.kind.value)
+            return AuthOutcome(error=exc.kind, tries_left=self._tries())
+
+    def _tries(self) -> int | None:
+        return self._probe.tries_left if self._probe is not None else None
+
+    def _authenticate(self, pin: bytearray) -> AuthOutcome:
+        probe = self._probe if self._card is not None and self._probe is not None else self.probe()
+        if probe.error is not None:
+            return AuthOutcome(error=probe.error, tries_left=probe.tries_left)
+        if not probe.usable:
+            return AuthOutcome(error=CardError.PIN_LOCKED, tries_left=probe.tries_left)
+        if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):      # no immutable copies
+            # Never sent to the card, so no try is spent.
+            return AuthOutcome(error=CardError.PIN_WRONG, tries_left=probe.tries_left)
+        card = self._card
+        assert card is not None
+        now = self._clock()
+        smartphone = probe.kind is CardKind.SMARTPHONE
+        der = from_cache = identity = None
+        if not smartphone:      # a card with a bad certificate must not cost the patron a try
+            der, from_cache = self._read_cert(card)
+            identity = check_certificate(der, self._trust, now)
+
+        result = card.verify_pin(pin)
+        # A right PIN resets the card's counter to its maximum (jpki.md §6).
+        tries = AUTH_PIN_MAX_TRIES if result.ok else result.tries_left
+        self._probe = replace(probe, tries_left=tries, error=CardError.PIN_LOCKED if result.locked else None)
+        if not result.ok:
+            return AuthOutcome(error=CardError.PIN_LOCKED if result.locked else CardError.PIN_WRONG,
+                               tries_left=result.tries_left)
+        if smartphone:          # smartphone JPKI only shows its certificate after VERIFY
+            der, from_cache = self._read_cert(card)
+            identity = check_certificate(der, self._trust, now)
+
+        challenge = self._rng(CHALLENGE_LEN)
+        signature = card.sign(hashlib.sha256(challenge).digest())
+        der, identity = self._prove(card, der, from_cache, identity, challenge, signature, now)
+        self.cert_cache.add(der)
+        self._clear_verify(card)
+        return AuthOutcome(identity=identity)
+
+    def _read_cert(self, card: JpkiCard) -> tuple[bytes, bool]:
+        hit: list[bytes] = []
+
+        def cached(head: bytes) -> bytes | None:
+            der = self.cert_cache.lookup(head)
+            if der is not None:
+                hit.append(der)
+            return der
+
+        der = card.read_auth_cert(cached)
+        return der, bool(hit) and hit[0] is der
+
+    def _prove(self, card: JpkiCard, der: bytes, from_cache: bool, identity: CardIdentity,
+               challenge: bytes, signature: bytes, now: dt.datetime) -> tuple[bytes, CardIdentity]:
+        """Signature check; a cache hit that fails is re-checked against the full certificate."""
+        try:
+            verify_challenge(der, challenge, signature)
+            return der, identity
+        except IdentityError as exc:
+            if exc.kind is not CardError.BAD_SIGNATURE or not from_cache:
+                raise
+        self.cert_cache.discard(der)
+        full = card.read_auth_cert(None)
+        identity = check_certificate(full, self._trust, now)
+        verify_challenge(full, challenge, signature)
+        return full, identity
+
+    def _clear_verify(self, card: JpkiCard) -> None:
+        """Drop the card's VERIFY status as soon as the signature is made: nothing else needs it."""
+        try:
+            card.select_ap()
+        except (CardGoneError, ReaderGoneError, JpkiError):
+            pass    # identity is already proven; a card that left has lost its VERIFY status anyway
+
+    # -- counter mode: registration with staff signed in ---------------------------------
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    def set_mode(self, mode: str) -> None:
+        """"kiosk" or "counter": the allowlist mode of transports opened from now on.
+
+        A change of mode releases the card, so no transport of the old mode lives on and
+        the next probe opens one in the new mode.
+        """
+        policy_for(mode)                        # unknown modes are an error
+        if mode == self._mode:
+            return
+        self.release()
+        if mode != "kiosk" and not hasattr(self._reader, "mode"):
+            raise ValueError("this reader cannot open counter-mode transports")
+        if hasattr(self._reader, "mode"):
+            self._reader.mode = mode
+        self._mode = mode
+        log.info("card layer mode: %s", mode)
+
+    def authenticate_for_registration(self, pin: bytearray,
+                                      birth_date: bool) -> tuple[AuthOutcome, dt.date | None, int | None]:
+        """Full authentication, then (if `birth_date`) the birth date with the same PIN.
+
+        The same PIN goes to the 券面事項入力補助 PIN only while at least two tries remain
+        on it, so a patron whose two PINs differ never loses more than one try to this and
+        is never locked out by it. Returns (outcome, birth date, second-PIN tries): the tries
+        are set when the patron must enter that PIN (ReadBirthDate) or it is locked (0).
+        `pin` is zeroed on return. Counter mode only; kiosk mode raises CounterModeRequired
+        before the card is touched.
+        """
+        self._registered = False
+        try:
+            self._require_counter()
+            outcome = self._outcome(pin)
+            if not outcome.ok:
+                return outcome, None, None
+            self._registered = True
+            if not birth_date:
+                return outcome, None, None
+            try:
+                born, tries = self._kenhojo(pin, same_pin=True)
+            except CardGoneError:
+                return AuthOutcome(error=CardError.CARD_REMOVED), None, None
+            except PcscdGoneError:
+                return AuthOutcome(error=CardError.PCSCD_GONE), None, None
+            except ReaderGoneError:
+                return AuthOutcome(error=CardError.READER_GONE), None, None
+            except (KenhojoError, JpkiError) as exc:
+                # A My Number Card whose birth date cannot be read cannot be registered here.
+                log.info("birth date unreadable: %s", type(exc).__name__)
+                self._registered = False
+                return AuthOutcome(error=CardError.MUTE_CARD), None, None
+            return outcome, born, tries
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def read_birth_date(self, pin: bytearray) -> tuple[dt.date | None, int | None]:
+        """The patron's own 券面事項入力補助 PIN, one VERIFY, then the birth date only.
+
+        Returns (birth date, None) or (None, tries left); (None, None) when the card is gone
+        or unreadable. Only after authenticate_for_registration succeeded on this very card
+        (same transport); counter mode only. `pin` is zeroed on return.
+        """
+        try:
+            self._require_counter()
+            if not self._registered or self._card is None:
+                return None, None
+            try:
+                return self._kenhojo(pin, same_pin=False)
+            except (CardGoneError, ReaderGoneError):
+                return None, None
+            except (KenhojoError, JpkiError) as exc:
+                log.info("birth date unreadable: %s", type(exc).__name__)
+                return None, None
+        finally:
+            pin[:] = bytes(len(pin))
+
+    def _require_counter(self) -> None:
+        if self._mode != "counter":
+            raise CounterModeRequired("registration needs counter mode (staff signed in)")
+
+    def _kenhojo(self, pin: bytearray, same_pin: bool) -> tuple[dt.date | None, int | None]:
+        """One kenhojo session on the current card; always ends with the JPKI AP selected again,
+        which drops the kenhojo VERIFY status and keeps JpkiCard's idea of the selection true."""
+        card, transport = self._card, self._transport
+        assert card is not None and transport is not None
+        if getattr(transport, "mode", None) != "counter":
+            raise CounterModeRequired("the open transport is not in counter mode")
+        kenhojo = KenhojoCard(transport)
+        try:
+            if not kenhojo.select_ap():
+                raise KenhojoError("the card has no kenhojo AP")
+            tries = kenhojo.pin_tries_left()
+            if tries is None:           # "already verified" straight after SELECT: not a sane card
+                raise KenhojoError("kenhojo PIN reported verified before VERIFY")
+            if tries == 0 or (same_pin and tries < 2):
+                return None, tries
+            if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
+                return None, tries      # never sent, so no try is spent
+            result = kenhojo.verify_pin(pin)
+            if not result.ok:
+                return None, result.tries_left
+            return kenhojo.read_birth_date(), None
+        finally:
+            try:
+                card.select_ap()
+            except (CardGoneError, ReaderGoneError, JpkiError):
+                pass
+
+    # -- release -------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """End of session: re-SELECT the AP (clears VERIFY status) and close the transport."""
+        transport, card = self._transport, self._card
+        self._transport = self._card = self._probe = None
+        self._registered = False
+        if transport is None:
+            return
+        try:
+            if card is not None:
+                card.select_ap()
+        except (CardGoneError, ReaderGoneError, JpkiError):
+            pass
+        finally:
+            try:
+                transport.close()
+            except (CardGoneError, ReaderGoneError):
+                pass

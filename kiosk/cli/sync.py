@@ -1,0 +1,94 @@
+"""`kiosk sync status` and `kiosk sync drain`: the outbox, for staff and central IT.
+
+Status reads a snapshot and works while the kiosk runs; drain needs the store to
+itself (the running kiosk drains on its own; use the staff menu's "sync now").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from kiosk.config.load import ConfigError
+
+
+def _config(args: argparse.Namespace) -> dict:
+    from kiosk.shell.launcher import load_site_config
+
+    return load_site_config(args.config)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat(timespec="seconds") if t else None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kiosk.store.database import open_store
+    from kiosk.store.outbox import Outbox
+    from kiosk.store.sealed import DeviceKey
+
+    config = _config(args)
+    data = Path(config["kiosk"]["data_dir"])
+    if not (data / "kiosk.db").exists():
+        print(f"no kiosk data in {data}", file=sys.stderr)
+        return 1
+    store = open_store(data / "kiosk.db", snapshot=True)
+    try:
+        key = DeviceKey.load_or_create(data / "device.key")
+        stats = Outbox(store, key, lambda: datetime.now().astimezone()).stats()
+    finally:
+        store.close()
+    out = {"pending": stats.pending, "in_flight": stats.in_flight,
+           "oldest_pending": _iso(stats.oldest_created), "last_success": _iso(stats.last_success),
+           "conflicts": stats.conflicts}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:15} {v if v is not None else '-'}")
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from kiosk.shell.launcher import open_outbox_for_drain
+    from kiosk.store.database import StoreBusy
+    from kiosk.sync.outbox_worker import OutboxWorker
+
+    config = _config(args)
+    try:
+        store, outbox, catalogue = open_outbox_for_drain(config)
+    except StoreBusy:
+        print("the kiosk is running and drains its outbox itself; use the staff menu's "
+              "'sync now', or stop the kiosk first", file=sys.stderr)
+        return 2
+    try:
+        worker = OutboxWorker(outbox, catalogue, lambda: datetime.now().astimezone(), on_result=lambda r: None)
+        report = worker.drain_once()
+    finally:
+        if hasattr(catalogue, "close"):
+            catalogue.close()
+        store.close()
+    print(f"sent and acknowledged: {report.acknowledged}, refused: {report.refused}, "
+          f"to staff review: {report.conflicts}, still pending: {report.remaining}")
+    if report.unavailable:
+        print("the catalogue could not be reached; the rest stays queued", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_sync_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sync", help="the loan outbox: status and drain")
+    ssub = p.add_subparsers(dest="sync_command", required=True, metavar="ACTION")
+    for name, func, text in (("status", cmd_status, "pending loans, oldest, last success, conflicts"),
+                             ("drain", cmd_drain, "send every pending loan now")):
+        c = ssub.add_parser(name, help=text)
+        c.add_argument("--config", metavar="FILE")
+        if name == "status":
+            c.add_argument("--json", action="store_true")
+        c.set_defaults(func=func)
+
+
+__all__ = ["add_sync_commands", "ConfigError"]

@@ -1,0 +1,269 @@
+"""Applying central IT's signed layer: at start-up, and when a push or a poll brings one.
+
+Both paths build the running configuration the same way: defaults, the site file,
+then the signed layer (`compose`). A bundle replaces the previous signed layer as a
+whole; keys it leaves out fall back to the site file. A new bundle is checked in
+full (signature, version, schema, cross-key rules, the files it names) before it is
+written, and written before anything is switched, so a bad bundle never touches the
+configuration in force and a power cut leaves the old or the new layer, never a mix.
+Switching is the controller's job: `on_new_config` gets the new configuration and
+whether a restart is needed, and acts at the next idle moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kiosk.card.identity import load_anchors
+from kiosk.config.layer_store import SignedLayerStore, load_signed_bundle
+from kiosk.config.load import ConfigError, check_combination, load_config, merge
+from kiosk.config.schema import field_at
+from kiosk.config.signed import (
+    MAX_BUNDLE_BYTES,
+    Bundle,
+    BundleRefused,
+    effective_layer,
+    live_and_restart_keys,
+    load_public_keys,
+    verify_bundle,
+)
+from kiosk.logs import log_event
+from kiosk.store.audit import log_and_audit
+from kiosk.store.database import StoreError
+
+log = logging.getLogger("kiosk.config")
+
+APPLIED = "applied"
+UNUSABLE = "unusable"               # valid keys, but the result would not run (cross-key rule, missing file)
+STORAGE = "storage_failed"          # could not be written; nothing changed
+_NEEDS_NO_FILE = {"catalogue.local.path"}     # created on first use
+
+
+class AuditTrail(Protocol):
+    def record(self, actor: str, action: str, **safe_fields: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    applied: bool
+    code: str                                   # APPLIED or a refusal code
+    reason: str = ""
+    version: int | None = None                  # the bundle's version, when it got that far
+    current_version: int | None = None          # the version in force after this call
+    live_keys: tuple[str, ...] = ()             # changed by this bundle, switch at the next idle moment
+    restart_keys: tuple[str, ...] = ()          # changed by this bundle, need the app restarted
+    restart_needed: bool = False                # the new config differs from the running app's start-up
+                                                # config in a restart-only key (this or an earlier bundle)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"result": APPLIED if self.applied else "refused", "code": self.code,
+                               "version": self.version, "current_version": self.current_version}
+        if self.applied:
+            out.update(live_keys=list(self.live_keys), restart_keys=list(self.restart_keys),
+                       restart_needed=self.restart_needed)
+        else:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class EffectiveConfig:
+    """The configuration in force and what it was built from."""
+
+    config: dict                                # defaults + site file + signed layer
+    base: dict                                  # defaults + site file
+    bundle: Bundle | None                       # the signed layer in force, if any
+    keys: dict[str, Ed25519PublicKey] = field(repr=False, default_factory=dict)
+
+
+def compose(base: dict, layer: dict, source: str) -> dict:
+    """`base` with the signed `layer` over it; ConfigError when the result breaks a cross-key rule."""
+    config = merge(base, effective_layer(layer, base))
+    check_combination(config, source)
+    return config
+
+
+def pinned_keys(config: dict) -> dict[str, Ed25519PublicKey]:
+    return load_public_keys(config["management"]["trusted_keys"])
+
+
+def load_effective_config(site: Path | None) -> EffectiveConfig:
+    """Start-up: the site configuration with the stored signed layer, when it still verifies
+    and still fits. Raises ConfigError only for the site file itself (as load_config does)."""
+    base = load_config(site)
+    keys = pinned_keys(base)
+    bundle = load_signed_bundle(Path(base["kiosk"]["data_dir"]), keys, base["kiosk"]["id"])
+    if bundle is None:
+        return EffectiveConfig(base, base, None, keys)
+    try:
+        config = compose(base, bundle.layer, f"signed layer v{bundle.version}")
+        check_files(config, bundle.layer)
+    except ConfigError as e:
+        log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=UNUSABLE, reason=str(e),
+                  version=bundle.version)
+        return EffectiveConfig(base, base, None, keys)
+    log_event(log, "config.signed_layer_loaded", version=bundle.version, digest=bundle.digest[:16])
+    return EffectiveConfig(config, base, bundle, keys)
+
+
+def check_files(config: dict, layer: dict) -> None:
+    """The files a layer names must be there and usable, or the kiosk would break at the
+    next restart: every path it sets exists, and every trust anchor loads."""
+    source = "signed layer"
+    for dotted, value in _leaves(layer):
+        spec = field_at(dotted)
+        if spec is None or spec.kind not in ("path", "paths") or dotted in _NEEDS_NO_FILE:
+            continue
+        actual = _get(config, dotted)
+        for path in actual if isinstance(actual, list) else [actual]:
+            if path and not Path(path).is_file():
+                raise ConfigError(source, dotted, f"{path} does not exist on this kiosk")
+    if "trust_anchors" in layer.get("card", {}):
+        for path in config["card"]["trust_anchors"]:
+            try:
+                if not load_anchors(Path(path)):
+                    raise ValueError("no certificate")
+            except (OSError, ValueError) as e:
+                raise ConfigError(source, "card.trust_anchors", f"{path} is not a usable CA certificate "
+                                                                f"({type(e).__name__})") from None
+
+
+def _leaves(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, prefix + key + ".")
+        else:
+            yield prefix + key, value
+
+
+def _get(node: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _wall() -> datetime:
+    return datetime.now().astimezone()
+
+
+class ConfigApplier:
+    """Takes raw bundles (from the endpoint or the poller, any thread), one at a time.
+
+    `on_new_config(config, restart_needed)` runs on the caller's thread after the new
+    layer is on disk, in the order bundles were accepted; it must only schedule the
+    switch (the controller does it at the next idle moment).
+    """
+
+    def __init__(
+        self,
+        effective: EffectiveConfig,
+        on_new_config: Callable[[dict, bool], None],
+        *,
+        audit: AuditTrail | None = None,
+        clock: Callable[[], datetime] = _wall,
+        check: Callable[[dict, dict], None] = check_files,
+        max_bytes: int = MAX_BUNDLE_BYTES,
+    ) -> None:
+        self._base = effective.base
+        self._started = effective.config            # what the app's restart-only parts run on
+        self._config = effective.config
+        self._bundle = effective.bundle
+        self._keys = effective.keys
+        self._store = SignedLayerStore(Path(effective.base["kiosk"]["data_dir"]))
+        self._on_new_config = on_new_config
+        self._audit = audit
+        self._clock = clock
+        self._check = check
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._restart_pending = False
+        self._applied_at: str | None = None
+        self._last_refusal: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> dict:
+        return self._config
+
+    @property
+    def version(self) -> int | None:
+        return None if self._bundle is None else self._bundle.version
+
+    @property
+    def digest(self) -> str | None:
+        return None if self._bundle is None else self._bundle.digest
+
+    def apply(self, raw: bytes, source: str = "push", client: str = "") -> ApplyOutcome:
+        """Verify, check, persist, then hand over. Never raises for a bad bundle."""
+        with self._lock:
+            try:
+                floor = self._store.highest_version()
+            except (StoreError, OSError) as e:
+                return self._refused(STORAGE, f"the stored layer cannot be read ({type(e).__name__}); "
+                                              "staff must look at the kiosk", None, None, source, client)
+            now = self._clock()
+            group = self._config["kiosk"]["group"]
+            try:
+                bundle = verify_bundle(raw, self._keys, self._base["kiosk"]["id"], group, floor, now,
+                                       max_bytes=self._max_bytes)
+            except BundleRefused as e:
+                return self._refused(e.code, e.reason, e.version, floor, source, client)
+            try:
+                new_config = compose(self._base, bundle.layer, f"bundle v{bundle.version}")
+                self._check(new_config, bundle.layer)
+            except ConfigError as e:
+                reason = f"{e.key}: {e.reason}" if e.key else e.reason
+                return self._refused(UNUSABLE, reason, bundle.version, floor, source, client)
+            try:
+                self._store.save(bundle, now)
+            except (StoreError, OSError) as e:
+                return self._refused(STORAGE, f"the layer could not be written ({type(e).__name__}); "
+                                              "the old configuration stays", bundle.version, floor, source, client)
+            live, restart = live_and_restart_keys(self._config, new_config)
+            restart_needed = bool(live_and_restart_keys(self._started, new_config)[1])
+            self._config, self._bundle = new_config, bundle
+            self._applied_at = now.isoformat(timespec="seconds")
+            self._restart_pending = restart_needed
+            outcome = ApplyOutcome(True, APPLIED, version=bundle.version, current_version=bundle.version,
+                                   live_keys=live, restart_keys=restart, restart_needed=restart_needed)
+            self._record("config.applied", version=bundle.version, digest=bundle.digest[:16], source=source,
+                         client=client, live=len(live), restart=len(restart))
+            try:
+                self._on_new_config(new_config, restart_needed)
+            except Exception as e:                      # noqa: BLE001 - the layer is stored; it holds at restart
+                log_event(log, "config.switch_failed", level=logging.ERROR, error=type(e).__name__,
+                          version=bundle.version)
+            return outcome
+
+    def status(self) -> dict:
+        """For GET /status: what is in force and what happened last. No secrets, no patron data."""
+        with self._lock:
+            b = self._bundle
+            return {
+                "config_version": None if b is None else b.version,
+                "config_digest": None if b is None else b.digest,
+                "config_expires_at": None if b is None else b.expires_at.isoformat(),
+                "applied_at": self._applied_at,
+                "restart_pending": self._restart_pending,
+                "trusted_keys": sorted(self._keys),
+                "last_refusal": None if self._last_refusal is None else dict(self._last_refusal),
+            }
+
+    def _refused(self, code: str, reason: str, version: int | None, floor: int | None, source: str,
+                 client: str) -> ApplyOutcome:
+        current = None if self._bundle is None else self._bundle.version
+        self._last_refusal = {"code": code, "reason": reason, "source": source,
+                              "at": self._clock().isoformat(timespec="seconds")}
+        self._record("config.refused", code=code, reason=reason[:300], version=version, source=source,
+                     client=client)
+        return ApplyOutcome(False, code, reason, version=version,
+                            current_version=current if current is not None else floor)
+
+    def _record(self, action: str, **fields: Any) -> None:
+        log_and_audit(log, self._audit, "central_it", action, failure="config.audit_failed", **fields)

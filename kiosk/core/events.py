@@ -1,0 +1,171 @@
+"""Events that drive the session core: from the patron's touches, the card layer,
+the scanner, the catalogue and the clock. Plain immutable data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from kiosk.core.card import AuthOutcome, CardIdentity, CardProbe
+from kiosk.core.catalogue import LoanResult, PatronStatus, Refusal
+
+
+@dataclass(frozen=True)
+class CardInserted:
+    pass
+
+
+@dataclass(frozen=True)
+class CardRemoved:
+    pass
+
+
+@dataclass(frozen=True)
+class ReaderChanged:
+    available: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CardProbed:
+    probe: CardProbe
+    serial: int | None = None           # the effect's serial; None = the current session
+
+
+@dataclass(frozen=True)
+class AuthDone:
+    outcome: AuthOutcome
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class PatronResolved:
+    """The card identity's library card number, or None when the card is not linked."""
+
+    patron_id: str | None
+    offline: bool = False               # answered from the local link cache
+    unavailable: bool = False           # neither the catalogue nor the cache could answer
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class PatronLoaded:
+    status: PatronStatus | None
+    refusal: Refusal | None = None      # Refusal.OFFLINE when the catalogue is unreachable
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class Barcode:
+    code: str
+
+
+@dataclass(frozen=True)
+class ItemDone:
+    result: LoanResult
+
+
+@dataclass(frozen=True)
+class Press:
+    """A touch on the screen: `action` names the button, `value` its argument."""
+
+    action: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The clock moved on; the session checks its timeouts."""
+
+
+@dataclass(frozen=True)
+class SetOutOfService:
+    on: bool
+
+
+@dataclass(frozen=True)
+class SetOfflineLending:
+    on: bool
+
+
+@dataclass(frozen=True)
+class ReceiptDone:
+    """The receipt printer finished (ok) or could not print (paper out, missing)."""
+
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Staff reset (or staff signing in): end any patron session now and show idle."""
+
+    reason: str = "staff"
+
+
+@dataclass(frozen=True)
+class CardPresence:
+    """Whether a card sits in the reader, learnt while staff mode had the reader: only
+    remembered (so a left card is reminded about), never read."""
+
+    present: bool
+
+
+@dataclass(frozen=True)
+class StaffOpen:
+    """The hidden gesture, the GPIO reset button or a staff badge asks for staff mode."""
+
+    badge: str | None = None
+
+
+@dataclass(frozen=True)
+class StaffData:
+    """Data staff screens asked for: kind "status", "conflicts" or "selftest"."""
+
+    kind: str
+    data: object
+
+
+@dataclass(frozen=True)
+class RegistrationRead:
+    """Counter registration: the card authenticated (or not) and, when asked for, the
+    birth date read with the same PIN. `second_pin_tries` is set when the patron must
+    enter the 券面事項入力補助 PIN themselves."""
+
+    outcome: AuthOutcome
+    birth_date: date | None = None
+    second_pin_tries: int | None = None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class BirthDateRead:
+    birth_date: date | None
+    tries_left: int | None = None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class LinkFound:
+    patron_id: str | None
+    serial: int | None = None
+
+
+@dataclass(frozen=True)
+class LinkDone:
+    error: str | None = None            # a CardError/Refusal value, or "offline"
+    unlinked: bool = False
+    serial: int | None = None
+
+
+Event = (
+    CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
+    | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
+    | ReceiptDone | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
+)
+
+__all__ = [
+    "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
+    "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
+    "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
+    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone",
+]

@@ -1,0 +1,511 @@
+"""Builds a running kiosk from its configuration: the one place that knows every backend.
+
+Config picks each backend (card reader, catalogue, LEDs) the way gpiozero's pin
+factories are picked; everything is handed to the controller as interfaces. Kivy is
+imported only in `make_app`, so building and testing the services needs no display.
+
+The app starts in two steps so that its first screen comes up fast: the store (staff
+switches) and the session draw it; the backends (card reader and service, catalogue,
+outbox, hardware, management) are built right after its first frame is drawn, and
+each backend module is imported only when it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kiosk import __version__
+from kiosk.config.load import load_config, site_path
+from kiosk.core.barcodes import BarcodeRules
+from kiosk.core.events import Barcode, StaffOpen
+from kiosk.core.loan_rules import OfflineRules
+from kiosk.core.session import Session, SessionSettings, Timeouts
+from kiosk.logs import log_event, setup_logging
+from kiosk.shell.controller import Controller
+from kiosk.shell.sd_notify import SystemdNotifier
+from kiosk.shell.staff_backend import remembered
+from kiosk.store.database import Store, open_store
+
+if TYPE_CHECKING:
+    from kiosk.card.service import CardService
+    from kiosk.config.applier import ConfigApplier, EffectiveConfig
+    from kiosk.core.interfaces import CardReader, Loop, View
+    from kiosk.core.patron_resolver import PatronResolver
+    from kiosk.core.staff import StaffSettings
+    from kiosk.screens.app import KioskApp
+    from kiosk.shell.staff_backend import StaffBackend
+    from kiosk.store.audit import Audit
+    from kiosk.store.link_cache import LinkCache
+    from kiosk.store.outbox import Outbox
+    from kiosk.store.sealed import DeviceKey
+    from kiosk.sync.outbox_worker import OutboxWorker
+
+log = logging.getLogger("kiosk.launcher")
+
+DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kiosk-demo"
+
+
+def load_site(explicit: str | None) -> EffectiveConfig:
+    """Defaults + site file + the stored signed layer from central IT (re-verified)."""
+    from kiosk.config.applier import load_effective_config
+
+    path = site_path(explicit)
+    if explicit is None and not path.exists():
+        log_event(log, "config.no_site_file", level=logging.WARNING, path=str(path))
+        return load_effective_config(None)
+    return load_effective_config(path)
+
+
+def load_site_config(explicit: str | None) -> dict:
+    return load_site(explicit).config
+
+
+def demo_config(data_dir: str | None, windowed: bool = True) -> dict:
+    directory = Path(data_dir).expanduser() if data_dir else DEMO_DIR
+    layer = {
+        "kiosk": {"demo": True, "data_dir": str(directory), "id": "demo"},
+        "ui": {"fullscreen": not windowed, "kiosk_mode": not windowed},
+        "card": {"backend": "virtual", "accept_test_pki": True, "allow_smartphone": False},
+        "catalogue": {"backend": "local", "local": {"seed_demo": True}},
+        "loans": {"receipt_printer": False},
+        "logging": {"format": "text"},
+    }
+    return load_config(None, [("demo", layer)])
+
+
+def session_settings(config: dict) -> SessionSettings:
+    """The session core's settings from the config's plain data."""
+    t = config["timeouts"]
+    per_screen = {k: float(v) for k, v in t.items() if k not in ("default", "warning", "card_reminder_interval")}
+    loans = config["loans"]
+    return SessionSettings(
+        default_language=config["ui"]["default_language"],
+        languages=tuple(config["ui"]["languages"]),
+        timeouts=Timeouts(default=float(t["default"]), per_screen=per_screen, warning=float(t["warning"])),
+        library_card_enabled=loans["library_card_signin"],
+        library_card_password=loans["library_card_password"],
+        offline_lending=loans["offline_lending"],
+        offline_rules=OfflineRules(max_items=loans["offline_max_items"], loan_days=loans["offline_loan_days"],
+                                   refused_patterns=tuple(loans["offline_refused_patterns"])),
+        receipt_printer=loans["receipt_printer"] or config["hardware"]["printer"] != "none",
+        show_patron_name=config["ui"]["show_patron_name"],
+        barcodes=BarcodeRules.from_config(config),
+        reminder_interval=float(t["card_reminder_interval"]),
+    )
+
+
+def staff_settings(config: dict) -> StaffSettings:
+    from kiosk.core.staff import StaffAccount, StaffSettings
+
+    staff = config["staff"]
+    return StaffSettings(
+        accounts=tuple(StaffAccount(a["id"], a["pin_hash"], a.get("badge", "")) for a in staff["accounts"]),
+        max_failures=staff["max_failures"], lockout_seconds=staff["lockout_minutes"] * 60,
+        idle_timeout=staff["idle_timeout"], warning=min(15.0, staff["idle_timeout"] / 3),
+        badge_pattern=staff["badge_pattern"], birth_date=staff["registration_birth_date"],
+        patron_pattern=config["loans"]["patron_pattern"],
+    )
+
+
+@dataclass
+class Services:
+    """Everything the controller needs; `close()` releases what was built, in order.
+    `open_services` opens the store, `build_backends` adds the rest."""
+
+    config: dict
+    data_dir: Path
+    store: Store
+    key: DeviceKey | None = None
+    outbox: Outbox | None = None
+    links: LinkCache | None = None
+    audit: Audit | None = None
+    catalogue: Any = None
+    resolver: PatronResolver | None = None
+    reader: CardReader | None = None
+    card: CardService | None = None
+    worker: OutboxWorker | None = None
+    demo: Any = None
+    extras: list = field(default_factory=list)
+    notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
+    staff_backend: StaffBackend | None = None
+    effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
+    applier: ConfigApplier | None = None
+    stop_app: Any = None                # set by make_app: stops the UI loop
+    exit_how: str | None = None         # "restart" / "shutdown" asked for by staff
+
+    def request_exit(self, how: str) -> None:
+        self.exit_how = how
+        if self.stop_app is not None:
+            self.stop_app()
+
+    def close(self) -> None:
+        self.notifier.stopping()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.reader is not None:
+            self.reader.stop()
+        for thing in reversed(self.extras):
+            thing.close()
+        self.store.close()
+
+
+def _data_dir(config: dict) -> Path:
+    d = Path(config["kiosk"]["data_dir"]).expanduser()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def build_catalogue(config: dict, data_dir: Path):
+    cat = config["catalogue"]
+    backend = cat["backend"]
+    if backend == "local":
+        from kiosk.sync.local_catalogue import LocalCatalogue
+
+        path = Path(cat["local"]["path"] or data_dir / "catalogue.json")
+        local = LocalCatalogue(path)
+        if cat["local"]["seed_demo"]:
+            local.seed(LocalCatalogue.demo_seed())
+        return local
+    if backend == "rest":
+        from kiosk.sync.rest_backend import build_rest_catalogue
+
+        return build_rest_catalogue(config)
+    from kiosk.sync.sip2_backend import build_sip2_catalogue
+
+    circulation = build_sip2_catalogue(config)
+    if cat["identity_links"] == "rest":
+        from kiosk.sync.linked_catalogue import LinkedCatalogue
+        from kiosk.sync.rest_backend import build_rest_catalogue
+
+        return LinkedCatalogue(circulation, build_rest_catalogue(config))
+    return circulation
+
+
+def build_reader(config: dict) -> CardReader | None:
+    backend = config["card"]["backend"]
+    if backend == "pcsc":
+        from kiosk.card.pcsc_reader import PcscReader
+
+        return PcscReader(name_filter=config["card"]["reader"] or None)
+    if backend == "virtual":
+        from kiosk.card.virtual_reader import VirtualReader
+
+        return VirtualReader()
+    return None
+
+
+def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
+    """The store, outbox and catalogue alone, for `kiosk sync drain` (raises StoreBusy
+    while the kiosk itself holds the store)."""
+    from kiosk.store.outbox import Outbox
+    from kiosk.store.sealed import DeviceKey
+
+    data_dir = _data_dir(config)
+    store = open_store(data_dir / "kiosk.db")
+    key = DeviceKey.load_or_create(data_dir / "device.key")
+    outbox = Outbox(store, key, lambda: datetime.now().astimezone())
+    return store, outbox, build_catalogue(config, data_dir)
+
+
+def open_services(config: dict) -> Services:
+    """The data directory and the store: all the first screen needs (staff switches)."""
+    data_dir = _data_dir(config)
+    return Services(config=config, data_dir=data_dir, store=open_store(data_dir / "kiosk.db"))
+
+
+def build_backends(services: Services, demo: bool = False) -> None:
+    """Everything after the store: sealing key, outbox, link cache, audit, catalogue,
+    demo devices, trust anchors, card reader and service, staff backend."""
+    from kiosk.card.identity import TrustStore
+    from kiosk.card.service import CardService
+    from kiosk.core.patron_resolver import PatronResolver
+    from kiosk.shell.staff_backend import StaffBackend
+    from kiosk.store.audit import Audit
+    from kiosk.store.link_cache import LinkCache
+    from kiosk.store.outbox import Outbox
+    from kiosk.store.sealed import DeviceKey
+
+    config, data_dir, store = services.config, services.data_dir, services.store
+    services.key = key = DeviceKey.load_or_create(data_dir / "device.key")
+    clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
+    services.outbox = Outbox(store, key, clock)
+    services.links = LinkCache(store, key, clock, max_age_days=config["card"]["link_cache_days"])
+    services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
+    services.catalogue = catalogue = build_catalogue(config, data_dir)
+    if hasattr(catalogue, "close"):
+        services.extras.append(catalogue)
+    card_cfg = config["card"]
+    test_anchors = list(card_cfg["test_anchors"])
+    if demo:
+        from kiosk.shell.demo import DemoDevices
+
+        services.demo = DemoDevices.prepare(data_dir, catalogue)
+        test_anchors.append(str(services.demo.ca_pem_path))
+    trust = TrustStore.from_pem_files([Path(p) for p in card_cfg["trust_anchors"]],
+                                      test_paths=[Path(p) for p in test_anchors],
+                                      accept_test=card_cfg["accept_test_pki"])
+    services.reader = reader = build_reader(config)
+    if reader is not None:
+        services.card = CardService(reader, trust, clock, allow_smartphone=card_cfg["allow_smartphone"])
+    if services.demo is not None:
+        services.demo.attach_reader(reader)
+    services.resolver = PatronResolver(catalogue, services.links)
+    services.staff_backend = StaffBackend(
+        store, services.outbox, services.audit, data_dir, wall=clock,
+        config_version=lambda: str(services.applier.version) if services.applier and services.applier.version
+        else "site",
+        worker_status=lambda: services.worker.status if services.worker else None,
+        on_exit=services.request_exit, scanner=config["hardware"]["scanner"])
+
+
+def build_services(config: dict, demo: bool = False) -> Services:
+    """Every service at once (tools and tests; the app builds its backends after its
+    first frame, see make_app)."""
+    services = open_services(config)
+    try:
+        build_backends(services, demo)
+    except BaseException:
+        services.close()
+        raise
+    return services
+
+
+@dataclass
+class Hardware:
+    leds: Any = None
+    sounds: Any = None
+    scanner: Any = None
+    printer: Any = None
+
+
+def build_hardware(config: dict, services: Services) -> Hardware:
+    """LEDs, buzzer, scanner and receipt printer as configured; None where there is none.
+    The keyboard-wedge scanner lives in the UI (kiosk/screens/wedge.py)."""
+    hw = Hardware()
+    h = config["hardware"]
+    if h["leds"] == "gpio" or h["buzzer"] >= 0:
+        from kiosk.hardware.leds import build_leds, build_sounds
+
+        hw.leds = build_leds(config) if h["leds"] == "gpio" else None
+        hw.sounds = build_sounds(config)
+    if h["scanner"] == "evdev":
+        from kiosk.hardware.evdev_scanner import build_evdev_scanner
+
+        hw.scanner = build_evdev_scanner(config)
+    elif h["scanner"] == "serial":
+        from kiosk.hardware.serial_scanner import build_serial_scanner
+
+        hw.scanner = build_serial_scanner(config)
+    if h["printer"] != "none":
+        from kiosk.hardware.receipt_printer import build_receipt_printer
+
+        hw.printer = build_receipt_printer(config)
+    for part in (hw.leds, hw.sounds, hw.printer):
+        if part is not None and hasattr(part, "close"):
+            services.extras.append(part)
+    if hw.scanner is not None:
+        services.extras.append(_Stopping(hw.scanner))
+    return hw
+
+
+class _Stopping:
+    """Adapts stop() to close() for Services.extras."""
+
+    def __init__(self, thing: Any) -> None:
+        self.thing = thing
+
+    def close(self) -> None:
+        self.thing.stop()
+
+
+def _new_txn_id() -> str:
+    import uuid  # here: uuid pulls in platform, and the first screen needs no id
+
+    return uuid.uuid4().hex
+
+
+def first_controller(services: Services, view: View, loop: Loop) -> Controller:
+    """The session, enough to draw the first screen; `connect_controller` gives the
+    controller staff mode and its backends."""
+    store, config = services.store, services.config
+    session = Session(session_settings(config), new_txn_id=_new_txn_id, wall=lambda: datetime.now().astimezone())
+    # Staff switches survive a restart: a kiosk put out of service stays out of service.
+    session.out_of_service = bool(remembered(store, "out_of_service", False))
+    session.offline_lending = bool(remembered(store, "offline_lending", session.offline_lending))
+    # A kiosk with no card reader says so on its first screen, not only once connected.
+    session.reader_ok = config["card"]["backend"] != "none"
+    return Controller(session=session, view=view, loop=loop, clock=time.monotonic)
+
+
+def connect_controller(services: Services, controller: Controller) -> None:
+    """Staff mode, hardware, the outbox worker and every backend into the controller;
+    then the demo devices, central IT's management and systemd's readiness and watchdog."""
+    from kiosk.core.staff import StaffMode
+    from kiosk.core.staff_pins import check_pin
+    from kiosk.sync.outbox_worker import OutboxWorker
+
+    config = services.config
+    backend = services.staff_backend
+    staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
+                      now=time.monotonic())
+    hw = build_hardware(config, services)
+    backend.reader_ok = lambda: controller.session.reader_ok
+    worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
+                          on_result=controller.on_loan_result)
+    services.worker = worker
+    worker.start()
+    controller.connect(
+        card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
+        resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
+        leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
+    )
+    if hw.scanner is not None:
+        hw.scanner.start(lambda code: controller.post(Barcode(code)))
+    if config["hardware"]["reset_button"] >= 0:
+        from kiosk.hardware.reset_button import build_reset_button
+
+        button = build_reset_button(config, lambda: controller.post(StaffOpen()))
+        if button is not None:
+            services.extras.append(button)
+    if services.demo is not None:
+        services.demo.attach_controller(controller)
+    if services.effective is not None:
+        start_management(services, controller)
+    notifier = services.notifier
+    notifier.ready()
+    if notifier.ping_interval():
+        controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
+
+
+def build_controller(services: Services, view: View, loop: Loop) -> Controller:
+    """Wire the session, the outbox worker and every backend into one controller."""
+    controller = first_controller(services, view, loop)
+    connect_controller(services, controller)
+    return controller
+
+
+def start_management(services: Services, controller: Controller) -> None:
+    """Central IT's signed configuration: the HTTPS endpoint and/or polling, as configured.
+    A new layer takes effect at the next idle moment: live keys in place, others by a
+    restart (systemd starts the kiosk again)."""
+    from kiosk.config.applier import ConfigApplier
+    from kiosk.sync.config_poll import ConfigPoller
+    from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
+
+    def on_new_config(new_config: dict, restart_needed: bool) -> None:
+        if restart_needed:
+            controller.when_idle(lambda: services.request_exit("restart"))
+        else:
+            controller.when_idle(lambda: controller.apply_settings(session_settings(new_config)))
+
+    applier = ConfigApplier(services.effective, on_new_config=on_new_config, audit=services.audit)
+    services.applier = applier
+    config = services.config
+    started = time.monotonic()
+
+    def health() -> dict:
+        stats = services.outbox.stats()
+        worker = services.worker.status if services.worker else None
+        return health_document(
+            reader_ok=controller.session.reader_ok if services.reader is not None else None,
+            scanner_ok=None, catalogue_ok=None if worker is None else worker.failures == 0,
+            outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
+            app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
+            now=datetime.now().astimezone())
+
+    if config["management"]["enabled"]:
+        server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
+                                  status=applier.status, audit=services.audit)
+        server.start()
+        services.extras.append(server)
+    if config["management"]["poll_url"]:
+        poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
+        poller.start()
+        services.extras.append(poller)
+
+
+def kivy_environment(config: dict, demo: bool) -> None:
+    """Kivy reads these when it is imported: hardening for kiosks, quiet files."""
+    data_dir = Path(config["kiosk"]["data_dir"]).expanduser()
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_FILELOG", "1")
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    os.environ.setdefault("KIVY_HOME", str(data_dir / "kivy"))
+    # The interrupt clock wakes the UI loop as soon as a worker posts (a scan's row is
+    # drawn sooner) instead of at the next frame tick.
+    os.environ.setdefault("KCFG_KIVY_KIVY_CLOCK", "interrupt")
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and demo:
+        os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    if config["ui"]["kiosk_mode"]:
+        os.environ.setdefault("KCFG_KIVY_EXIT_ON_ESCAPE", "0")
+        os.environ.setdefault("KCFG_GRAPHICS_SHOW_CURSOR", "0")
+        os.environ.setdefault("KCFG_GRAPHICS_BORDERLESS", "1")
+        os.environ.setdefault("KCFG_GRAPHICS_ALLOW_SCREENSAVER", "0")
+    if config["ui"]["fullscreen"]:
+        os.environ.setdefault("KCFG_GRAPHICS_FULLSCREEN", "auto")
+
+
+def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
+             effective: EffectiveConfig | None = None,
+             exit_when_ready: bool = False) -> tuple[KioskApp, Services]:
+    """The kiosk app as it runs, and its services (close them after `app.run()`).
+
+    Only the store is opened before the first frame; the backends are built and
+    connected just after it is drawn, and events wait for them meanwhile. The demo's
+    control panel lists the demo cards, so with it the backends come first.
+    `exit_when_ready` stops the app once idle is drawn and the backends are connected:
+    a smoke test of an installation that needs no one at the screen."""
+    kivy_environment(config, demo)
+    services = open_services(config)
+    services.effective = effective
+    try:
+        if demo_panel:
+            build_backends(services, demo)
+        from kiosk.screens.app import KioskApp
+
+        def after_first_frame(controller: Controller) -> None:
+            if services.staff_backend is None:
+                build_backends(services, demo)
+            connect_controller(services, controller)
+            if exit_when_ready:
+                from kivy.clock import Clock
+
+                log_event(log, "kiosk.ready_exit")
+                Clock.schedule_once(lambda _dt: app.stop(), 0)
+
+        app = KioskApp(
+            build_controller=lambda view, loop: first_controller(services, view, loop),
+            after_first_frame=after_first_frame,
+            demo_controls=services.demo if demo_panel else None,
+            ui_config=config["ui"],
+            library_name=config["kiosk"]["library_name"],
+            keyboard_wedge=config["hardware"]["scanner"] == "wedge",
+        )
+    except BaseException:
+        services.close()
+        raise
+    services.stop_app = app.stop
+    return app, services
+
+
+def run_app(config: dict | EffectiveConfig, demo: bool, exit_when_ready: bool = False) -> int:
+    effective = None if isinstance(config, dict) else config
+    config = effective.config if effective else config
+    setup_logging(config["logging"]["level"], config["logging"]["format"])
+    app, services = make_app(config, demo=demo, demo_panel=demo, effective=effective,
+                             exit_when_ready=exit_when_ready)
+    try:
+        app.run()
+    finally:
+        services.close()
+    if services.exit_how == "shutdown":
+        import subprocess
+
+        subprocess.run(["systemctl", "poweroff"], check=False)
+    return 0

@@ -1,0 +1,106 @@
+"""What the staff menu does to the rest of the kiosk: audit, status, review list,
+remembered switches, sign-in lockout, restart and shutdown.
+
+Built by the launcher; the controller calls it for fx.Audit and fx.StaffCommand.
+Everything shown to staff here is operational data; the review list is the one place
+a patron id and item id appear, because staff must settle those loans at the counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from kiosk import __version__
+
+if TYPE_CHECKING:
+    from kiosk.store.audit import Audit
+    from kiosk.store.database import Store
+    from kiosk.store.outbox import Outbox
+
+log = logging.getLogger("kiosk.staff")
+
+LOCK_SETTING = "staff_signin_locked_until"
+
+
+def remembered(store: Store, setting: str, default: object) -> object:
+    """A staff switch as last set (the first screen needs them before the backend exists)."""
+    return store.get_setting("staff." + setting, default)
+
+
+class StaffBackend:
+    def __init__(self, store: Store, outbox: Outbox, audit: Audit, data_dir: Path,
+                 wall: Callable[[], datetime], config_version: Callable[[], str],
+                 worker_status: Callable[[], Any] | None = None,
+                 reader_ok: Callable[[], bool] | None = None,
+                 on_exit: Callable[[str], None] | None = None, scanner: str = "") -> None:
+        self.store, self.outbox, self._audit = store, outbox, audit
+        self.data_dir = data_dir
+        self.wall = wall
+        self.config_version = config_version
+        self.worker_status = worker_status
+        self.reader_ok = reader_ok
+        self.on_exit = on_exit
+        self.scanner = scanner
+        self.started = time.monotonic()
+
+    def audit(self, actor: str, action: str, **fields: Any) -> None:
+        self._audit.record(actor, action, **fields)
+
+    def load(self, kind: str) -> object:
+        if kind == "status":
+            return self.status()
+        if kind == "conflicts":
+            return [{"id": c.id, "item_id": c.loan.item_id, "patron_id": c.loan.patron_id,
+                     "reason": c.reason, "refusal": c.result.refusal.value if c.result.refusal else None,
+                     "offline": c.loan.offline, "recorded_at": c.recorded_at.isoformat(timespec="minutes")}
+                    for c in self.outbox.conflicts()]
+        raise ValueError(kind)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.outbox.stats()
+        disk = shutil.disk_usage(self.data_dir)
+        worker = self.worker_status() if self.worker_status else None
+        return {
+            "reader": "ok" if (self.reader_ok is None or self.reader_ok()) else "unavailable",
+            "scanner": self.scanner,
+            "catalogue": "ok" if worker is None or not worker.failures else f"failing ({worker.failures})",
+            "catalogue_error": worker.last_error.split(":")[0] if worker and worker.last_error else "",
+            "outbox_pending": stats.pending,
+            "oldest_pending": stats.oldest_created.isoformat(timespec="minutes") if stats.oldest_created else "",
+            "last_sync": stats.last_success.isoformat(timespec="minutes") if stats.last_success else "",
+            "conflicts": stats.conflicts,
+            "config_version": self.config_version(),
+            "app_version": __version__,
+            "disk_free_mb": disk.free // (1024 * 1024),
+            "uptime_s": int(time.monotonic() - self.started),
+        }
+
+    def resolve_conflict(self, conflict_id: str) -> None:
+        self.outbox.resolve_conflict(conflict_id)
+
+    def remember(self, setting: str, value: object) -> None:
+        """Staff switches (out of service, offline lending) survive a restart."""
+        self.store.set_setting("staff." + setting, value)
+
+    def remembered(self, setting: str, default: object) -> object:
+        return remembered(self.store, setting, default)
+
+    def lock_signin(self, seconds: float) -> None:
+        until = self.wall() + timedelta(seconds=seconds)
+        self.store.set_setting(LOCK_SETTING, until.isoformat())
+
+    def signin_locked_for(self) -> float:
+        """Seconds of lockout left from before a restart (a reboot must not reset it)."""
+        raw = self.store.get_setting(LOCK_SETTING)
+        if not raw:
+            return 0.0
+        return max(0.0, (datetime.fromisoformat(raw) - self.wall()).total_seconds())
+
+    def exit(self, how: str) -> None:
+        if self.on_exit is not None:
+            self.on_exit(how)

@@ -1,0 +1,2 @@
+"""Local data: the crash-safe database, AES-GCM sealing, the loan outbox, the card-link cache
+and the audit trail."""

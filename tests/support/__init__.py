@@ -1,1 +1,0 @@
-"""Shared fixtures; every module here is loaded as a pytest plugin by tests/conftest.py."""

@@ -1,0 +1,37 @@
+"""The architecture as a test, run on the installed package: import-linter's contracts
+(pyproject.toml, [tool.importlinter]).
+
+Both run from a directory outside the checkout so that they read what was installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kiosk
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+BIN = Path(sys.executable).parent
+
+
+def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def test_import_contracts_hold(tmp_path):
+    out = run(tmp_path, str(BIN / "lint-imports"), "--no-cache", str(PYPROJECT))
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+def test_a_broken_contract_is_reported(tmp_path):
+    """The checker really reads the installed package: a contract that the tree breaks fails."""
+    config = tmp_path / "contracts.toml"
+    config.write_text('[tool.importlinter]\nroot_packages = ["kiosk"]\n\n'
+                      '[[tool.importlinter.contracts]]\nname = "shell may not import core (false)"\n'
+                      'type = "forbidden"\nsource_modules = ["kiosk.shell"]\nforbidden_modules = ["kiosk.core"]\n',
+                      encoding="utf-8")
+    out = run(tmp_path, str(BIN / "lint-imports"), "--no-cache", str(config))
+    assert out.returncode == 1 and "BROKEN" in out.stdout
+
