@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from evdev import ecodes
 
+from kiosk.config.settings import EvdevScannerSettings
 from kiosk.config.load import load_config
 from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.evdev_scanner import EvdevScanner, build_evdev_scanner, find_device
@@ -284,7 +285,7 @@ def test_built_from_config(tmp_path):
     site = tmp_path / "kiosk.toml"
     site.write_text("[hardware]\nscanner = 'evdev'\nscanner_device = 'Honeywell'\nscanner_layout = 'jis'\n"
                     "scan_flush_ms = 200\nscan_debounce_ms = 700\n", encoding="utf-8")
-    s = build_evdev_scanner(load_config(site))
+    s = build_evdev_scanner(EvdevScannerSettings.from_config(load_config(site)))
     assert (s.device, s.decoder.layout, s.decoder.flush_after, s.debouncer.window) == ("Honeywell", "jis", 0.2, 0.7)
 
 

@@ -8,6 +8,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.config.load import load_config
+from kiosk.config.settings import HardwareSettings
 from kiosk.hardware.leds import (
     CUES,
     PATTERNS,
@@ -227,8 +228,8 @@ def test_builders_follow_config(tmp_path, factory):
     site = tmp_path / "kiosk.toml"
     site.write_text("[hardware]\nleds = 'gpio'\npin_factory = 'mock'\nled_yellow = -1\nbuzzer = 12\n", encoding="utf-8")
     config = load_config(site)
-    lights = build_leds(config, factory)
-    sounds = build_sounds(config, factory)
+    lights = build_leds(HardwareSettings.from_config(config), factory)
+    sounds = build_sounds(HardwareSettings.from_config(config), factory)
     try:
         assert set(lights.leds) == {"green", "red"}
         lights.show("ready")
@@ -239,8 +240,8 @@ def test_builders_follow_config(tmp_path, factory):
         lights.close()
         sounds.close()
     defaults = load_config(None)
-    assert build_leds(defaults) is None                      # leds = "none"
-    assert build_sounds(defaults) is None                    # buzzer = -1
+    assert build_leds(HardwareSettings.from_config(defaults)) is None                      # leds = "none"
+    assert build_sounds(HardwareSettings.from_config(defaults)) is None                    # buzzer = -1
 
 
 def test_builder_shares_one_pin_factory(tmp_path):
@@ -249,9 +250,9 @@ def test_builder_shares_one_pin_factory(tmp_path):
     site = tmp_path / "kiosk.toml"
     site.write_text("[hardware]\nleds = 'gpio'\npin_factory = 'mock'\nbuzzer = 12\n", encoding="utf-8")
     config = load_config(site)
-    lights, sounds = build_leds(config), build_sounds(config)
+    lights, sounds = build_leds(HardwareSettings.from_config(config)), build_sounds(HardwareSettings.from_config(config))
     try:
-        shared = build_pin_factory(config)
+        shared = build_pin_factory(config["hardware"]["pin_factory"])
         assert isinstance(shared, MockFactory)
         assert lights.leds["green"].pin_factory is shared and sounds.buzzer.pin_factory is shared
     finally:

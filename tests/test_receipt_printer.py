@@ -14,6 +14,7 @@ import pytest
 from escpos.printer import Dummy
 
 from kiosk.config.load import load_config
+from kiosk.config.settings import PrinterSettings
 from kiosk.hardware.receipt_printer import (
     INIT,
     KANJI_ON,
@@ -177,7 +178,7 @@ def test_serial_printer_with_paper(tmp_path):
     fake = FakePrinter()
     with pty_printer(fake) as path:
         config = site(tmp_path, f"[hardware]\nprinter = 'serial'\nprinter_device = '{path},38400'\nprinter_kanji = true\n")
-        printer = build_receipt_printer(config)
+        printer = build_receipt_printer(PrinterSettings.from_config(config))
         printer.today = lambda: DAY
         assert printer.print_receipt(LOANS) is True
         expected = compose(receipt_text(LOANS, config["kiosk"]["library_name"], DAY, ""), kanji=True,
@@ -193,7 +194,7 @@ def test_serial_printer_paper_out_offline_or_silent_prints_nothing(tmp_path, pap
     fake = FakePrinter(paper=paper, online=online)
     with pty_printer(fake) as path:
         config = site(tmp_path, f"[hardware]\nprinter = 'serial'\nprinter_device = '{path}'\nprinter_kanji = true\n")
-        assert build_receipt_printer(config).print_receipt(LOANS) is False
+        assert build_receipt_printer(PrinterSettings.from_config(config)).print_receipt(LOANS) is False
         assert bytes(fake.received) == b""
 
 
@@ -201,12 +202,12 @@ def test_paper_low_still_prints(tmp_path):
     fake = FakePrinter(paper=PAPER_LOW)
     with pty_printer(fake) as path:
         config = site(tmp_path, f"[hardware]\nprinter = 'serial'\nprinter_device = '{path}'\nprinter_kanji = true\n")
-        assert build_receipt_printer(config).print_receipt(LOANS) is True
+        assert build_receipt_printer(PrinterSettings.from_config(config)).print_receipt(LOANS) is True
 
 
 def test_missing_serial_printer(tmp_path):
     config = site(tmp_path, f"[hardware]\nprinter = 'serial'\nprinter_device = '{tmp_path}/ttyUSB9'\n")
-    assert build_receipt_printer(config).print_receipt(LOANS) is False
+    assert build_receipt_printer(PrinterSettings.from_config(config)).print_receipt(LOANS) is False
 
 
 @needs_font
@@ -229,7 +230,7 @@ def test_network_printer_on_loopback(tmp_path):
     threading.Thread(target=accept_one, daemon=True).start()
     config = site(tmp_path, f"[hardware]\nprinter = 'network'\nprinter_device = '127.0.0.1:{port}'\n"
                             "printer_footer = '返却期限を守ってください'\n")
-    printer = build_receipt_printer(config)
+    printer = build_receipt_printer(PrinterSettings.from_config(config))
     assert printer.print_receipt(LOANS, library_name="中央図書館", date=DAY) is True
     assert fake.done.wait(5)
     assert bytes(fake.received) == compose(
@@ -240,17 +241,17 @@ def test_network_printer_switched_off(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     config = site(tmp_path, f"[hardware]\nprinter = 'network'\nprinter_device = '127.0.0.1:{port}'\n")
-    assert build_receipt_printer(config).print_receipt(LOANS) is False
+    assert build_receipt_printer(PrinterSettings.from_config(config)).print_receipt(LOANS) is False
 
 
 def test_connector_from_config(tmp_path):
-    assert build_receipt_printer(load_config(None)) is None
-    usb = connector(site(tmp_path, "[hardware]\nprinter = 'usb'\nprinter_device = '04b8:0e28'\n"))
+    assert build_receipt_printer(PrinterSettings.from_config(load_config(None))) is None
+    usb = connector(PrinterSettings.from_config(site(tmp_path, "[hardware]\nprinter = 'usb'\nprinter_device = '04b8:0e28'\n")))
     assert callable(usb)
-    lp = connector(site(tmp_path, f"[hardware]\nprinter = 'file'\nprinter_device = '{tmp_path}/lp0'\n"))
+    lp = connector(PrinterSettings.from_config(site(tmp_path, f"[hardware]\nprinter = 'file'\nprinter_device = '{tmp_path}/lp0'\n")))
     assert lp().devfile == f"{tmp_path}/lp0"
 
 
 def test_file_printer_missing(tmp_path):
     config = site(tmp_path, f"[hardware]\nprinter = 'file'\nprinter_device = '{tmp_path}/nodir/lp0'\nprinter_kanji = true\n")
-    assert build_receipt_printer(config).print_receipt(LOANS) is False
+    assert build_receipt_printer(PrinterSettings.from_config(config)).print_receipt(LOANS) is False

@@ -9,6 +9,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.config.load import load_config
+from kiosk.config.settings import HardwareSettings
 from kiosk.hardware.reset_button import ResetButton, build_reset_button
 
 PIN = 26
@@ -100,10 +101,10 @@ def test_close_releases_the_pin(factory):
 
 
 def test_builder_follows_config(tmp_path, factory):
-    assert build_reset_button(load_config(None), lambda: None, factory) is None
+    assert build_reset_button(HardwareSettings.from_config(load_config(None)), lambda: None, factory) is None
     site = tmp_path / "kiosk.toml"
     site.write_text("[hardware]\nreset_button = 26\nreset_hold_seconds = 5\n", encoding="utf-8")
-    button = build_reset_button(load_config(site), lambda: None, factory)
+    button = build_reset_button(HardwareSettings.from_config(load_config(site)), lambda: None, factory)
     try:
         assert button.button.hold_time == 5
     finally:

@@ -16,6 +16,7 @@ import requests
 import yaml
 
 from kiosk.config.load import ConfigError
+from kiosk.config.settings import RestSettings
 from kiosk.core.catalogue import (
     CatalogueUnavailable,
     LinkRefused,
@@ -588,7 +589,7 @@ def _config(tmp_path, rest_server, rest_tls, **rest) -> dict:
 
 
 def test_build_from_config(tmp_path, rest_server, rest_tls):
-    catalogue = build_rest_catalogue(_config(tmp_path, rest_server, rest_tls))
+    catalogue = build_rest_catalogue(RestSettings.from_config(_config(tmp_path, rest_server, rest_tls)))
     assert catalogue.patron_status(PATRON_OK).valid
     assert catalogue._timeout == (2.0, 2.0)
     catalogue.close()
@@ -602,7 +603,7 @@ def test_build_from_config(tmp_path, rest_server, rest_tls):
 ])
 def test_build_refuses_unusable_settings(tmp_path, rest_server, rest_tls, rest, key):
     with pytest.raises(ConfigError) as err:
-        build_rest_catalogue(_config(tmp_path, rest_server, rest_tls, **rest))
+        build_rest_catalogue(RestSettings.from_config(_config(tmp_path, rest_server, rest_tls, **rest)))
     if key:
         assert err.value.key == key
 
@@ -611,7 +612,7 @@ def test_a_token_that_cannot_be_a_header_is_a_config_error(tmp_path, rest_server
     bad = tmp_path / "bad-token"
     bad.write_text("two words")
     with pytest.raises(ConfigError) as err:
-        build_rest_catalogue(_config(tmp_path, rest_server, rest_tls, token_file=str(bad)))
+        build_rest_catalogue(RestSettings.from_config(_config(tmp_path, rest_server, rest_tls, token_file=str(bad))))
     assert err.value.key == "catalogue.rest.token_file" and "two words" not in str(err.value)
 
 

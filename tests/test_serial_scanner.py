@@ -9,6 +9,7 @@ import tty
 import pytest
 import serial
 
+from kiosk.config.settings import SerialScannerSettings
 from kiosk.config.load import load_config
 from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.keymaps import Typed
@@ -159,10 +160,10 @@ def test_resolve_port(tmp_path):
 
 
 def test_built_from_config(tmp_path):
-    s = build_serial_scanner(load_config(None))
+    s = build_serial_scanner(SerialScannerSettings.from_config(load_config(None)))
     assert (s.device, s.baudrate) == ("/dev/kiosk-scanner", 9600)
     site = tmp_path / "kiosk.toml"
     site.write_text("[hardware]\nscanner = 'serial'\nscanner_device = '/dev/serial/by-id/usb-*'\n"
                     "scanner_baud = 115200\nscan_debounce_ms = 0\n", encoding="utf-8")
-    s = build_serial_scanner(load_config(site))
+    s = build_serial_scanner(SerialScannerSettings.from_config(load_config(site)))
     assert (s.device, s.baudrate, s.debouncer.window) == ("/dev/serial/by-id/usb-*", 115200, 0)

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from kiosk.core.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, Refusal
+from kiosk.config.settings import Sip2Settings
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_backend import IDENTITY_UNSUPPORTED, Sip2Catalogue, classify_refusal, loan_result
 from kiosk.sync.sip2_client import Sip2Client
@@ -346,7 +347,7 @@ def test_built_from_the_kiosk_config(pysip2_acs, sip2_library, tmp_path):
         f"host = '127.0.0.1'\nport = {pysip2_acs.port}\ntls = false\nlogin_user = '{SIP_USER}'\n"
         f"password_file = '{tmp_path / 'sip2-password'}'\nterminal_password_file = '{tmp_path / 'terminal'}'\n"
         f"institution = '{INSTITUTION}'\nlocation = 'MAIN'\ncharset = 'utf-8'\n", encoding="utf-8")
-    catalogue = build_sip2_catalogue(load_config(site))
+    catalogue = build_sip2_catalogue(Sip2Settings.from_config(load_config(site)))
     try:
         assert catalogue.client.config.tls is False and catalogue.client.config.login_password == SIP_PASSWORD
         assert catalogue.terminal_password == TERMINAL_PASSWORD and catalogue.institution == INSTITUTION
@@ -363,5 +364,5 @@ def test_config_default_is_tls(tmp_path):
     site = tmp_path / "kiosk.toml"
     site.write_text("[card]\nbackend = 'none'\n[catalogue]\nbackend = 'sip2'\n[catalogue.sip2]\n"
                     "host = 'ils.example'\n", encoding="utf-8")
-    catalogue = build_sip2_catalogue(load_config(site))
+    catalogue = build_sip2_catalogue(Sip2Settings.from_config(load_config(site)))
     assert catalogue.client.config.tls is True and not catalogue.client.connected

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.config.settings import SerialScannerSettings
+
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 INSTALL = REPO / "scripts" / "install-pi.sh"
@@ -185,7 +187,7 @@ def test_udev_rule_syntax_and_purpose():
     serial, hid = parsed
     assert serial[("ENV{ID_MM_DEVICE_IGNORE}", "=")] == "1"
     assert serial[("SYMLINK", "+=")] == "kiosk-scanner"
-    assert "/dev/" + serial[("SYMLINK", "+=")] == build_serial_scanner(load_config(None)).device
+    assert "/dev/" + serial[("SYMLINK", "+=")] == build_serial_scanner(SerialScannerSettings.from_config(load_config(None))).device
     assert hid[("ENV{LIBINPUT_IGNORE_DEVICE}", "=")] == "1"
 
 

@@ -253,10 +253,7 @@ class CardService:
         if mode == self._mode:
             return
         self.release()
-        if mode != "kiosk" and not hasattr(self._reader, "mode"):
-            raise ValueError("this reader cannot open counter-mode transports")
-        if hasattr(self._reader, "mode"):
-            self._reader.mode = mode
+        self._reader.mode = mode
         self._mode = mode
         log.info("card layer mode: %s", mode)
 

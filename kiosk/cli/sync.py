@@ -68,8 +68,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
         worker = OutboxWorker(outbox, catalogue, lambda: datetime.now().astimezone(), on_result=lambda r: None)
         report = worker.drain_once()
     finally:
-        if hasattr(catalogue, "close"):
-            catalogue.close()
+        catalogue.close()
         store.close()
     print(f"sent and acknowledged: {report.acknowledged}, refused: {report.refused}, "
           f"to staff review: {report.conflicts}, still pending: {report.remaining}")

@@ -115,6 +115,12 @@ class Catalogue(Protocol):
 
     def unlink_identity(self, cert_hash: str) -> None: ...
 
+    def reset(self) -> None:
+        """Drop any open connection (staff reset): the next call opens a new one."""
+
+    def close(self) -> None:
+        """Release connections and files for good (the kiosk is stopping)."""
+
 
 class BatchCheckout(Protocol):
     """Optional extra of a backend that takes many loans per round trip (REST). The

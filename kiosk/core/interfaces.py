@@ -41,6 +41,8 @@ class CardReader(Protocol):
     UI thread. `open()` raises CardGoneError / ReaderGoneError.
     """
 
+    mode: str       # the APDU allowlist mode of the transports it opens: "kiosk" or "counter"
+
     def start(self, listener: Callable[[CardEvent], None]) -> None: ...
 
     def stop(self) -> None: ...

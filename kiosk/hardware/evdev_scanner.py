@@ -19,11 +19,14 @@ import os
 import select
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from kiosk.core.barcodes import mark_partial
 from kiosk.hardware.keymaps import KeyDecoder
 from kiosk.hardware.scanner_thread import ScannerThread
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import EvdevScannerSettings
 
 BY_ID = Path("/dev/input/by-id")
 EV_KEY = 1
@@ -182,7 +185,6 @@ class EvdevScanner(ScannerThread):
             self._deliver(mark_partial(typed.text), now)
 
 
-def build_evdev_scanner(config: dict) -> EvdevScanner:
-    hw = config["hardware"]
-    return EvdevScanner(hw["scanner_device"], layout=hw["scanner_layout"],
-                        flush_after=hw["scan_flush_ms"] / 1000, debounce=hw["scan_debounce_ms"] / 1000)
+def build_evdev_scanner(settings: EvdevScannerSettings) -> EvdevScanner:
+    return EvdevScanner(settings.device, layout=settings.layout, flush_after=settings.flush_after,
+                        debounce=settings.debounce)

@@ -19,9 +19,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from kiosk.logs import log_event
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import HardwareSettings
 
 log = logging.getLogger("kiosk.hardware.leds")
 
@@ -131,9 +134,9 @@ def _shared_factory(name: str) -> Any:
     return make_pin_factory(name)
 
 
-def build_pin_factory(config: dict) -> Any:
-    """One factory per process for LEDs, buzzer and button (lgpio opens the chip once)."""
-    setting = config["hardware"]["pin_factory"]
+def build_pin_factory(setting: str) -> Any:
+    """One factory per process for LEDs, buzzer and button (lgpio opens the chip once).
+    `setting` is hardware.pin_factory: auto | lgpio | rpigpio | mock."""
     name = choose_pin_factory(setting, board_model(), _rpigpio_installed())
     if name == "mock" and setting == "auto":
         log_event(log, "gpio.mock_pins", level=logging.WARNING, reason="not a Raspberry Pi")
@@ -249,18 +252,16 @@ class GpioSounds:
                 log.exception("sounds.close_failed")
 
 
-def build_leds(config: dict, factory: Any = None) -> GpioLeds | None:
-    """LEDs from config, or None when `hardware.leds` is "none" (the controller then has none)."""
-    hw = config["hardware"]
-    if hw["leds"] != "gpio":
+def build_leds(settings: HardwareSettings, factory: Any = None) -> GpioLeds | None:
+    """LEDs from their settings, or None when `hardware.leds` is "none" (the controller then has none)."""
+    if settings.leds is None:
         return None
-    pins = {"green": hw["led_green"], "yellow": hw["led_yellow"], "red": hw["led_red"]}
-    return GpioLeds(pins, factory if factory is not None else build_pin_factory(config))
+    return GpioLeds(dict(settings.leds.pins), factory if factory is not None else build_pin_factory(settings.pin_factory))
 
 
-def build_sounds(config: dict, factory: Any = None) -> GpioSounds | None:
-    """The buzzer from config, or None when `hardware.buzzer` is -1."""
-    hw = config["hardware"]
-    if hw["buzzer"] < 0:
+def build_sounds(settings: HardwareSettings, factory: Any = None) -> GpioSounds | None:
+    """The buzzer from its settings, or None when `hardware.buzzer` is -1."""
+    if settings.buzzer_pin is None:
         return None
-    return GpioSounds(hw["buzzer"], factory if factory is not None else build_pin_factory(config))
+    return GpioSounds(settings.buzzer_pin,
+                      factory if factory is not None else build_pin_factory(settings.pin_factory))

@@ -18,9 +18,12 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from kiosk.logs import log_event
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import PrinterSettings
 
 log = logging.getLogger("kiosk.hardware.receipt_printer")
 
@@ -199,16 +202,15 @@ class ReceiptPrinter:
         return None
 
 
-def connector(config: dict) -> Callable[[], Any] | None:
+def connector(settings: PrinterSettings | None) -> Callable[[], Any] | None:
     """How to reach the configured printer, or None when there is none.
 
     printer_device: usb "04b8:0e28" (vendor:product), serial "/dev/ttyUSB0" or
     "/dev/ttyUSB0,38400", network "10.0.0.5" or "10.0.0.5:9100", file "/dev/usb/lp0".
     """
-    hw = config["hardware"]
-    kind, device = hw["printer"], hw["printer_device"]
-    if kind == "none":
+    if settings is None:
         return None
+    kind, device = settings.kind, settings.device
     if kind == "usb":
         vendor, product = (int(x, 16) for x in device.split(":"))
 
@@ -254,12 +256,10 @@ def _serial_with_write_timeout(**kwargs: Any) -> Any:
     return _Serial(**kwargs)
 
 
-def build_receipt_printer(config: dict) -> ReceiptPrinter | None:
-    """The receipt printer from config, or None (`hardware.printer` = "none")."""
-    connect = connector(config)
-    if connect is None:
+def build_receipt_printer(settings: PrinterSettings | None) -> ReceiptPrinter | None:
+    """The receipt printer from its settings, or None (`hardware.printer` = "none")."""
+    connect = connector(settings)
+    if settings is None or connect is None:
         return None
-    hw = config["hardware"]
-    return ReceiptPrinter(connect, kanji=hw["printer_kanji"], width=hw["printer_width"],
-                          font_path=hw["printer_font"], footer=hw["printer_footer"],
-                          library_name=config["kiosk"]["library_name"])
+    return ReceiptPrinter(connect, kanji=settings.kanji, width=settings.width, font_path=settings.font_path,
+                          footer=settings.footer, library_name=settings.library_name)

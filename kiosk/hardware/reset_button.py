@@ -8,9 +8,12 @@ callback runs on gpiozero's thread: the launcher hops it onto the UI thread.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk.logs import log_event
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import HardwareSettings
 
 log = logging.getLogger("kiosk.hardware.reset_button")
 
@@ -41,13 +44,14 @@ class ResetButton:
             self.button.close()
 
 
-def build_reset_button(config: dict, on_long_press: Callable[[], None], factory: Any = None) -> ResetButton | None:
-    """The staff button from config, or None when `hardware.reset_button` is -1."""
-    hw = config["hardware"]
-    if hw["reset_button"] < 0:
+def build_reset_button(settings: HardwareSettings, on_long_press: Callable[[], None],
+                       factory: Any = None) -> ResetButton | None:
+    """The staff button from its settings, or None when `hardware.reset_button` is -1."""
+    button = settings.reset_button
+    if button is None:
         return None
     if factory is None:
         from kiosk.hardware.leds import build_pin_factory
 
-        factory = build_pin_factory(config)
-    return ResetButton(hw["reset_button"], on_long_press, factory, hold_seconds=float(hw["reset_hold_seconds"]))
+        factory = build_pin_factory(settings.pin_factory)
+    return ResetButton(button.pin, on_long_press, factory, hold_seconds=button.hold_seconds)

@@ -15,11 +15,14 @@ import glob
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk.core.barcodes import mark_partial
 from kiosk.hardware.keymaps import Typed
 from kiosk.hardware.scanner_thread import ScannerThread
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import SerialScannerSettings
 
 TERMINATOR_BYTES = b"\r\n\t"
 
@@ -129,7 +132,6 @@ class SerialScanner(ScannerThread):
             self._deliver(typed.text if typed.complete else mark_partial(typed.text), now)
 
 
-def build_serial_scanner(config: dict) -> SerialScanner:
-    hw = config["hardware"]
-    return SerialScanner(hw["scanner_device"] or "/dev/kiosk-scanner", baudrate=hw["scanner_baud"],
-                         flush_after=hw["scan_flush_ms"] / 1000, debounce=hw["scan_debounce_ms"] / 1000)
+def build_serial_scanner(settings: SerialScannerSettings) -> SerialScanner:
+    return SerialScanner(settings.device, baudrate=settings.baudrate, flush_after=settings.flush_after,
+                         debounce=settings.debounce)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from kiosk.core import effects as fx
 from kiosk.core import events as ev
@@ -399,47 +399,93 @@ class Controller:
             self.staff_backend.audit(e.actor or "staff", e.action, **e.fields)
 
     def _do_StaffCommand(self, e: fx.StaffCommand) -> None:
-        name, value = e.name, e.value
+        handler = self._STAFF_COMMANDS.get(e.name)
+        if handler is None:
+            log_event(log, "staff.unknown_command", level=logging.WARNING, command=e.name)
+            return
+        handler(self, e.value)
+
+    def _without_drawing(self, event: ev.Event) -> None:
+        """The session's answer to a staff action, less what it would draw: staff's screen stays."""
+        self._run([x for x in self.session.handle(event, self.clock()) if not isinstance(x, fx.Show | fx.Lights)])
+
+    def _staff_end_patron_session(self, _value: Any) -> None:
+        self._without_drawing(ev.Reset("staff"))
+
+    def _staff_leave(self, _value: Any) -> None:
         now = self.clock()
-        if name == "end_patron_session":
-            self._run([x for x in self.session.handle(ev.Reset("staff"), now)
-                       if not isinstance(x, fx.Show | fx.Lights)])
-        elif name == "leave":
-            self._run(self.session.handle(ev.CardPresence(self.card_present), now))
-            self._run(self.session.refresh(now))
-        elif name == "reset":
-            self._run([x for x in self.session.handle(ev.Reset("staff"), now)
-                       if not isinstance(x, fx.Show | fx.Lights)])
-            self._reinitialise()
-        elif name == "out_of_service":
-            self._run([x for x in self.session.handle(ev.SetOutOfService(bool(value)), now)
-                       if not isinstance(x, fx.Show | fx.Lights)])
-            if self.staff_backend is not None:
-                self.staff_backend.remember("out_of_service", bool(value))
-        elif name == "offline_lending":
-            self.session.handle(ev.SetOfflineLending(bool(value)), now)
-            if self.staff_backend is not None:
-                self.staff_backend.remember("offline_lending", bool(value))
-        elif name == "sync_now":
-            self.wake_outbox()
-        elif name == "load" and self.staff_backend is not None:
-            backend = self.staff_backend
-            self._submit(self._net_pool, lambda: self.post(ev.StaffData(value, backend.load(value))), None)
-        elif name == "resolve_conflict" and self.staff_backend is not None:
-            self.staff_backend.resolve_conflict(value)
-        elif name == "self_test":
-            self._self_test(value)
-        elif name == "lock_signin" and self.staff_backend is not None:
+        self._run(self.session.handle(ev.CardPresence(self.card_present), now))
+        self._run(self.session.refresh(now))
+
+    def _staff_reset(self, _value: Any) -> None:
+        self._without_drawing(ev.Reset("staff"))
+        self._reinitialise()
+
+    def _staff_out_of_service(self, value: Any) -> None:
+        self._without_drawing(ev.SetOutOfService(bool(value)))
+        if self.staff_backend is not None:
+            self.staff_backend.remember("out_of_service", bool(value))
+
+    def _staff_offline_lending(self, value: Any) -> None:
+        self.session.handle(ev.SetOfflineLending(bool(value)), self.clock())
+        if self.staff_backend is not None:
+            self.staff_backend.remember("offline_lending", bool(value))
+
+    def _staff_sync_now(self, _value: Any) -> None:
+        self.wake_outbox()
+
+    def _staff_load(self, value: Any) -> None:
+        backend = self.staff_backend
+        if backend is not None:
+            kind = str(value)
+            self._submit(self._net_pool, lambda: self.post(ev.StaffData(kind, backend.load(kind))), None)
+
+    def _staff_resolve_conflict(self, value: Any) -> None:
+        if self.staff_backend is not None:
+            self.staff_backend.resolve_conflict(str(value))
+
+    def _staff_self_test(self, value: Any) -> None:
+        self._self_test(str(value))
+
+    def _staff_lock_signin(self, value: Any) -> None:
+        if self.staff_backend is not None:
             self.staff_backend.lock_signin(float(value))
-        elif name == "card_mode" and self.card_auth is not None and hasattr(self.card_auth, "set_mode"):
-            self._submit(self._card_pool, lambda: self.card_auth.set_mode(value), None)
-            if value == "counter" and self.card_present:
-                self.post(ev.CardInserted())    # registration starts with the card already in place
-        elif name == "release_card" and self.card_auth is not None:
+
+    def _staff_card_mode(self, value: Any) -> None:
+        card = self.card_auth
+        if card is None:
+            return
+        mode = str(value)
+        self._submit(self._card_pool, lambda: card.set_mode(mode), None)
+        if mode == "counter" and self.card_present:
+            self.post(ev.CardInserted())    # registration starts with the card already in place
+
+    def _staff_release_card(self, _value: Any) -> None:
+        if self.card_auth is not None:
             self._submit(self._card_pool, self.card_auth.release, None)
-        elif name in ("restart", "shutdown") and self.staff_backend is not None:
-            log_event(log, "kiosk." + name)
-            self.staff_backend.exit(name)
+
+    def _staff_exit(self, how: str) -> None:
+        if self.staff_backend is not None:
+            log_event(log, "kiosk." + how)
+            self.staff_backend.exit(how)
+
+    # The staff core's commands (kiosk/core/staff.py, fx.StaffCommand.name) and what runs each.
+    _STAFF_COMMANDS: dict[str, Callable[[Controller, Any], None]] = {
+        "end_patron_session": _staff_end_patron_session,
+        "leave": _staff_leave,
+        "reset": _staff_reset,
+        "out_of_service": _staff_out_of_service,
+        "offline_lending": _staff_offline_lending,
+        "sync_now": _staff_sync_now,
+        "load": _staff_load,
+        "resolve_conflict": _staff_resolve_conflict,
+        "self_test": _staff_self_test,
+        "lock_signin": _staff_lock_signin,
+        "card_mode": _staff_card_mode,
+        "release_card": _staff_release_card,
+        "restart": lambda self, _value: self._staff_exit("restart"),
+        "shutdown": lambda self, _value: self._staff_exit("shutdown"),
+    }
 
     def _reinitialise(self) -> None:
         """Staff reset: reader, card layer and catalogue connection start afresh, no reboot."""
@@ -455,7 +501,7 @@ class Controller:
             self._submit(self._card_pool, restart_reader, None)
         if self.card_auth is not None:
             self._submit(self._card_pool, self.card_auth.release, None)
-        if hasattr(self.catalogue, "reset"):
+        if self.catalogue is not None:
             self._submit(self._net_pool, self.catalogue.reset, None)
         self.wake_outbox()
 

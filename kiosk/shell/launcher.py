@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from kiosk import __version__
 from kiosk.config.load import load_config, site_path
+from kiosk.config.settings import (
+    BackendSettings,
+    CardSettings,
+    CatalogueSettings,
+    EvdevScannerSettings,
+    HardwareSettings,
+    SerialScannerSettings,
+)
 from kiosk.core.barcodes import BarcodeRules
 from kiosk.core.events import Barcode, StaffOpen
 from kiosk.core.loan_rules import OfflineRules
@@ -35,6 +43,7 @@ from kiosk.store.database import Store, open_store
 if TYPE_CHECKING:
     from kiosk.card.service import CardService
     from kiosk.config.applier import ConfigApplier, EffectiveConfig
+    from kiosk.core.catalogue import Catalogue
     from kiosk.core.interfaces import CardReader, Loop, View
     from kiosk.core.patron_resolver import PatronResolver
     from kiosk.core.staff import StaffSettings
@@ -119,6 +128,7 @@ class Services:
     `open_services` opens the store, `build_backends` adds the rest."""
 
     config: dict
+    settings: BackendSettings
     data_dir: Path
     store: Store
     key: DeviceKey | None = None
@@ -161,39 +171,37 @@ def _data_dir(config: dict) -> Path:
     return d
 
 
-def build_catalogue(config: dict, data_dir: Path):
-    cat = config["catalogue"]
-    backend = cat["backend"]
-    if backend == "local":
+def build_catalogue(settings: CatalogueSettings) -> Catalogue:
+    """The configured catalogue; a SIP2 site's card links go to its REST link service."""
+    if settings.local is not None:
         from kiosk.sync.local_catalogue import LocalCatalogue
 
-        path = Path(cat["local"]["path"] or data_dir / "catalogue.json")
-        local = LocalCatalogue(path)
-        if cat["local"]["seed_demo"]:
+        local = LocalCatalogue(settings.local.path)
+        if settings.local.seed_demo:
             local.seed(LocalCatalogue.demo_seed())
         return local
-    if backend == "rest":
+    if settings.sip2 is None:
         from kiosk.sync.rest_backend import build_rest_catalogue
 
-        return build_rest_catalogue(config)
+        assert settings.rest is not None, "the rest backend has rest settings"
+        return build_rest_catalogue(settings.rest)
     from kiosk.sync.sip2_backend import build_sip2_catalogue
 
-    circulation = build_sip2_catalogue(config)
-    if cat["identity_links"] == "rest":
+    circulation = build_sip2_catalogue(settings.sip2)
+    if settings.rest is not None:
         from kiosk.sync.linked_catalogue import LinkedCatalogue
         from kiosk.sync.rest_backend import build_rest_catalogue
 
-        return LinkedCatalogue(circulation, build_rest_catalogue(config))
+        return LinkedCatalogue(circulation, build_rest_catalogue(settings.rest))
     return circulation
 
 
-def build_reader(config: dict) -> CardReader | None:
-    backend = config["card"]["backend"]
-    if backend == "pcsc":
+def build_reader(settings: CardSettings) -> CardReader | None:
+    if settings.reader == "pcsc":
         from kiosk.card.pcsc_reader import PcscReader
 
-        return PcscReader(name_filter=config["card"]["reader"] or None)
-    if backend == "virtual":
+        return PcscReader(name_filter=settings.reader_name)
+    if settings.reader == "virtual":
         from kiosk.card.virtual_reader import VirtualReader
 
         return VirtualReader()
@@ -206,17 +214,21 @@ def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
     from kiosk.store.outbox import Outbox
     from kiosk.store.sealed import DeviceKey
 
+    settings = BackendSettings.from_config(config)
     data_dir = _data_dir(config)
     store = open_store(data_dir / "kiosk.db")
     key = DeviceKey.load_or_create(data_dir / "device.key")
     outbox = Outbox(store, key, lambda: datetime.now().astimezone())
-    return store, outbox, build_catalogue(config, data_dir)
+    return store, outbox, build_catalogue(settings.catalogue)
 
 
 def open_services(config: dict) -> Services:
-    """The data directory and the store: all the first screen needs (staff switches)."""
+    """The data directory and the store: all the first screen needs (staff switches).
+    Every backend's typed settings are built here, once, so a bad combination stops the
+    kiosk before anything is opened."""
+    settings = BackendSettings.from_config(config)
     data_dir = _data_dir(config)
-    return Services(config=config, data_dir=data_dir, store=open_store(data_dir / "kiosk.db"))
+    return Services(config=config, settings=settings, data_dir=data_dir, store=open_store(data_dir / "kiosk.db"))
 
 
 def build_backends(services: Services, demo: bool = False) -> None:
@@ -232,27 +244,25 @@ def build_backends(services: Services, demo: bool = False) -> None:
     from kiosk.store.sealed import DeviceKey
 
     config, data_dir, store = services.config, services.data_dir, services.store
+    card_settings = services.settings.card
     services.key = key = DeviceKey.load_or_create(data_dir / "device.key")
     clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
     services.outbox = Outbox(store, key, clock)
-    services.links = LinkCache(store, key, clock, max_age_days=config["card"]["link_cache_days"])
+    services.links = LinkCache(store, key, clock, max_age_days=card_settings.link_cache_days)
     services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
-    services.catalogue = catalogue = build_catalogue(config, data_dir)
-    if hasattr(catalogue, "close"):
-        services.extras.append(catalogue)
-    card_cfg = config["card"]
-    test_anchors = list(card_cfg["test_anchors"])
+    services.catalogue = catalogue = build_catalogue(services.settings.catalogue)
+    services.extras.append(catalogue)
+    test_anchors = list(card_settings.test_anchors)
     if demo:
         from kiosk.shell.demo import DemoDevices
 
         services.demo = DemoDevices.prepare(data_dir, catalogue)
-        test_anchors.append(str(services.demo.ca_pem_path))
-    trust = TrustStore.from_pem_files([Path(p) for p in card_cfg["trust_anchors"]],
-                                      test_paths=[Path(p) for p in test_anchors],
-                                      accept_test=card_cfg["accept_test_pki"])
-    services.reader = reader = build_reader(config)
+        test_anchors.append(Path(services.demo.ca_pem_path))
+    trust = TrustStore.from_pem_files(list(card_settings.trust_anchors), test_paths=test_anchors,
+                                      accept_test=card_settings.accept_test_pki)
+    services.reader = reader = build_reader(card_settings)
     if reader is not None:
-        services.card = CardService(reader, trust, clock, allow_smartphone=card_cfg["allow_smartphone"])
+        services.card = CardService(reader, trust, clock, allow_smartphone=card_settings.allow_smartphone)
     if services.demo is not None:
         services.demo.attach_reader(reader)
     services.resolver = PatronResolver(catalogue, services.links)
@@ -284,30 +294,29 @@ class Hardware:
     printer: Any = None
 
 
-def build_hardware(config: dict, services: Services) -> Hardware:
+def build_hardware(settings: HardwareSettings, services: Services) -> Hardware:
     """LEDs, buzzer, scanner and receipt printer as configured; None where there is none.
     The keyboard-wedge scanner lives in the UI (kiosk/screens/wedge.py)."""
     hw = Hardware()
-    h = config["hardware"]
-    if h["leds"] == "gpio" or h["buzzer"] >= 0:
+    if settings.leds is not None or settings.buzzer_pin is not None:
         from kiosk.hardware.leds import build_leds, build_sounds
 
-        hw.leds = build_leds(config) if h["leds"] == "gpio" else None
-        hw.sounds = build_sounds(config)
-    if h["scanner"] == "evdev":
+        hw.leds = build_leds(settings)
+        hw.sounds = build_sounds(settings)
+    if isinstance(settings.scanner, EvdevScannerSettings):
         from kiosk.hardware.evdev_scanner import build_evdev_scanner
 
-        hw.scanner = build_evdev_scanner(config)
-    elif h["scanner"] == "serial":
+        hw.scanner = build_evdev_scanner(settings.scanner)
+    elif isinstance(settings.scanner, SerialScannerSettings):
         from kiosk.hardware.serial_scanner import build_serial_scanner
 
-        hw.scanner = build_serial_scanner(config)
-    if h["printer"] != "none":
+        hw.scanner = build_serial_scanner(settings.scanner)
+    if settings.printer is not None:
         from kiosk.hardware.receipt_printer import build_receipt_printer
 
-        hw.printer = build_receipt_printer(config)
-    for part in (hw.leds, hw.sounds, hw.printer):
-        if part is not None and hasattr(part, "close"):
+        hw.printer = build_receipt_printer(settings.printer)
+    for part in (hw.leds, hw.sounds):          # the printer holds nothing open between receipts
+        if part is not None:
             services.extras.append(part)
     if hw.scanner is not None:
         services.extras.append(_Stopping(hw.scanner))
@@ -339,7 +348,7 @@ def first_controller(services: Services, view: View, loop: Loop) -> Controller:
     session.out_of_service = bool(remembered(store, "out_of_service", False))
     session.offline_lending = bool(remembered(store, "offline_lending", session.offline_lending))
     # A kiosk with no card reader says so on its first screen, not only once connected.
-    session.reader_ok = config["card"]["backend"] != "none"
+    session.reader_ok = services.settings.card.reader != "none"
     return Controller(session=session, view=view, loop=loop, clock=time.monotonic)
 
 
@@ -354,7 +363,7 @@ def connect_controller(services: Services, controller: Controller) -> None:
     backend = services.staff_backend
     staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
-    hw = build_hardware(config, services)
+    hw = build_hardware(services.settings.hardware, services)
     backend.reader_ok = lambda: controller.session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
                           on_result=controller.on_loan_result)
@@ -367,10 +376,10 @@ def connect_controller(services: Services, controller: Controller) -> None:
     )
     if hw.scanner is not None:
         hw.scanner.start(lambda code: controller.post(Barcode(code)))
-    if config["hardware"]["reset_button"] >= 0:
+    if services.settings.hardware.reset_button is not None:
         from kiosk.hardware.reset_button import build_reset_button
 
-        button = build_reset_button(config, lambda: controller.post(StaffOpen()))
+        button = build_reset_button(services.settings.hardware, lambda: controller.post(StaffOpen()))
         if button is not None:
             services.extras.append(button)
     if services.demo is not None:

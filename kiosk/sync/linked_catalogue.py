@@ -42,11 +42,9 @@ class LinkedCatalogue:
         self.links.unlink_identity(cert_hash)
 
     def reset(self) -> None:
-        for part in (self.circulation, self.links):
-            if hasattr(part, "reset"):
-                part.reset()
+        self.circulation.reset()
+        self.links.reset()
 
     def close(self) -> None:
-        for part in (self.circulation, self.links):
-            if hasattr(part, "close"):
-                part.close()
+        self.circulation.close()
+        self.links.close()

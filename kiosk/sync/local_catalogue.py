@@ -40,6 +40,9 @@ class LocalCatalogue:
         self._loan_days = loan_days
         self.available = True           # tests and the demo panel can take it "offline"
 
+    def reset(self) -> None:
+        """A local file: no connection to start afresh."""
+
     def close(self) -> None:
         self._db.close()
 

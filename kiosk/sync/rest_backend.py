@@ -17,7 +17,7 @@ import re
 import uuid
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -36,6 +36,9 @@ from kiosk.core.catalogue import (
     Refusal,
 )
 from kiosk.logs import log_event
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import RestSettings
 
 log = logging.getLogger("kiosk.catalogue.rest")
 
@@ -275,6 +278,9 @@ class RestCatalogue:
     def __repr__(self) -> str:
         return f"RestCatalogue({self.base_url!r})"
 
+    def reset(self) -> None:
+        self._session.close()           # the pool opens new connections on the next request
+
     def close(self) -> None:
         self._session.close()
 
@@ -447,34 +453,28 @@ def _cert_hash(value: str) -> str:
     return normalised
 
 
-def build_rest_catalogue(config: Mapping[str, Any]) -> RestCatalogue:
-    """The backend from the validated kiosk config ([catalogue] and [catalogue.rest]).
+def build_rest_catalogue(settings: RestSettings) -> RestCatalogue:
+    """The backend from its settings ([catalogue] and [catalogue.rest]).
 
     The token is read from its file here and stays in memory only. Nothing is
     connected yet, so a catalogue that is down does not stop the kiosk starting.
     """
     from kiosk.config.load import ConfigError, read_secret
 
-    section = config["catalogue"]["rest"]
-    base_url = section.get("base_url", "")
-    if not base_url:
-        raise ConfigError("configuration", "catalogue.rest.base_url", "must be set for the rest backend")
     for key in ("ca_bundle", "client_cert", "client_key"):
-        value = section.get(key) or ""
+        value = getattr(settings, key)
         if value and not Path(value).is_file():
             raise ConfigError("configuration", f"catalogue.rest.{key}", "file not found")
-    if section.get("client_key") and not section.get("client_cert"):
-        raise ConfigError("configuration", "catalogue.rest.client_key", "needs catalogue.rest.client_cert")
-    token = read_secret(section.get("token_file", ""))
+    token = read_secret(settings.token_file)
     try:
         return RestCatalogue(
-            base_url,
+            settings.base_url,
             token=token,
-            ca_bundle=section.get("ca_bundle") or None,
-            client_cert=section.get("client_cert") or None,
-            client_key=section.get("client_key") or None,
-            timeout=float(config["catalogue"].get("timeout", 10)),
-            retries=int(section.get("retries", 3)),
+            ca_bundle=settings.ca_bundle,
+            client_cert=settings.client_cert,
+            client_key=settings.client_key,
+            timeout=settings.timeout,
+            retries=settings.retries,
         )
     except ValueError as exc:
         key = "token_file" if "token" in str(exc) else "base_url"

@@ -9,7 +9,7 @@ and is acknowledged once, never lent twice.
 from __future__ import annotations
 
 from datetime import date, datetime, tzinfo
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from kiosk.core.catalogue import (
     CatalogueCapabilities,
@@ -23,6 +23,9 @@ from kiosk.core.catalogue import (
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_client import Sip2Client, Sip2Config
 from kiosk.sync.sip2_codec import SipMessage
+
+if TYPE_CHECKING:
+    from kiosk.config.settings import Sip2Settings
 
 #: Patron-status flags that stop a checkout (renewal/hold/recall-only flags do not).
 BORROWING_BLOCKS = frozenset({
@@ -198,6 +201,9 @@ class Sip2Catalogue:
             messages=dict(status.supported),
         )
 
+    def reset(self) -> None:
+        self.client.close()             # the next message logs in on a new connection
+
     def close(self) -> None:
         self.client.close()
 
@@ -239,35 +245,22 @@ def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
     )
 
 
-def build_sip2_catalogue(config: Mapping[str, Any]) -> Sip2Catalogue:
-    """The backend from the validated kiosk config ([catalogue] and [catalogue.sip2]).
+def build_sip2_catalogue(settings: Sip2Settings) -> Sip2Catalogue:
+    """The backend from its settings ([catalogue] and [catalogue.sip2]).
 
     Secrets come from their files here and stay in memory only. The connection is
     opened lazily by the first request, so a down ILS does not stop the kiosk starting.
     """
     from kiosk.config.load import read_secret
 
-    section = config["catalogue"]["sip2"]
+    s = settings
     client = Sip2Client(Sip2Config(
-        host=section["host"],
-        port=int(section["port"]),
-        tls=section["tls"],
-        ca_file=section.get("ca_file") or None,
-        client_cert=section.get("client_cert") or None,
-        client_key=section.get("client_key") or None,
-        login_user=section.get("login_user") or None,
-        login_password=read_secret(section.get("password_file", "")),
-        location=section.get("location") or None,
-        charset=section.get("charset") or "utf-8",
-        terminator={"CR": "\r", "CRLF": "\r\n"}[section.get("terminator") or "CR"],
-        retries=int(section.get("retries", 3)),
-        timeout=float(config["catalogue"].get("timeout", 10)),
+        host=s.host, port=s.port, tls=s.tls, ca_file=s.ca_file, client_cert=s.client_cert,
+        client_key=s.client_key, login_user=s.login_user, login_password=read_secret(s.password_file),
+        location=s.location, charset=s.charset, terminator=s.terminator, retries=s.retries, timeout=s.timeout,
     ))
-    return Sip2Catalogue(
-        client,
-        institution=section.get("institution", ""),
-        terminal_password=read_secret(section.get("terminal_password_file", "")),
-    )
+    return Sip2Catalogue(client, institution=s.institution,
+                         terminal_password=read_secret(s.terminal_password_file))
 
 
 def _count(reply: SipMessage, fixed_name: str, detail_id: str) -> int:
