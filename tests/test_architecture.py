@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kiosk
-
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BIN = Path(sys.executable).parent
 

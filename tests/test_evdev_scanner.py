@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from evdev import ecodes
 
-from kiosk.config.settings import EvdevScannerSettings
 from kiosk.config.load import load_config
+from kiosk.config.settings import EvdevScannerSettings
 from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.evdev_scanner import EvdevScanner, build_evdev_scanner, find_device
 from kiosk.hardware.keymaps import keystrokes

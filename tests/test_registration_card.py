@@ -267,23 +267,21 @@ def test_back_to_kiosk_mode_closes_the_counter_transport(service, reader, insert
     assert reader.opened == opened + 1 and apdu_log[-1].mode == "kiosk"
 
 
-def test_set_mode_checks_its_argument_and_the_reader(demo_trust, jpki_now, service):
+def test_set_mode_checks_its_argument_and_sets_the_readers_mode(demo_trust, jpki_now, service):
+    """Every CardReader has a mode (kiosk/core/interfaces.py); an unknown mode changes nothing."""
+    from kiosk.card.virtual_reader import VirtualReader
+
     with pytest.raises(ValueError):
         service.set_mode("staff")
-
-    class NoModeReader:
-        def start(self, listener): ...
-
-        def stop(self): ...
-
-        def open(self):
-            raise AssertionError("never opened")
-
-    svc = CardService(NoModeReader(), demo_trust, jpki_now)
-    svc.set_mode("kiosk")
+    reader = VirtualReader()
+    svc = CardService(reader, demo_trust, jpki_now)
+    svc.set_mode("counter")
+    assert reader.mode == "counter" and svc.mode == "counter"
     with pytest.raises(ValueError):
-        svc.set_mode("counter")
-    assert svc.mode == "kiosk"
+        svc.set_mode("staff")
+    assert reader.mode == "counter" and svc.mode == "counter"
+    svc.set_mode("kiosk")
+    assert reader.mode == "kiosk" and svc.mode == "kiosk"
 
 
 def test_a_kiosk_mode_transport_refuses_the_kenhojo_ap_entirely(reader, insert):

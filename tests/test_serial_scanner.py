@@ -9,8 +9,8 @@ import tty
 import pytest
 import serial
 
-from kiosk.config.settings import SerialScannerSettings
 from kiosk.config.load import load_config
+from kiosk.config.settings import SerialScannerSettings
 from kiosk.core.barcodes import BarcodeRules, Rejection, mark_partial
 from kiosk.hardware.keymaps import Typed
 from kiosk.hardware.serial_scanner import LineSplitter, SerialScanner, build_serial_scanner, resolve_port

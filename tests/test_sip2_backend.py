@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from kiosk.core.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, Refusal
 from kiosk.config.settings import Sip2Settings
+from kiosk.core.catalogue import Catalogue, CatalogueUnavailable, LoanRequest, Refusal
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_backend import IDENTITY_UNSUPPORTED, Sip2Catalogue, classify_refusal, loan_result
 from kiosk.sync.sip2_client import Sip2Client

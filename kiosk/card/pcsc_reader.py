@@ -24,6 +24,7 @@ from smartcard import scard
 
 from kiosk.card.apdu_allowlist import AllowlistTransport
 from kiosk.core.interfaces import CardEvent, CardEventKind, CardGoneError, PcscdGoneError, ReaderGoneError, Transport
+from kiosk.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,15 @@ class PcscTransport:
 
 # -- the reader --------------------------------------------------------------------------------
 
-class PcscReader:
-    """CardReader (kiosk/interfaces.py) for every PC/SC reader whose name matches the filter."""
+class PcscReader(WorkerThread):
+    """CardReader (kiosk/core/interfaces.py) for every PC/SC reader whose name matches the filter."""
+
+    thread_name = "pcsc-reader"
 
     def __init__(self, name_filter: str | Sequence[str] | None = None, *, mode: str = "kiosk",
                  poll_interval: float = 2.0, backoff: tuple[float, float] = (0.25, 4.0),
                  sharing_wait: float = 2.0) -> None:
+        super().__init__()
         if isinstance(name_filter, str):
             name_filter = [name_filter]
         self.name_filter: tuple[str, ...] = tuple(f for f in (name_filter or ()) if f)
@@ -171,8 +175,6 @@ class PcscReader:
         self._backoff = backoff
         self._sharing_wait = sharing_wait
         self._listener: Callable[[CardEvent], None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._context: int | None = None               # the watcher's, for SCardCancel
         self._snapshot: Snapshot | None = None
@@ -181,25 +183,20 @@ class PcscReader:
     # -- CardReader ------------------------------------------------------------------
 
     def start(self, listener: Callable[[CardEvent], None]) -> None:
-        with self._lock:
-            if self._thread is not None:
-                raise RuntimeError("reader already started")
-            self._listener = listener
-            self._snapshot = None        # a new listener hears the whole state again
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="pcsc-reader", daemon=True)
-            self._thread.start()
+        if self.running:
+            raise RuntimeError("reader already started")
+        self._listener = listener
+        self._snapshot = None            # a new listener hears the whole state again
+        self._start_thread()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stop_thread(timeout)
+
+    def _wake(self) -> None:
+        """SCardGetStatusChange blocks: cancel it."""
         with self._lock:
-            thread, self._thread = self._thread, None
-            self._stopping.set()
             if self._context is not None:
                 scard.SCardCancel(self._context)
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("pcsc reader thread did not stop in %.1fs", timeout)
 
     def open(self) -> Transport:
         hr, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -257,7 +254,7 @@ class PcscReader:
 
     def _run(self) -> None:
         delay = self._backoff[0]
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             try:
                 watched_ok = self._watch_once()
             except Exception:   # never let the thread die: report, back off, try again
@@ -265,10 +262,10 @@ class PcscReader:
                 watched_ok = False
             if watched_ok:
                 delay = self._backoff[0]
-            if self._stopping.is_set():
+            if self.stopping.is_set():
                 break
             self._publish(Snapshot(service=False))
-            self._stopping.wait(delay)
+            self.stopping.wait(delay)
             delay = min(delay * 2, self._backoff[1])
 
     def _watch_once(self) -> bool:
@@ -278,7 +275,7 @@ class PcscReader:
             log.debug("no pcscd: %s", error_name(hr))
             return False
         with self._lock:
-            if self._stopping.is_set():
+            if self.stopping.is_set():
                 scard.SCardReleaseContext(context)
                 return True
             self._context = context
@@ -295,7 +292,7 @@ class PcscReader:
     def _watch(self, context: int) -> None:
         known: dict[str, int] = {}
         pnp = scard.SCARD_STATE_UNAWARE
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             try:
                 readers = self._list_readers(context)
             except PcscdGoneError:
@@ -308,7 +305,7 @@ class PcscReader:
             request = [(r, s) for r, s in known.items()] + [(PNP_READER, pnp)]
             hr, states = scard.SCardGetStatusChange(context, self._poll_ms, request)
             code = _code(hr)
-            if code == _CANCELLED or self._stopping.is_set():
+            if code == _CANCELLED or self.stopping.is_set():
                 return
             if code == _TIMEOUT:
                 continue

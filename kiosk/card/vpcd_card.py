@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from kiosk.worker_thread import WorkerThread
+
 log = logging.getLogger(__name__)
 
 VPCD_PORT = 0x8C7B          # 35963, slot 0; slot n listens on VPCD_PORT + n
@@ -118,24 +120,25 @@ def tcp_connector(host: str = "127.0.0.1", port: int = VPCD_PORT, timeout: float
     return connect
 
 
-class VpcdCard:
+class VpcdCard(WorkerThread):
     """One virtual card in one vpcd slot. insert()/remove() are what pcscd sees.
 
     While inserted, a thread keeps a connection to vpcd and reconnects if pcscd goes away
     and comes back (the card stays "in the reader" across a pcscd restart, as a real one).
     """
 
+    thread_name = "vpcd-card"
+
     def __init__(self, card: VirtualCard, connect: Callable[[], socket.socket], *,
                  retry_interval: float = 0.05) -> None:
+        super().__init__()
         self.card = card
         self.stats = VpcdStats()
         self._connect = connect
         self._retry = retry_interval
         self._lock = threading.Lock()
         self._wanted = threading.Event()      # set while the card is in the reader
-        self._gone = threading.Event()        # set by remove(): wakes the reconnect wait
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
         self.connected = threading.Event()
 
     @property
@@ -143,24 +146,19 @@ class VpcdCard:
         return self._wanted.is_set()
 
     def insert(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._gone.clear()
-            self._wanted.set()
-            self._thread = threading.Thread(target=self._run, name="vpcd-card", daemon=True)
-            self._thread.start()
+        if self.running:
+            return
+        self._wanted.set()
+        self._start_thread()
 
     def remove(self, timeout: float = 5.0) -> None:
+        if not self._stop_thread(timeout):
+            raise RuntimeError("vpcd card thread did not stop")
+
+    def _wake(self) -> None:
         with self._lock:
-            thread, self._thread = self._thread, None
             self._wanted.clear()
-            self._gone.set()
             self._drop_connection()
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                raise RuntimeError("vpcd card thread did not stop")
 
     close = remove
 
@@ -177,7 +175,7 @@ class VpcdCard:
             try:
                 sock = self._connect()
             except OSError:
-                if self._gone.wait(self._retry):
+                if self.stopping.wait(self._retry):
                     return
                 continue
             with self._lock:
@@ -194,7 +192,7 @@ class VpcdCard:
                 self.connected.clear()
                 sock.close()
                 self.card.power_off()   # reader lost: the card's volatile state goes
-            if self._gone.wait(self._retry):
+            if self.stopping.wait(self._retry):
                 return
 
     def _serve(self, sock: socket.socket) -> None:

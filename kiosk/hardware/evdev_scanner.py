@@ -113,12 +113,12 @@ class EvdevScanner(ScannerThread):
         self._source: EventSource | None = None
 
     def start(self, listener: Callable[[str], None]) -> None:
-        if self._thread is None:
+        if not self.running:
             self._wake_r, self._wake_w = os.pipe()
         super().start(listener)
 
     def stop(self, timeout: float = 5.0) -> None:
-        running = self._thread is not None
+        running = self.running
         super().stop(timeout)
         if running:
             os.close(self._wake_r)

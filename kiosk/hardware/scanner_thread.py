@@ -15,40 +15,34 @@ from typing import Callable
 
 from kiosk.core.barcodes import Debouncer
 from kiosk.logs import log_event
+from kiosk.worker_thread import WorkerThread
 
 log = logging.getLogger("kiosk.hardware.scanner")
 
 
-class ScannerThread:
-    kind = ""          # "evdev" / "serial": the thread's name and the log's `kind`
+class ScannerThread(WorkerThread):
+    kind = ""          # "evdev" / "serial": the log's `kind`
 
     def __init__(self, *, debounce: float, rescan_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.thread_name = f"{self.kind}-scanner"
         self.debouncer = Debouncer(debounce)
         self.rescan_interval = rescan_interval
         self.clock = clock
         self.connected = threading.Event()     # for `kiosk doctor` and tests
         self._listener: Callable[[str], None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._refused: str | None = None       # last path that could not be opened (logged once)
 
     def start(self, listener: Callable[[str], None]) -> None:
-        if self._thread is not None:
+        """Idempotent: a scanner already running keeps its listener."""
+        if self.running:
             return
         self._listener = listener
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-scanner", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Release the device and end the thread. Idempotent."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        self._wake()
-        thread.join(timeout)
-        self._thread = None
+        self._stop_thread(timeout)
 
     # -- what a kind of scanner provides --------------------------------------------------
 
@@ -64,17 +58,14 @@ class ScannerThread:
     def _detach(self, why: str) -> None:
         raise NotImplementedError
 
-    def _wake(self) -> None:
-        """Cut a blocking `_pump` or `_wait` short (stop was asked for)."""
-
     def _wait(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        self.stopping.wait(seconds)
 
     # -- shared --------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 if not self._attached():
                     if not self._attach():
                         self._wait(self.rescan_interval)

@@ -25,6 +25,7 @@ import requests
 
 from kiosk import __version__
 from kiosk.logs import log_event
+from kiosk.worker_thread import WorkerThread
 
 log = logging.getLogger("kiosk.config_poll")
 
@@ -57,7 +58,11 @@ def poll_url(config: dict) -> str:
     return config["management"]["poll_url"].replace("{kiosk}", k["id"]).replace("{group}", k["group"])
 
 
-class ConfigPoller:
+class ConfigPoller(WorkerThread):
+    """Fetches central IT's published layer now and then and hands it to `apply`."""
+
+    thread_name = "config-poll"
+
     def __init__(
         self,
         url: str,
@@ -75,6 +80,7 @@ class ConfigPoller:
         first_delay: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ) -> None:
+        super().__init__()
         self.url = url
         self._apply = apply
         self.interval = interval
@@ -92,8 +98,6 @@ class ConfigPoller:
         self.failures = 0
         self.last_result: PollResult | None = None
         self.last_contact: datetime | None = None   # last time the server answered at all
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -163,23 +167,16 @@ class ConfigPoller:
         return next_delay(self.interval, self.failures, self._rng, self._jitter, self._max_factor)
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("poller already started")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="config-poll", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._stop_thread(timeout)
 
     close = stop
 
     def _run(self) -> None:
         delay = self._first_delay if self._first_delay is not None else self._rng.uniform(0, min(self.interval, 60))
-        while not self._stop.wait(delay):
+        while not self.stopping.wait(delay):
             try:
                 self.poll_once()
             except Exception as e:                      # noqa: BLE001 - keep polling; apply never raises

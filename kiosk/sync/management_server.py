@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from kiosk.config.load import ConfigError
 from kiosk.logs import log_event
 from kiosk.store.audit import log_and_audit
+from kiosk.worker_thread import WorkerThread
 
 log = logging.getLogger("kiosk.management")
 
@@ -372,9 +373,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
-class ManagementServer:
+class ManagementServer(WorkerThread):
     """The endpoint on its own thread. `apply(raw, source, client)` is ConfigApplier.apply;
     `health()` returns a dict with "checks" (see health_document); `status()` extra details."""
+
+    thread_name = "management-server"
 
     def __init__(
         self,
@@ -386,6 +389,7 @@ class ManagementServer:
         audit: AuditTrail | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.apply = apply
         self.health = health
@@ -396,7 +400,6 @@ class ManagementServer:
         self._limited: set[str] = set()
         self._slots = threading.BoundedSemaphore(settings.max_connections)
         self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -416,21 +419,25 @@ class ManagementServer:
             httpd.server_close()
             raise
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="management-server", daemon=True)
-        self._thread.start()
+        self._start_thread()
         log_event(log, "management.listening", bind=self.settings.bind, port=self.port,
                   mtls=self.settings.require_client_cert)
 
     def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
+        httpd = self._httpd
         if httpd is None:
             return
-        httpd.shutdown()
+        self._stop_thread(5)
         httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._httpd = None
+
+    def _run(self) -> None:
+        assert self._httpd is not None, "started with a bound server"
+        self._httpd.serve_forever(poll_interval=0.1)
+
+    def _wake(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()          # returns once serve_forever has
 
     close = stop
 

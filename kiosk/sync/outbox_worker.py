@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 from kiosk.core.catalogue import BatchCheckout, Catalogue, CatalogueUnavailable, LoanRequest, LoanResult, Refusal
 from kiosk.store.outbox import KIOSK_ERROR, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
 from kiosk.store.outbox import WITHDRAWN as WITHDRAWN_STATE
+from kiosk.worker_thread import WorkerThread
 
 _log = logging.getLogger(__name__)
 
@@ -54,10 +55,12 @@ class WorkerStatus:
     last_error: str
 
 
-class OutboxWorker:
+class OutboxWorker(WorkerThread):
     """Sends queued loans in queue order (batched where the backend takes batches). `on_result` runs on the worker thread, after the
     outbox has durably recorded the outcome; it gets every result (accepted, refused,
     conflict) and must hop to the UI thread itself."""
+
+    thread_name = "outbox-worker"
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class OutboxWorker:
         window: int = 32,
         max_window: int = 512,
     ) -> None:
+        super().__init__()
         if not backoff:
             raise ValueError("backoff needs at least one delay")
         self._outbox = outbox
@@ -91,9 +95,7 @@ class OutboxWorker:
         self._max_window = max(self._window, max_window)
 
         self._send_lock = threading.Lock()  # one sender at a time, thread or drain_once
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake_up = threading.Event()
         self._failures = 0
         self._errors: dict[str, int] = {}   # txn_id -> unexpected backend errors in a row
         self._next_retry_at: datetime | None = None
@@ -102,23 +104,18 @@ class OutboxWorker:
     # -- control -------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("worker already started")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="outbox-worker", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def notify(self) -> None:
         """A loan was appended (or staff asked for a retry): go now, skipping any wait."""
-        self._wake.set()
+        self._wake_up.set()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the loan on the wire (if any) is recorded; joins the thread."""
-        self._stopping.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._stop_thread(timeout)
+
+    def _wake(self) -> None:
+        self._wake_up.set()
 
     @property
     def status(self) -> WorkerStatus:
@@ -289,16 +286,16 @@ class OutboxWorker:
         return max(0.0, float(step))
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()          # before the pass: a notify() during it is not lost
+        while not self.stopping.is_set():
+            self._wake_up.clear()          # before the pass: a notify() during it is not lost
             try:
                 with self._send_lock:
-                    report = self._drain(self._stopping.is_set)
+                    report = self._drain(self.stopping.is_set)
             except Exception as exc:    # e.g. the store failed: keep the loans, retry later
                 _log.error("outbox: drain failed: %s", type(exc).__name__)
                 self._failed(f"store error: {type(exc).__name__}")
                 report = DrainReport(unavailable=True)
-            if self._stopping.is_set():
+            if self.stopping.is_set():
                 break
             if report.unavailable:
                 delay = self.next_delay()
@@ -306,6 +303,6 @@ class OutboxWorker:
                 if self._sleep is not None:
                     self._sleep(delay)
                 else:
-                    self._wake.wait(delay)
+                    self._wake_up.wait(delay)
             else:
-                self._wake.wait(self._idle_poll)
+                self._wake_up.wait(self._idle_poll)
