@@ -1,16 +1,19 @@
 """The architecture as a test, run on the installed package: import-linter's contracts
-(pyproject.toml, [tool.importlinter]).
+(pyproject.toml, [tool.importlinter]) and mypy on the plain-data packages (TYPED, with
+the settings in [tool.mypy]).
 
-Both run from a directory outside the checkout so that they read what was installed."""
+All run from a directory outside the checkout so that they read what was installed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BIN = Path(sys.executable).parent
+TYPED = ("kiosk.core", "kiosk.card", "kiosk.store", "kiosk.config")
 
 
 def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -32,4 +35,14 @@ def test_a_broken_contract_is_reported(tmp_path):
                       encoding="utf-8")
     out = run(tmp_path, str(BIN / "lint-imports"), "--no-cache", str(config))
     assert out.returncode == 1 and "BROKEN" in out.stdout
+
+
+def test_mypy_passes_on_the_plain_data_packages(tmp_path):
+    args = [str(BIN / "mypy"), "--config-file", str(PYPROJECT), "--cache-dir", str(tmp_path / "cache")]
+    for package in TYPED:
+        args += ["-p", package]
+    out = run(tmp_path, *args)
+    assert out.returncode == 0, out.stdout[-8000:]
+    checked = re.search(r"Success: no issues found in (\d+) source files", out.stdout)
+    assert checked and int(checked.group(1)) >= 30, out.stdout
 

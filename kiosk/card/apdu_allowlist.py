@@ -287,7 +287,7 @@ class AllowlistTransport:
         self._policy = policy_for(self.mode)
         self._lock = threading.Lock()
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         with self._lock:
             check_in_state(self.state, apdu, self._policy)
             if _observers:

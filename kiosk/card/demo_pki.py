@@ -182,6 +182,9 @@ def issue_auth_cert(ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate, public
         x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
         x509.NameAttribute(NameOID.COMMON_NAME, _opaque_id()),
     ])
+    ca_public = ca_cert.public_key()
+    if not isinstance(ca_public, rsa.RSAPublicKey):      # ca_key signs: the CA's own key is RSA too
+        raise TypeError(f"the test CA must have an RSA key, not {type(ca_public).__name__}")
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -191,7 +194,7 @@ def issue_auth_cert(ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate, public
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
     )
     if key_usage is not None:
         builder = builder.add_extension(key_usage, critical=True)
@@ -293,7 +296,8 @@ def _issued_by(path: Path, ca_cert: x509.Certificate, key: rsa.RSAPrivateKey) ->
         cert.verify_directly_issued_by(ca_cert)
     except (InvalidSignature, ValueError, TypeError):
         return False
-    return cert.public_key().public_numbers() == key.public_key().public_numbers()
+    cert_key = cert.public_key()
+    return isinstance(cert_key, rsa.RSAPublicKey) and cert_key.public_numbers() == key.public_key().public_numbers()
 
 
 def _validity(kind: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -57,6 +57,7 @@ class CardApplication:
         raise NotImplementedError
 
     def _send(self, apdu: bytes | bytearray) -> tuple[bytearray, int]:
+        """The answer is a bytearray so that a caller reading personal data can zero it."""
         try:
             data, sw = self.transport.transmit(apdu)
             if sw >> 8 == 0x6C and has_le(apdu):

@@ -78,14 +78,12 @@ class JpkiCard(CardApplication):
     def _error(self, message: str, sw: int | None = None) -> Exception:
         return JpkiError(CardError.MUTE_CARD, message, sw)
 
-    def _send(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
-        data, sw = super()._send(apdu)
-        return bytes(data), sw
-
     def _read(self, offset: int, length: int) -> tuple[bytes, int]:
+        """READ BINARY; JPKI data is public (token, certificate), so it leaves as bytes."""
         if not 0 <= offset <= MAX_CERT_LEN or not 1 <= length <= 256:
             raise ValueError("READ BINARY offset or length out of range")
-        return self._send(read_binary(offset, length))
+        data, sw = self._send(read_binary(offset, length))
+        return bytes(data), sw
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -158,4 +156,4 @@ class JpkiCard(CardApplication):
             raise JpkiError(CardError.BAD_SIGNATURE, "card refused to sign: PIN not verified", sw)
         if sw != SW_OK or not signature:
             raise JpkiError(CardError.BAD_SIGNATURE, "card did not sign", sw)
-        return signature
+        return bytes(signature)

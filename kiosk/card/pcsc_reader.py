@@ -137,7 +137,7 @@ class PcscTransport:
         self._context = context
         self._handle: int | None = handle
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         if self._handle is None:
             raise CardGoneError("transport closed")
         hr, response = scard.SCardTransmit(self._handle, self.protocol, list(apdu))
@@ -225,7 +225,8 @@ class PcscReader(WorkerThread):
         with_card = [name for name, event, _atr in states if card_present(event)]
         if not with_card:
             raise CardGoneError("no card in any reader")
-        return self._last_inserted if self._last_inserted in with_card else with_card[0]
+        last = self._last_inserted
+        return last if last is not None and last in with_card else with_card[0]
 
     def _connect(self, context: int, reader: str) -> tuple[int, int]:
         deadline = time.monotonic() + self._sharing_wait

@@ -180,10 +180,9 @@ class CardService:
         assert card is not None
         now = self._clock()
         smartphone = probe.kind is CardKind.SMARTPHONE
-        der = from_cache = identity = None
+        checked = None
         if not smartphone:      # a card with a bad certificate must not cost the patron a try
-            der, from_cache = self._read_cert(card)
-            identity = check_certificate(der, self._trust, now)
+            checked = self._checked_cert(card, now)
 
         result = card.verify_pin(pin)
         # A right PIN resets the card's counter to its maximum (jpki.md §6).
@@ -192,16 +191,21 @@ class CardService:
         if not result.ok:
             return AuthOutcome(error=CardError.PIN_LOCKED if result.locked else CardError.PIN_WRONG,
                                tries_left=result.tries_left)
-        if smartphone:          # smartphone JPKI only shows its certificate after VERIFY
-            der, from_cache = self._read_cert(card)
-            identity = check_certificate(der, self._trust, now)
+        if checked is None:     # smartphone JPKI only shows its certificate after VERIFY
+            checked = self._checked_cert(card, now)
 
         challenge = self._rng(CHALLENGE_LEN)
         signature = card.sign(hashlib.sha256(challenge).digest())
+        der, from_cache, identity = checked
         der, identity = self._prove(card, der, from_cache, identity, challenge, signature, now)
         self.cert_cache.add(der)
         self._clear_verify(card)
         return AuthOutcome(identity=identity)
+
+    def _checked_cert(self, card: JpkiCard, now: dt.datetime) -> tuple[bytes, bool, CardIdentity]:
+        """The certificate, whether it came from the cache, and the identity it names."""
+        der, from_cache = self._read_cert(card)
+        return der, from_cache, check_certificate(der, self._trust, now)
 
     def _read_cert(self, card: JpkiCard) -> tuple[bytes, bool]:
         hit: list[bytes] = []

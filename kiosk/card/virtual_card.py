@@ -286,7 +286,7 @@ class VirtualJpkiCard:
 
     # -- the card ----------------------------------------------------------------------
 
-    def process(self, apdu: bytes) -> bytes:
+    def process(self, apdu: bytes | bytearray) -> bytes:
         """One C-APDU in, one R-APDU out. A card without power (or a mute card) answers nothing."""
         with self._lock:
             if not self._powered or self.profile.mute:
@@ -407,7 +407,10 @@ class VirtualJpkiCard:
         return self._ap.efs[self._ef]
 
     def _pin_ok(self, pin_fid: int | None) -> bool:
-        return pin_fid is None or f"{self._ap.name}/{pin_fid:04X}" in self._verified
+        if pin_fid is None:
+            return True
+        assert self._ap is not None, "asked only for the current EF, which lives under the selected AP"
+        return f"{self._ap.name}/{pin_fid:04X}" in self._verified
 
     def _read_binary(self, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
         if p1 & 0x80:
@@ -437,6 +440,7 @@ class VirtualJpkiCard:
         if ef is None or ef.pin_obj is None:
             return SW_NO_CURRENT_EF
         pin = ef.pin_obj
+        assert self._ap is not None, "a current EF lives under the selected AP"
         status = f"{self._ap.name}/{self._ef:04X}"
         tries = self._tries[pin.key]
         if tries <= 0:

@@ -24,7 +24,7 @@ class _CardLink:
         self._insertion = insertion
         self._closed = False
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         card = self._reader._card_for(self._insertion)
         if self._closed:
             raise CardGoneError("transport closed")

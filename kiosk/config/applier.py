@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -35,7 +35,7 @@ from kiosk.config.signed import (
     verify_bundle,
 )
 from kiosk.logs import log_event
-from kiosk.store.audit import log_and_audit
+from kiosk.store.audit import AuditTrail, log_and_audit
 from kiosk.store.database import StoreError
 
 log = logging.getLogger("kiosk.config")
@@ -44,10 +44,6 @@ APPLIED = "applied"
 UNUSABLE = "unusable"               # valid keys, but the result would not run (cross-key rule, missing file)
 STORAGE = "storage_failed"          # could not be written; nothing changed
 _NEEDS_NO_FILE = {"catalogue.local.path"}     # created on first use
-
-
-class AuditTrail(Protocol):
-    def record(self, actor: str, action: str, **safe_fields: Any) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def validate_layer(data: dict, source: str, schema: dict = SCHEMA, prefix: str =
 
 def _resolve_paths(data: dict, base: Path, schema: dict = SCHEMA) -> dict:
     """Relative paths in a file are relative to that file, not to the working directory."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in data.items():
         spec = schema[key]
         if isinstance(spec, dict):

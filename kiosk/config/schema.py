@@ -72,7 +72,7 @@ def _staff_accounts(value: list[dict]) -> str | None:
     return None
 
 
-_SECONDS = dict(min=5, max=900)
+_SECONDS = Field("float", min=5, max=900)     # a screen timeout; one Field serves them all (frozen)
 _PIN = Field("int", min=-1, max=27, live=False)
 _CHECKS = ("none", "mod10w31", "mod10w21", "luhn", "mod11w27", "mod11", "7dr", "7dsr", "mod43", "mod16")
 
@@ -97,18 +97,18 @@ SCHEMA: dict[str, Any] = {
         "help_text": Field("str"),
     },
     "timeouts": {
-        "default": Field("float", **_SECONDS),
-        "reading_card": Field("float", **_SECONDS),
-        "pin": Field("float", **_SECONDS),
-        "last_try": Field("float", **_SECONDS),
-        "authenticating": Field("float", **_SECONDS),
-        "library_card": Field("float", **_SECONDS),
-        "take_card": Field("float", **_SECONDS),
-        "scanning": Field("float", **_SECONDS),
-        "finishing": Field("float", **_SECONDS),
-        "summary": Field("float", **_SECONDS),
+        "default": _SECONDS,
+        "reading_card": _SECONDS,
+        "pin": _SECONDS,
+        "last_try": _SECONDS,
+        "authenticating": _SECONDS,
+        "library_card": _SECONDS,
+        "take_card": _SECONDS,
+        "scanning": _SECONDS,
+        "finishing": _SECONDS,
+        "summary": _SECONDS,
         "thank_you": Field("float", min=2, max=120),
-        "error": Field("float", **_SECONDS),
+        "error": _SECONDS,
         "warning": Field("float", min=3, max=120),
         "card_reminder_interval": Field("float", min=1, max=60),
     },

@@ -13,9 +13,11 @@ from typing import Callable, Protocol
 
 
 class Transport(Protocol):
-    """An open channel to one card: send a command APDU, get (data, SW) back."""
+    """An open channel to one card: send a command APDU, get (data, SW) back.
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
+    The APDU may be a bytearray: a VERIFY carries the PIN, and the caller zeroes it after."""
+
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]: ...
 
     def close(self) -> None: ...
 

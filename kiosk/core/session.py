@@ -367,8 +367,10 @@ class Session:
             return []
         out = e.outcome
         if out.ok:
-            self.p.identity = out.identity
-            return self._render(now) + [fx.ResolvePatron(out.identity, serial=self.serial)]
+            identity = out.identity
+            assert identity is not None, "an ok outcome carries the identity"
+            self.p.identity = identity
+            return self._render(now) + [fx.ResolvePatron(identity, serial=self.serial)]
         if out.error == CardError.PIN_WRONG:
             self.p.tries_left = out.tries_left
             if not out.tries_left:
@@ -389,9 +391,9 @@ class Session:
         return [fx.LoadPatron(e.patron_id, None, serial=self.serial)]
 
     def _on_PatronLoaded(self, e: ev.PatronLoaded, now: float) -> list[fx.Effect]:
-        if self.screen != AUTHENTICATING or self._stale(e) or self.p.patron_id is None:
-            return []
         p = self.p
+        if self.screen != AUTHENTICATING or self._stale(e) or p.patron_id is None:
+            return []
         status = e.status
         if status is None:
             refusal = e.refusal or Refusal.OFFLINE
@@ -468,7 +470,7 @@ class Session:
         due = self.settings.offline_rules.due_date(wall.date()) if p.offline else None
         loan = LoanRequest(txn_id=txn_id, patron_id=p.patron_id, item_id=item_id, created_at=wall,
                            offline=p.offline, due_date=due)
-        if p.offline:
+        if due is not None:                     # only an offline loan has its due date set here
             # Journaled before the screen says so; the catalogue gets it with no-block later.
             p.rows.append(_Row(txn_id, item_id, "ok", due=due.isoformat(), offline=True))
             return [fx.Checkout(loan)] + self._go(SCANNING, now) + [fx.Cue("accepted"), fx.Lights("success")]

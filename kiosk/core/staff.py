@@ -145,8 +145,9 @@ class StaffMode:
         m: dict[str, Any] = {"countdown": self._countdown(now), "notice": self.notice}
         s = self.screen
         if s == SIGNIN:
+            until = self.locked_until if self._locked(now) else None
             m.update(badge=self._badge is not None, digits=len(self._digits),
-                     locked_for=math.ceil(self.locked_until - now) if self._locked(now) else None)
+                     locked_for=None if until is None else math.ceil(until - now))
         elif s == MENU:
             m.update(staff_id=self.staff_id, out_of_service=self.out_of_service,
                      offline_lending=self.offline_lending, registration=True)
@@ -236,8 +237,8 @@ class StaffMode:
                 return out + self._go(SIGNIN, now, notice="wrong_pin")
             self.failures = 0
             self.staff_id = account.id
-            return ([fx.Audit(account.id, "staff.signed_in"), fx.StaffCommand("end_patron_session")]
-                    + self._go(MENU, now))
+            return [fx.Audit(account.id, "staff.signed_in"), fx.StaffCommand("end_patron_session"),
+                    *self._go(MENU, now)]
         return []
 
     # -- events ----------------------------------------------------------------
@@ -263,9 +264,9 @@ class StaffMode:
             self._data.setdefault("selftest", {})[a[5:]] = "running"
             return [fx.StaffCommand("self_test", a[5:])] + self._render(now)
         if s == CONFIRM and a == "confirm":
-            action = self._data.get("confirm")
-            return [fx.Audit(self.staff_id, "staff." + action)] + self._close(now, "signed_out") + [
-                fx.StaffCommand(action)]
+            action: str = self._data["confirm"]     # set by _menu before it shows CONFIRM
+            return [fx.Audit(self.staff_id, "staff." + action), *self._close(now, "signed_out"),
+                    fx.StaffCommand(action)]
         if s == REGISTER:
             return self._register_press(a, e.value, now)
         return []
@@ -273,17 +274,18 @@ class StaffMode:
     def _menu(self, a: str, now: float) -> list[fx.Effect]:
         sid = self.staff_id
         if a == "reset":
-            return [fx.Audit(sid, "staff.reset"), fx.StaffCommand("reset")] + self._go(MENU, now, notice="reset_done")
+            return [fx.Audit(sid, "staff.reset"), fx.StaffCommand("reset"), *self._go(MENU, now, notice="reset_done")]
         if a == "out_of_service":
             self.out_of_service = not self.out_of_service
-            return ([fx.Audit(sid, "staff.out_of_service", on=self.out_of_service),
-                     fx.StaffCommand("out_of_service", self.out_of_service)] + self._render(now))
+            return [fx.Audit(sid, "staff.out_of_service", on=self.out_of_service),
+                    fx.StaffCommand("out_of_service", self.out_of_service), *self._render(now)]
         if a == "offline_lending":
             self.offline_lending = not self.offline_lending
-            return ([fx.Audit(sid, "staff.offline_lending", on=self.offline_lending),
-                     fx.StaffCommand("offline_lending", self.offline_lending)] + self._render(now))
+            return [fx.Audit(sid, "staff.offline_lending", on=self.offline_lending),
+                    fx.StaffCommand("offline_lending", self.offline_lending), *self._render(now)]
         if a == "sync_now":
-            return [fx.Audit(sid, "staff.sync_now"), fx.StaffCommand("sync_now")] + self._go(MENU, now, notice="sync_started")
+            return [fx.Audit(sid, "staff.sync_now"), fx.StaffCommand("sync_now"),
+                    *self._go(MENU, now, notice="sync_started")]
         if a == "status":
             return [fx.StaffCommand("load", "status")] + self._go(STATUS, now)
         if a == "review":
@@ -296,8 +298,8 @@ class StaffMode:
             return self._go(CONFIRM, now)
         if a == "register":
             self._reg = _Registration()
-            return [fx.Audit(sid, "staff.registration_started"), fx.StaffCommand("card_mode", "counter")] + self._go(
-                REGISTER, now)
+            return [fx.Audit(sid, "staff.registration_started"), fx.StaffCommand("card_mode", "counter"),
+                    *self._go(REGISTER, now)]
         return []
 
     def _on_StaffData(self, e: ev.StaffData, now: float) -> list[fx.Effect]:
@@ -379,7 +381,7 @@ class StaffMode:
             self._reg = _Registration()
             self.serial += 1                     # a late reply from this attempt is now stale
             return [fx.Audit(self.staff_id, "staff.registration_cancelled"), fx.StaffCommand("release_card"),
-                    fx.StaffCommand("card_mode", "kiosk")] + self._go(MENU, now)
+                    fx.StaffCommand("card_mode", "kiosk"), *self._go(MENU, now)]
         if r.step == "last_try" and a == "confirm_last_try":
             r.step = "pin"
             return self._go(REGISTER, now)
@@ -432,16 +434,18 @@ class StaffMode:
                 return self._go(REGISTER, now, notice="pin_wrong")
             code = CardError.PIN_LOCKED if out.error == CardError.PIN_WRONG else (out.error or CardError.BAD_SIGNATURE)
             return self._register_error(code.value, now)
-        r.identity = out.identity
+        identity = out.identity
+        assert identity is not None, "an ok outcome carries the identity"
+        r.identity = identity
         r.birth_date = e.birth_date
         if self.settings.birth_date and e.birth_date is None:
             if e.second_pin_tries is not None and e.second_pin_tries <= 0:
                 return self._register_error("second_pin_locked", now)
             r.tries_left = e.second_pin_tries
             r.step = "pin2"
-            return [fx.LookupLink(out.identity, serial=self.serial)] + self._go(REGISTER, now)
+            return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
         r.step = "scan"
-        return [fx.LookupLink(out.identity, serial=self.serial)] + self._go(REGISTER, now)
+        return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
 
     def _on_BirthDateRead(self, e: ev.BirthDateRead, now: float) -> list[fx.Effect]:
         r = self._reg

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from kiosk.logs import check_field_name, log_event
 from kiosk.store.database import Store
@@ -59,8 +59,13 @@ class Audit:
         return [{**r, "at": datetime.fromisoformat(r["at"]), "fields": dict(r["fields"])} for r in rows]
 
 
+class AuditTrail(Protocol):
+    """What log_and_audit needs of a trail: callers hold an Audit or a test double."""
 
-def log_and_audit(log: logging.Logger, audit: Audit | None, actor: str, action: str, *, failure: str,
+    def record(self, actor: str, action: str, **safe_fields: Any) -> None: ...
+
+
+def log_and_audit(log: logging.Logger, audit: AuditTrail | None, actor: str, action: str, *, failure: str,
                   level: int = logging.INFO, **fields: Any) -> None:
     """Log `action` and, when there is a trail, record it there too. A failing audit
     write is logged as `failure`, never raised: it must not decide what it only records."""
