@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from kiosk.config.load import ConfigError
 from kiosk.logs import log_event
-from kiosk.store.audit import log_and_audit
+from kiosk.store.audit import AuditTrail, log_and_audit
 from kiosk.worker_thread import WorkerThread
 
 log = logging.getLogger("kiosk.management")
@@ -50,10 +50,6 @@ class Outcome(Protocol):
     code: str
 
     def to_json(self) -> dict: ...
-
-
-class AuditTrail(Protocol):
-    def record(self, actor: str, action: str, **safe_fields: Any) -> None: ...
 
 
 @dataclass(frozen=True)
