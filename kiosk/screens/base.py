@@ -14,7 +14,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.widgets import (
+from kiosk.screens.widgets.text import (
     Badge,
     Banner,
     Context,

@@ -19,7 +19,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import translator
 from kiosk.screens import fonts
 from kiosk.screens.theme import Theme
-from kiosk.screens.widgets import Badge, KButton, Text, escape, paint, set_font
+from kiosk.screens.widgets.text import Badge, KButton, Text, escape, paint, set_font
 
 
 @runtime_checkable

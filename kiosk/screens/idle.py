@@ -15,7 +15,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import (
+from kiosk.screens.widgets.text import (
     ICON_INFO,
     ICON_OK,
     CardArt,

@@ -12,7 +12,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import Spinner, Text
+from kiosk.screens.widgets.text import Spinner, Text
 
 
 class ProgressScreen(KioskScreen):

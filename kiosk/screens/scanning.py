@@ -18,7 +18,7 @@ from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
-from kiosk.screens.widgets import (
+from kiosk.screens.widgets.text import (
     ICON_NO,
     ICON_OK,
     ICON_UNKNOWN,

@@ -23,7 +23,7 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.error import error_text
 from kiosk.screens.pin_pad import KeypadLayout, masked
-from kiosk.screens.widgets import (
+from kiosk.screens.widgets.text import (
     ICON_BACK,
     ICON_INFO,
     ICON_OK,

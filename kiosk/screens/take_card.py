@@ -11,7 +11,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen, centred_button, message_column
-from kiosk.screens.widgets import CardArt, Text
+from kiosk.screens.widgets.text import CardArt, Text
 
 
 class TakeCardScreen(KioskScreen):

@@ -1,0 +1,1 @@
+"""Building blocks shared by the screens (kiosk.screens.widgets.text for now)."""
