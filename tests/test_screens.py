@@ -12,7 +12,7 @@ import pytest
 from kiosk.core.card import CardError
 from kiosk.core.catalogue import Refusal
 from kiosk.i18n import translator
-from kiosk.screens.widgets.text import layout_overflow
+from kiosk.screens.widgets.layout import layout_overflow
 from kiosk_testing.kivy_app import ARTIFACTS
 
 pytestmark = pytest.mark.ui

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.i18n import translator
-from kiosk.screens.widgets.text import layout_overflow
+from kiosk.screens.widgets.layout import layout_overflow
 from kiosk_testing.kivy_app import ARTIFACTS, running_kiosk
 
 pytestmark = pytest.mark.ui

@@ -14,19 +14,12 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.widgets.text import (
-    Badge,
-    Banner,
-    Context,
-    CountdownBar,
-    KButton,
-    LanguageBar,
-    Slot,
-    Text,
-    escape,
-    paint,
-    set_font,
-)
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import Context, paint
+from kiosk.screens.widgets.language_bar import LanguageBar
+from kiosk.screens.widgets.layout import Slot, set_font
+from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
+from kiosk.screens.widgets.text import Text, escape
 
 # Notices that report progress rather than a problem.
 INFO_NOTICES = {"printing"}

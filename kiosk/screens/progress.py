@@ -12,7 +12,8 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets.text import Spinner, Text
+from kiosk.screens.widgets.drawings import Spinner
+from kiosk.screens.widgets.text import Text
 
 
 class ProgressScreen(KioskScreen):

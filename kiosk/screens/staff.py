@@ -23,20 +23,10 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.error import error_text
 from kiosk.screens.pin_pad import KeypadLayout, masked
-from kiosk.screens.widgets.text import (
-    ICON_BACK,
-    ICON_INFO,
-    ICON_OK,
-    ICON_WARN,
-    BarcodeArt,
-    CardArt,
-    KButton,
-    Spinner,
-    Text,
-    escape,
-    icon,
-    paint,
-)
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
+from kiosk.screens.widgets.text import ICON_BACK, ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
 # Notices that report progress rather than a problem.
 STAFF_INFO_NOTICES = {"reset_done", "sync_started"}

@@ -28,7 +28,9 @@ from kiosk.screens.base import KioskScreen
 from kiosk.screens.staff_corner import StaffCorner
 from kiosk.screens.theme import Theme, make_theme
 from kiosk.screens.wedge import BACKSPACE, ENTER, TAB, Key, Scan, WedgeDecoder
-from kiosk.screens.widgets.text import Context, forget_fits, layout_now, walk_texts
+from kiosk.screens.widgets.context import Context
+from kiosk.screens.widgets.layout import layout_now, walk_texts
+from kiosk.screens.widgets.text import forget_fits
 
 log = logging.getLogger("kiosk.screens")
 
