@@ -50,13 +50,13 @@ SCREEN_CLASSES: dict[str, str] = {
     "thank_you": "kiosk.screens.thank_you:ThankYouScreen",
     "error": "kiosk.screens.error:ErrorScreen",
     "out_of_service": "kiosk.screens.out_of_service:OutOfServiceScreen",
-    "staff_signin": "kiosk.screens.staff:StaffSigninScreen",
-    "staff_menu": "kiosk.screens.staff:StaffMenuScreen",
-    "staff_status": "kiosk.screens.staff:StaffStatusScreen",
-    "staff_review": "kiosk.screens.staff:StaffReviewScreen",
-    "staff_selftest": "kiosk.screens.staff:StaffSelftestScreen",
-    "staff_confirm": "kiosk.screens.staff:StaffConfirmScreen",
-    "staff_register": "kiosk.screens.staff:StaffRegisterScreen",
+    "staff_signin": "kiosk.screens.staff.register:StaffSigninScreen",
+    "staff_menu": "kiosk.screens.staff.register:StaffMenuScreen",
+    "staff_status": "kiosk.screens.staff.register:StaffStatusScreen",
+    "staff_review": "kiosk.screens.staff.register:StaffReviewScreen",
+    "staff_selftest": "kiosk.screens.staff.register:StaffSelftestScreen",
+    "staff_confirm": "kiosk.screens.staff.register:StaffConfirmScreen",
+    "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
 }
 
 

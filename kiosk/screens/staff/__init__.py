@@ -1,0 +1,1 @@
+"""Staff screens (kiosk.screens.staff.register holds them all for now)."""
