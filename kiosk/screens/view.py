@@ -50,12 +50,12 @@ SCREEN_CLASSES: dict[str, str] = {
     "thank_you": "kiosk.screens.thank_you:ThankYouScreen",
     "error": "kiosk.screens.error:ErrorScreen",
     "out_of_service": "kiosk.screens.out_of_service:OutOfServiceScreen",
-    "staff_signin": "kiosk.screens.staff.register:StaffSigninScreen",
-    "staff_menu": "kiosk.screens.staff.register:StaffMenuScreen",
-    "staff_status": "kiosk.screens.staff.register:StaffStatusScreen",
-    "staff_review": "kiosk.screens.staff.register:StaffReviewScreen",
-    "staff_selftest": "kiosk.screens.staff.register:StaffSelftestScreen",
-    "staff_confirm": "kiosk.screens.staff.register:StaffConfirmScreen",
+    "staff_signin": "kiosk.screens.staff.signin:StaffSigninScreen",
+    "staff_menu": "kiosk.screens.staff.menu:StaffMenuScreen",
+    "staff_status": "kiosk.screens.staff.status:StaffStatusScreen",
+    "staff_review": "kiosk.screens.staff.review:StaffReviewScreen",
+    "staff_selftest": "kiosk.screens.staff.selftest:StaffSelftestScreen",
+    "staff_confirm": "kiosk.screens.staff.confirm:StaffConfirmScreen",
     "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
 }
 

@@ -1,427 +1,25 @@
-"""Staff screens (sign-in, menu, status, review, self-test, confirm, counter
-registration); the hidden corner that opens them is kiosk/screens/staff_corner.py.
+"""Counter registration: link a patron's My Number Card to their library card.
 
-They draw kiosk/staff.py's plain models exactly as the patron screens draw the
-session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
-screen is left (the review list holds library card numbers, so `clear_body`
-empties it). Switches are shown with words and a tick, never by colour alone.
-Staff screens have no language bar: staff use the site's default language.
+One screen for the whole registration; the body shown follows the model's `step`.
 """
 
 from __future__ import annotations
 
-import math
-
 from kivy.uix.anchorlayout import AnchorLayout
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
-from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen, side_by_side
+from kiosk.screens.base import side_by_side
 from kiosk.screens.error import error_text
-from kiosk.screens.pin_pad import KeypadLayout, masked
+from kiosk.screens.pin_pad import masked
+from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.widgets.buttons import KButton
-from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
-from kiosk.screens.widgets.text import ICON_BACK, ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
+from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
-# Notices that report progress rather than a problem.
-STAFF_INFO_NOTICES = {"reset_done", "sync_started"}
-
-
-def _press(screen: KioskScreen):
-    return lambda a, v: screen.ctx.press(a, v)
-
-
-def _pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
-    """The phone-layout pad of the patron PIN screen (same sizes: keys >= 12 mm)."""
-    th = screen.ctx.theme
-    press = _press(screen)
-    keys: dict[str, KButton] = {}
-    pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
-                     width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
-    for label in "1234567890":
-        keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
-    keys["clear"] = KButton(th, press, "clear", size=th.font_small)
-    keys["delete"] = KButton(th, press, "delete", size=th.font_small)
-    for name in list("123456789") + ["clear", "0", "delete"]:
-        pad.add_widget(keys[name])
-    return pad, keys
-
-
-def _label_pad_keys(keys: dict[str, KButton], t: Translator) -> None:
-    keys["clear"].text = t("pin.clear")
-    keys["delete"].text = icon(ICON_BACK) + "\n" + t("pin.delete")
-
-
-class StaffScreen(KioskScreen):
-    language_bar = False
-
-    def after_build(self) -> None:
-        # An empty banner strip keeps Kivy's default 100 px until its first banner
-        # (minimum_height never changes from 0): give that room to the body.
-        self.banners.height = self.banners.minimum_height
-
-    def notice_text(self, notice: str, model: dict, t: Translator) -> str:
-        msgid = "staff.notice." + notice
-        return t(msgid) if t.has(msgid) else super().notice_text(notice, model, t)
-
-    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
-        info = "notice:" + str(model.get("notice")) if model.get("notice") in STAFF_INFO_NOTICES else None
-        return [("info" if ident == info else kind, text, ident) for kind, text, ident in super().banner_specs(model, t)]
-
-    def title_row(self) -> Text:
-        th = self.ctx.theme
-        self.title = Text(th, size=th.font_title, bold=True, size_hint_y=None, height=th.font_title * 1.7,
-                          halign="left", prefer_single=True)
-        return self.title
-
-    def back_button(self, **kw) -> KButton:
-        th = self.ctx.theme
-        kw.setdefault("size_hint_y", None)
-        kw.setdefault("height", th.touch)
-        return KButton(th, _press(self), "back", **kw)
-
-
-# -- sign-in ----------------------------------------------------------------------------
-
-
-class StaffSigninScreen(KeypadLayout, StaffScreen):
-    screen = "staff_signin"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        self.pad, self.keys = _pin_pad(self)
-        self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
-        self.pad_holder.add_widget(self.pad)
-        self.info = BoxLayout(orientation="vertical", spacing=th.gap)
-        self.info.add_widget(self.title_row())
-        self.hint = Text(th, size=th.font_body)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
-        self.locked = Text(th, size=th.font_body, bold=True, color=th.palette.warn)
-        self.note = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
-        for w in (self.hint, self.dots, self.locked, self.note):
-            self.info.add_widget(w)
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-        self.cancel = KButton(th, _press(self), "cancel")
-        self.ok = KButton(th, _press(self), "ok", kind="primary")
-        self.actions.add_widget(self.cancel)
-        self.actions.add_widget(self.ok)
-        return self.keypad_body()
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        locked_for = model.get("locked_for")
-        self.title.text = t("staff.signin.title")
-        self.hint.text = t("staff.signin.badge_read") if model.get("badge") else t("staff.signin.hint")
-        self.dots.text = masked(int(model.get("digits") or 0), 8, "staff")
-        if locked_for:
-            self.locked.text = icon(ICON_WARN) + " " + t("staff.signin.locked",
-                                                        minutes=max(1, math.ceil(locked_for / 60)))
-        else:
-            self.locked.text = ""
-        for key in self.keys.values():
-            key.disabled = bool(locked_for)
-        self.ok.disabled = bool(locked_for)
-        self.note.text = t("pin.masked")
-        _label_pad_keys(self.keys, t)
-        self.cancel.text = t("common.cancel")
-        self.ok.text = icon(ICON_OK) + " " + t("pin.ok")
-
-    def clear_body(self) -> None:
-        self.dots.text = ""
-        self.locked.text = ""
-
-
-# -- menu -------------------------------------------------------------------------------
-
-MENU_ACTIONS = ("register", "out_of_service", "offline_lending", "sync_now", "status", "review", "self_test",
-                "reset", "restart", "shutdown", "exit")
-SWITCHES = ("out_of_service", "offline_lending")
-
-
-class StaffMenuScreen(StaffScreen):
-    screen = "staff_menu"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        cols = 2 if th.portrait else 3
-        rows = -(-len(MENU_ACTIONS) // cols)
-        self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
-        kinds = {"register": "primary", "exit": "primary", "restart": "warn", "shutdown": "warn"}
-        self.buttons: dict[str, KButton] = {}
-        for action in MENU_ACTIONS:
-            b = KButton(th, _press(self), action, kind=kinds.get(action, "secondary"))
-            self.buttons[action] = b
-            self.grid.add_widget(b)
-        body.add_widget(self.grid)
-        return body
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        th = self.ctx.theme
-        staff_id = model.get("staff_id") or ""
-        self.title.text = t("staff.menu.title") + "  —  " + t("staff.menu.signed_in", staff_id=escape(staff_id))
-        for action, b in self.buttons.items():
-            words = t(f"staff.menu.{action}")
-            if action in SWITCHES:
-                on = bool(model.get(action))
-                b.text = (icon(ICON_OK) + " " if on else "") + f"{words}: {t('common.on') if on else t('common.off')}"
-                b._bg = th.palette.selected if on else th.palette.secondary
-                b.background_color = b._bg
-                b.color = th.palette.on_selected if on else th.palette.on_secondary
-                b.switched_on = on
-            else:
-                b.text = words
-        self.buttons["register"].disabled = not model.get("registration", True)
-
-
-# -- status -------------------------------------------------------------------------------
-
-STATUS_KEYS = ("reader", "scanner", "catalogue", "catalogue_error", "outbox_pending", "oldest_pending",
-               "last_sync", "conflicts", "config_version", "app_version", "disk_free_mb", "uptime_s")
-
-
-def status_value(key: str, value: object, t: Translator) -> str:
-    """A status value in words; unknown values are shown as they came (escaped)."""
-    if value is None or value == "":
-        return "—"
-    if key in ("reader", "catalogue") and isinstance(value, str):
-        if value in ("ok", "unavailable"):
-            return t(f"staff.value.{value}")
-        if value.startswith("failing (") and value.endswith(")"):
-            return t("staff.value.failing", n=value[len("failing ("):-1])
-    if key in ("oldest_pending", "last_sync") and isinstance(value, str):
-        return escape(value.replace("T", " ")[:16])
-    if key == "disk_free_mb":
-        return f"{value} MB"
-    if key == "uptime_s" and isinstance(value, int):
-        return t("staff.value.uptime", h=value // 3600, m=value % 3600 // 60)
-    return escape(str(value))
-
-
-class StaffStatusScreen(StaffScreen):
-    screen = "staff_status"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap))
-        # Landscape: two label/value pairs a row, so the whole table fits without scrolling.
-        self.table = GridLayout(cols=2 if th.portrait else 4, spacing=(th.pad, th.gap * 0.5), size_hint_y=None)
-        self.table.bind(minimum_height=self.table.setter("height"))
-        self.scroll.add_widget(self.table)
-        body.add_widget(self.scroll)
-        self.values: dict[str, Text] = {}
-        self.back = self.back_button()
-        body.add_widget(self.back)
-        return body
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        th = self.ctx.theme
-        self.title.text = t("staff.status.title")
-        self.back.text = t("staff.back")
-        status = model.get("status") or {}
-        keys = [k for k in STATUS_KEYS if k in status] + sorted(k for k in status if k not in STATUS_KEYS)
-        self.table.clear_widgets()
-        self.values = {}
-        if not keys:
-            self.table.add_widget(Text(th, text=t("staff.status.loading"), halign="left", grow=True,
-                                       size_hint_y=None))
-            return
-        row_h = th.font_body * 1.8
-        for key in keys:
-            msgid = f"staff.status.{key}"
-            name = Text(th, text=t(msgid) if t.has(msgid) else escape(key), halign="left", color=th.palette.muted,
-                        size_hint_y=None, height=row_h, prefer_single=True)
-            value = Text(th, text=status_value(key, status[key], t), halign="left", bold=True,
-                         size_hint_y=None, height=row_h, prefer_single=True)
-            value.ident = f"status:{key}"
-            self.values[key] = value
-            self.table.add_widget(name)
-            self.table.add_widget(value)
-
-    def clear_body(self) -> None:
-        self.table.clear_widgets()
-        self.values = {}
-
-
-# -- review ------------------------------------------------------------------------------
-
-
-class ConflictRow(BoxLayout):
-    """One loan the catalogue refused after it was lent offline: what, whose, why, when."""
-
-    def __init__(self, screen: KioskScreen, conflict: dict, t: Translator) -> None:
-        th = screen.ctx.theme
-        super().__init__(orientation="horizontal", size_hint_y=None, height=th.touch * 1.9, spacing=th.gap,
-                         padding=(th.pad, th.gap))
-        paint(self, th.palette.surface, radius=th.gap)
-        self.conflict_id = str(conflict.get("id"))
-        words = BoxLayout(orientation="vertical")
-        refusal = conflict.get("refusal")
-        reason = t(f"refusal.{refusal}") if refusal and t.has(f"refusal.{refusal}") else escape(
-            str(conflict.get("reason") or "—"))
-        self.heading = Text(th, halign="left", bold=True, prefer_single=True,
-                            text=t("staff.review.item", item_id=escape(str(conflict.get("item_id") or "—")))
-                            + "   " + t("staff.review.patron", patron_id=escape(str(conflict.get("patron_id") or "—"))))
-        self.reason = Text(th, halign="left", size=th.font_small, text=t("staff.review.reason", reason=reason))
-        when = str(conflict.get("recorded_at") or "")
-        detail = t("staff.review.recorded", time=escape(when.replace("T", " ")[:16]))
-        if conflict.get("offline"):
-            detail += "  ·  " + t("staff.review.offline")
-        self.detail = Text(th, halign="left", size=th.font_small, color=th.palette.muted, text=detail,
-                           prefer_single=True)
-        for w in (self.heading, self.reason, self.detail):
-            words.add_widget(w)
-        self.add_widget(words)
-        self.resolve = KButton(th, _press(screen), "resolve", self.conflict_id, kind="ok",
-                               size_hint_x=None, width=max(th.touch * 2.4, th.width * 0.2),
-                               text=icon(ICON_OK) + " " + t("staff.review.resolve"))
-        self.add_widget(self.resolve)
-
-
-class StaffReviewScreen(StaffScreen):
-    screen = "staff_review"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap))
-        self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap)
-        self.column.bind(minimum_height=self.column.setter("height"))
-        self.scroll.add_widget(self.column)
-        body.add_widget(self.scroll)
-        self.rows: dict[str, ConflictRow] = {}
-        self.placeholder = Text(th, size=th.font_body, color=th.palette.muted, size_hint_y=None,
-                                height=th.touch)
-        self.back = self.back_button()
-        body.add_widget(self.back)
-        return body
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        self.title.text = t("staff.review.title")
-        self.back.text = t("staff.back")
-        conflicts = model.get("conflicts") or []
-        self.column.clear_widgets()
-        self.rows = {}
-        if not conflicts:
-            self.placeholder.text = t("staff.review.empty")
-            self.column.add_widget(self.placeholder)
-            return
-        for c in conflicts:
-            row = ConflictRow(self, c, t)
-            self.rows[row.conflict_id] = row
-            self.column.add_widget(row)
-
-    def clear_body(self) -> None:
-        self.column.clear_widgets()
-        self.rows = {}
-        self.placeholder.text = ""
-
-
-# -- self-test ----------------------------------------------------------------------------
-
-SELFTEST_PARTS = ("lights", "sound", "scanner", "reader")
-
-
-def selftest_value(value: str | dict | None, t: Translator) -> str:
-    """One self-test line in the staff member's language (the core sends codes, not words)."""
-    if not value:
-        return t("staff.selftest.not_tested")
-    if isinstance(value, str):
-        return t(f"staff.selftest.{value}")                  # running, done
-    result = value["result"]
-    if result == "scanned":
-        return icon(ICON_OK) + " " + t("staff.selftest.scanned", n=value["n"])
-    if result == "card":
-        kind = t(f"staff.selftest.kind.{value['kind']}")
-        text = kind if value["tries"] is None else t("staff.selftest.card", kind=kind, tries=value["tries"])
-        return icon(ICON_OK) + " " + escape(text)
-    if result == "error":
-        return escape(t(f"error.{value['code']}"))
-    return t("staff.selftest.reading")
-
-
-class StaffSelftestScreen(StaffScreen):
-    screen = "staff_selftest"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        buttons = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-        self.test_lights = KButton(th, _press(self), "test_lights", kind="primary")
-        self.test_sound = KButton(th, _press(self), "test_sound", kind="primary")
-        buttons.add_widget(self.test_lights)
-        buttons.add_widget(self.test_sound)
-        body.add_widget(buttons)
-        table = GridLayout(cols=2, spacing=(th.pad, th.gap * 0.5))
-        self.names: dict[str, Text] = {}
-        self.results: dict[str, Text] = {}
-        for part in SELFTEST_PARTS:
-            self.names[part] = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
-            self.results[part] = Text(th, halign="left", bold=True)
-            self.results[part].ident = f"result:{part}"
-            table.add_widget(self.names[part])
-            table.add_widget(self.results[part])
-        body.add_widget(table)
-        self.hints = Text(th, size=th.font_small, color=th.palette.muted, halign="left", size_hint_y=0.5)
-        body.add_widget(self.hints)
-        self.back = self.back_button()
-        body.add_widget(self.back)
-        return body
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        results = model.get("results") or {}
-        self.title.text = t("staff.selftest.title")
-        self.test_lights.text = t("staff.selftest.test_lights")
-        self.test_sound.text = t("staff.selftest.test_sound")
-        for part in SELFTEST_PARTS:
-            self.names[part].text = t(f"staff.selftest.{part}")
-            self.results[part].text = selftest_value(results.get(part), t)
-        self.test_lights.disabled = results.get("lights") == "running"
-        self.test_sound.disabled = results.get("sound") == "running"
-        self.hints.text = (icon(ICON_INFO) + " " + t("staff.selftest.scan_hint") + "\n"
-                           + icon(ICON_INFO) + " " + t("staff.selftest.card_hint"))
-        self.back.text = t("staff.back")
-
-
-# -- restart / shutdown ------------------------------------------------------------------
-
-
-class StaffConfirmScreen(StaffScreen):
-    screen = "staff_confirm"
-
-    def build_body(self) -> Widget:
-        th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.message = Text(th, size=th.font_body)
-        body.add_widget(self.message)
-        actions = BoxLayout(orientation="vertical" if th.portrait else "horizontal", spacing=th.gap,
-                            size_hint_y=None, height=th.touch * (2 if th.portrait else 1) + (th.gap if th.portrait else 0))
-        self.back = KButton(th, _press(self), "back")
-        self.confirm = KButton(th, _press(self), "confirm", kind="warn")
-        actions.add_widget(self.back)
-        actions.add_widget(self.confirm)
-        body.add_widget(actions)
-        return body
-
-    def render_body(self, model: dict, t: Translator) -> None:
-        action = model.get("action") if model.get("action") in ("restart", "shutdown") else "restart"
-        self.title.text = icon(ICON_WARN) + " " + t(f"staff.confirm.{action}.title")
-        self.message.text = t(f"staff.confirm.{action}.body")
-        self.back.text = t("common.cancel")
-        self.confirm.text = t(f"staff.confirm.{action}.yes")
-
-
-# -- counter registration ----------------------------------------------------------------
 
 BUSY_STEPS = {"authenticating": "staff.register.authenticating", "reading": "staff.register.reading",
               "linking": "staff.register.linking"}
@@ -440,7 +38,7 @@ class StaffRegisterScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        press = _press(self)
+        press = press_for(self)
         body = BoxLayout(orientation="vertical", spacing=th.gap)
         body.add_widget(self.title_row())
         self.stage = BoxLayout(orientation="vertical", spacing=th.gap)
@@ -470,7 +68,7 @@ class StaffRegisterScreen(StaffScreen):
 
         self.spinner_holder.bind(size=follow)
         # pin / pin2: words on the left, the pad on the right (stacked in portrait)
-        self.pad, self.keys = _pin_pad(self)
+        self.pad, self.keys = staff_pin_pad(self)
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
         self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
@@ -591,7 +189,7 @@ class StaffRegisterScreen(StaffScreen):
             else:
                 self.tries.text = ""
             self.detail.text = t("staff.register.pin_hint")
-            _label_pad_keys(self.keys, t)
+            label_pad_keys(self.keys, t)
         elif step == "last_try":
             self.message.text = icon(ICON_WARN) + " " + t("staff.register.last_try")
             self.message.color = th.palette.warn
