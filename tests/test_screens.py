@@ -97,7 +97,7 @@ def find(view, ident, screen=None):
 # -- making screens ------------------------------------------------------------------
 
 
-def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
+def test_every_screen_the_session_or_staff_mode_shows_has_its_class(make_view):
     from kiosk.core import staff
     from kiosk.core.session import SCREENS as SESSION_SCREENS
     from kiosk.screens.view import SCREEN_CLASSES, screen_class
@@ -105,8 +105,12 @@ def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
     staff_screens = {staff.SIGNIN, staff.MENU, staff.STATUS, staff.REVIEW, staff.SELFTEST, staff.CONFIRM,
                      staff.REGISTER}
     assert set(SCREEN_CLASSES) == set(SESSION_SCREENS) | staff_screens
+    view, _ = make_view()
     for name in SCREEN_CLASSES:
-        assert screen_class(name).screen == name
+        cls = screen_class(name)
+        assert cls.screen in (name, "")         # "": one class for several screens (progress)
+        made = view.screens[name]               # made as the view makes it, for this name
+        assert type(made) is cls and made.screen == made.name == name
 
 
 def test_a_screen_is_made_and_built_when_first_shown_once_at_the_views_real_size(kivy_window):

@@ -75,7 +75,9 @@ class KioskScreen(Screen):
     screen = ""                 # the session's screen name
     language_bar = True         # compact language buttons in the header
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, screen: str = "") -> None:
+        if screen:
+            self.screen = screen    # the name the view made it for (one class may draw several)
         super().__init__(name=self.screen)
         self.ctx = ctx
         self.built_for: object | None = None       # the theme it was built with (None: not yet)

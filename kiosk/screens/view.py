@@ -36,16 +36,17 @@ log = logging.getLogger("kiosk.screens")
 
 # Where each screen is defined. A screen's module is imported and the screen made
 # when it is first shown, so the kiosk starts by paying for the idle screen alone.
+# A class may draw several screens (ProgressScreen): it is made once per name.
 SCREEN_CLASSES: dict[str, str] = {
     "idle": "kiosk.screens.idle:IdleScreen",
-    "reading_card": "kiosk.screens.progress:ReadingCardScreen",
+    "reading_card": "kiosk.screens.progress:ProgressScreen",
     "pin": "kiosk.screens.pin_pad:PinScreen",
     "last_try": "kiosk.screens.last_try:LastTryScreen",
-    "authenticating": "kiosk.screens.progress:AuthenticatingScreen",
+    "authenticating": "kiosk.screens.progress:ProgressScreen",
     "library_card": "kiosk.screens.library_card:LibraryCardScreen",
     "take_card": "kiosk.screens.take_card:TakeCardScreen",
     "scanning": "kiosk.screens.scanning:ScanningScreen",
-    "finishing": "kiosk.screens.progress:FinishingScreen",
+    "finishing": "kiosk.screens.progress:ProgressScreen",
     "summary": "kiosk.screens.summary:SummaryScreen",
     "thank_you": "kiosk.screens.thank_you:ThankYouScreen",
     "error": "kiosk.screens.error:ErrorScreen",
@@ -264,7 +265,7 @@ class KioskView(FloatLayout):
         self._rebuild()
 
     def _make_screen(self, name: str) -> KioskScreen:
-        screen = screen_class(name)(self._ctx)
+        screen = screen_class(name)(self._ctx, name)
         self.manager.add_widget(screen)
         return screen
 
