@@ -1,10 +1,10 @@
 """The patron's screen: kiosk.core.interfaces.View on top of a Kivy ScreenManager.
 
-The controller calls `show(screen, model)` on the UI thread; the view draws the
-session's plain model and sends touches back only as kiosk.core.events.Press through
-the `post` it was given (barcodes typed by a keyboard-wedge scanner as
-kiosk.core.events.Barcode). It keeps no patron data of its own: leaving a screen clears
-it, and reaching idle clears them all.
+The controller calls `show(screen, model)` on the UI thread; the view checks the plain
+model against the screen's type (kiosk/core/screen_models.py), draws it, and sends
+touches back only as kiosk.core.events.Press through the `post` it was given (barcodes
+typed by a keyboard-wedge scanner as kiosk.core.events.Barcode). It keeps no patron
+data of its own: leaving a screen clears it, and reaching idle clears them all.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from kivy.uix.widget import Widget
 
 from kiosk.core import events as ev
+from kiosk.core.screen_models import ScreenModelError, check_model
 from kiosk.i18n import format_due, translator
+from kiosk.logs import log_event
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.staff_corner import StaffCorner
 from kiosk.screens.theme import Theme, make_theme
@@ -158,6 +160,13 @@ class KioskView(FloatLayout):
     def show(self, screen: str, model: dict) -> None:
         if screen not in SCREEN_CLASSES:
             log.warning("view.unknown_screen", extra={"kiosk_fields": {"screen": screen}})
+            return
+        try:
+            check_model(screen, model)
+        except ScreenModelError as e:
+            # A screen drawn from a broken model would show blanks or stale words: keep the
+            # last good screen. The log names the key, never its value (it may be a patron's).
+            log_event(log, "view.model_refused", level=logging.ERROR, screen=screen, key=e.key, problem=e.problem)
             return
         target = self.screens[screen]
         if screen != self.current:
