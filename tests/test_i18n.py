@@ -238,10 +238,11 @@ def test_the_chosen_font_draws_every_character_of_its_language():
 
 @pytest.mark.skipif(shutil.which("fc-query") is None, reason="needs fc-query")
 def test_the_icon_font_has_every_icon():
-    from kiosk.screens import fonts, widgets
+    from kiosk.screens import fonts
+    from kiosk.screens.widgets import text
 
-    icons = {widgets.ICON_OK, widgets.ICON_NO, widgets.ICON_WARN, widgets.ICON_INFO, widgets.ICON_BACK,
-             widgets.ICON_UNKNOWN, widgets.ICON_WAIT, "●", "○"}
+    icons = {text.ICON_OK, text.ICON_NO, text.ICON_WARN, text.ICON_INFO, text.ICON_BACK,
+             text.ICON_UNKNOWN, text.ICON_WAIT, "●", "○"}
     assert {ord(c) for c in icons} <= _charset(fonts.ICON_FONT)
 
 

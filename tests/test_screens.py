@@ -12,7 +12,7 @@ import pytest
 from kiosk.core.card import CardError
 from kiosk.core.catalogue import Refusal
 from kiosk.i18n import translator
-from kiosk.screens.widgets import layout_overflow
+from kiosk.screens.widgets.layout import layout_overflow
 from kiosk_testing.kivy_app import ARTIFACTS
 
 pytestmark = pytest.mark.ui
@@ -97,7 +97,7 @@ def find(view, ident, screen=None):
 # -- making screens ------------------------------------------------------------------
 
 
-def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
+def test_every_screen_the_session_or_staff_mode_shows_has_its_class(make_view):
     from kiosk.core import staff
     from kiosk.core.session import SCREENS as SESSION_SCREENS
     from kiosk.screens.view import SCREEN_CLASSES, screen_class
@@ -105,8 +105,12 @@ def test_every_screen_the_session_or_staff_mode_shows_has_its_class():
     staff_screens = {staff.SIGNIN, staff.MENU, staff.STATUS, staff.REVIEW, staff.SELFTEST, staff.CONFIRM,
                      staff.REGISTER}
     assert set(SCREEN_CLASSES) == set(SESSION_SCREENS) | staff_screens
+    view, _ = make_view()
     for name in SCREEN_CLASSES:
-        assert screen_class(name).screen == name
+        cls = screen_class(name)
+        assert cls.screen in (name, "")         # "": one class for several screens (progress)
+        made = view.screens[name]               # made as the view makes it, for this name
+        assert type(made) is cls and made.screen == made.name == name
 
 
 def test_a_screen_is_made_and_built_when_first_shown_once_at_the_views_real_size(kivy_window):
@@ -426,7 +430,8 @@ def test_titles_are_never_read_as_markup(make_view, kivy_window):
 def test_leaving_a_screen_and_reaching_idle_leaves_no_patron_data_anywhere(make_view, kivy_window):
     view, _ = make_view()
     for screen in ("pin", "scanning", "finishing", "error", "summary"):
-        show(view, kivy_window, screen, name=CANARY_NAME, card_reminder=True, countdown=4)
+        named = {"name": CANARY_NAME} if screen == "scanning" else {}     # only scanning's model has a name
+        show(view, kivy_window, screen, card_reminder=True, countdown=4, **named)
     assert any(CANARY_TITLE in x for x in view.texts())
     show(view, kivy_window, "thank_you")
     show(view, kivy_window, "idle")

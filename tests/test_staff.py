@@ -29,6 +29,7 @@ from kiosk.core.staff import (
 )
 from kiosk.core.staff_pins import check_pin, hash_pin
 from kiosk.logs import check_fields
+from kiosk_testing.checked_models import check_shows
 
 ALICE_PIN, BOB_PIN = "2468", "13579"
 ALICE = StaffAccount("alice", hash_pin(ALICE_PIN.encode(), log2_n=4), badge="S00001")
@@ -57,7 +58,7 @@ class Staff:
         self.effects: list = []
 
     def _keep(self, out: list) -> list:
-        self.effects += out
+        self.effects += check_shows(out)        # every model staff mode emits fits its screen
         return out
 
     def open(self, badge=None, out_of_service=False, offline_lending=False) -> list:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.i18n import translator
-from kiosk.screens.widgets import layout_overflow
+from kiosk.screens.widgets.layout import layout_overflow
 from kiosk_testing.kivy_app import ARTIFACTS, running_kiosk
 
 pytestmark = pytest.mark.ui
@@ -55,6 +55,12 @@ def staff_model(screen: str, **extra) -> dict:
     }[screen])
     m.update(extra)
     return m
+
+
+def idle_model(lang: str) -> dict:
+    """The patron idle screen's model, for leaving staff screens."""
+    return dict(language=lang, countdown=None, card_reminder=False, test_pki=False, notice=None, reader_ok=True,
+                library_card=True, help=False)
 
 
 # name of the screenshot -> (screen, model overrides): the busiest variant of each screen and every
@@ -212,7 +218,7 @@ def test_review_lists_conflicts_with_a_resolve_button_each_and_forgets_them(make
     show(view, kivy_window, "staff_review", conflicts=[])
     assert screen.placeholder.text == "Nothing to check."
     show(view, kivy_window, "staff_review")
-    view.show("idle", dict(language="en", reader_ok=True, library_card=True))
+    view.show("idle", idle_model("en"))
     kivy_window.settle()
     assert not any("20000001" in x or "10000007" in x for x in view.texts())
 
@@ -302,7 +308,7 @@ def test_a_long_press_elsewhere_or_on_a_staff_screen_does_not_open_staff_mode(ma
     view, posted = make_view()
     show(view, kivy_window, "staff_menu")
     hold(kivy_window, *corner(view), 3.2)
-    view.show("idle", dict(language="ja", reader_ok=True, library_card=True))
+    view.show("idle", idle_model("ja"))
     kivy_window.settle()
     hold(kivy_window, view.center_x, view.center_y, 3.2)
     assert not any(isinstance(e, StaffOpen) for e in posted)

@@ -14,9 +14,12 @@ from kiosk.core.catalogue import LoanRequest
 
 @dataclass(frozen=True)
 class Show:
-    """Draw `screen` from `model`, a plain dict (see kiosk/session.py for each screen's keys)."""
+    """Draw `screen` from `model`, a plain dict: kiosk/core/screen_models.py has each screen's
+    keys and types, and the view checks every model against them before drawing it."""
 
     screen: str
+    # A screen_models.ScreenModel at run time; typed as a dict because the machines build it
+    # key by key (dict.update), which mypy cannot follow into a TypedDict.
     model: dict[str, Any] = field(default_factory=dict)
 
 

@@ -89,7 +89,7 @@ class Scanner(Protocol):
 class View(Protocol):
     """The patron's screen as the controller sees it (implemented by kiosk/screens/).
 
-    `show` draws one screen from its plain model (keys documented in kiosk/session.py);
+    `show` draws one screen from its plain model (keys and types in kiosk/core/screen_models.py);
     `lights` and `cue` let a screen echo the LED pattern and sound (the demo's on-screen
     indicator). A view never reaches hardware or the network: touches go back as
     kiosk.core.events.Press through the `post` callable it is given.

@@ -14,19 +14,12 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.widgets import (
-    Badge,
-    Banner,
-    Context,
-    CountdownBar,
-    KButton,
-    LanguageBar,
-    Slot,
-    Text,
-    escape,
-    paint,
-    set_font,
-)
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import Context, paint
+from kiosk.screens.widgets.language_bar import LanguageBar
+from kiosk.screens.widgets.layout import Slot, set_font
+from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
+from kiosk.screens.widgets.text import Text, escape
 
 # Notices that report progress rather than a problem.
 INFO_NOTICES = {"printing"}
@@ -82,7 +75,9 @@ class KioskScreen(Screen):
     screen = ""                 # the session's screen name
     language_bar = True         # compact language buttons in the header
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, screen: str = "") -> None:
+        if screen:
+            self.screen = screen    # the name the view made it for (one class may draw several)
         super().__init__(name=self.screen)
         self.ctx = ctx
         self.built_for: object | None = None       # the theme it was built with (None: not yet)

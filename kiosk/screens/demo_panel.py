@@ -19,7 +19,11 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import translator
 from kiosk.screens import fonts
 from kiosk.screens.theme import Theme
-from kiosk.screens.widgets import Badge, KButton, Text, escape, paint, set_font
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.layout import set_font
+from kiosk.screens.widgets.notices import Badge
+from kiosk.screens.widgets.text import Text, escape
 
 
 @runtime_checkable

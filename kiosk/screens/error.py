@@ -11,7 +11,8 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import ICON_INFO, ICON_WARN, KButton, Text, icon
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_INFO, ICON_WARN, Text, icon
 
 
 def error_text(code: str | None, t: Translator) -> str:

@@ -15,19 +15,12 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import (
-    ICON_INFO,
-    ICON_OK,
-    CardArt,
-    KButton,
-    LanguageBar,
-    ModalLayer,
-    Text,
-    escape,
-    icon,
-    paint,
-    set_font,
-)
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.drawings import CardArt
+from kiosk.screens.widgets.language_bar import LanguageBar
+from kiosk.screens.widgets.layout import ModalLayer, set_font
+from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
 
 class IdleScreen(KioskScreen):

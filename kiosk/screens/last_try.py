@@ -12,7 +12,8 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import ICON_WARN, KButton, Text, icon
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_WARN, Text, icon
 
 
 class LastTryScreen(KioskScreen):

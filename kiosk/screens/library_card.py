@@ -6,7 +6,8 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen, centred_button, message_column
-from kiosk.screens.widgets import BarcodeArt, Text
+from kiosk.screens.widgets.drawings import BarcodeArt
+from kiosk.screens.widgets.text import Text
 
 
 class LibraryCardScreen(KioskScreen):

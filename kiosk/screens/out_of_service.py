@@ -7,7 +7,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
-from kiosk.screens.widgets import Text
+from kiosk.screens.widgets.text import Text
 
 
 class OutOfServiceScreen(KioskScreen):

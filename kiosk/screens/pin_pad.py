@@ -15,7 +15,8 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
-from kiosk.screens.widgets import ICON_BACK, ICON_OK, ICON_WARN, KButton, Text, icon
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_BACK, ICON_OK, ICON_WARN, Text, icon
 
 FILLED = "●"
 EMPTY = "○"

@@ -18,17 +18,9 @@ from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
-from kiosk.screens.widgets import (
-    ICON_NO,
-    ICON_OK,
-    ICON_UNKNOWN,
-    ICON_WAIT,
-    KButton,
-    Text,
-    escape,
-    icon,
-    paint,
-)
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
 @dataclass(frozen=True)

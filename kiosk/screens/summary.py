@@ -14,7 +14,8 @@ from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.scanning import RowList
-from kiosk.screens.widgets import ICON_OK, KButton, Text, icon
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_OK, Text, icon
 
 
 class SummaryScreen(KioskScreen):

@@ -11,7 +11,8 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen, centred_button, message_column
-from kiosk.screens.widgets import CardArt, Text
+from kiosk.screens.widgets.drawings import CardArt
+from kiosk.screens.widgets.text import Text
 
 
 class TakeCardScreen(KioskScreen):

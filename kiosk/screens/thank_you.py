@@ -6,7 +6,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen, centred_button, message_column
-from kiosk.screens.widgets import ICON_OK, Text, icon
+from kiosk.screens.widgets.text import ICON_OK, Text, icon
 
 
 class ThankYouScreen(KioskScreen):

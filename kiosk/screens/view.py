@@ -1,10 +1,10 @@
 """The patron's screen: kiosk.core.interfaces.View on top of a Kivy ScreenManager.
 
-The controller calls `show(screen, model)` on the UI thread; the view draws the
-session's plain model and sends touches back only as kiosk.core.events.Press through
-the `post` it was given (barcodes typed by a keyboard-wedge scanner as
-kiosk.core.events.Barcode). It keeps no patron data of its own: leaving a screen clears
-it, and reaching idle clears them all.
+The controller calls `show(screen, model)` on the UI thread; the view checks the plain
+model against the screen's type (kiosk/core/screen_models.py), draws it, and sends
+touches back only as kiosk.core.events.Press through the `post` it was given (barcodes
+typed by a keyboard-wedge scanner as kiosk.core.events.Barcode). It keeps no patron
+data of its own: leaving a screen clears it, and reaching idle clears them all.
 """
 
 from __future__ import annotations
@@ -23,38 +23,43 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 from kivy.uix.widget import Widget
 
 from kiosk.core import events as ev
+from kiosk.core.screen_models import ScreenModelError, check_model
 from kiosk.i18n import format_due, translator
+from kiosk.logs import log_event
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.staff_corner import StaffCorner
 from kiosk.screens.theme import Theme, make_theme
 from kiosk.screens.wedge import BACKSPACE, ENTER, TAB, Key, Scan, WedgeDecoder
-from kiosk.screens.widgets import Context, forget_fits, layout_now, walk_texts
+from kiosk.screens.widgets.context import Context
+from kiosk.screens.widgets.layout import layout_now, walk_texts
+from kiosk.screens.widgets.text import forget_fits
 
 log = logging.getLogger("kiosk.screens")
 
 # Where each screen is defined. A screen's module is imported and the screen made
 # when it is first shown, so the kiosk starts by paying for the idle screen alone.
+# A class may draw several screens (ProgressScreen): it is made once per name.
 SCREEN_CLASSES: dict[str, str] = {
     "idle": "kiosk.screens.idle:IdleScreen",
-    "reading_card": "kiosk.screens.progress:ReadingCardScreen",
+    "reading_card": "kiosk.screens.progress:ProgressScreen",
     "pin": "kiosk.screens.pin_pad:PinScreen",
     "last_try": "kiosk.screens.last_try:LastTryScreen",
-    "authenticating": "kiosk.screens.progress:AuthenticatingScreen",
+    "authenticating": "kiosk.screens.progress:ProgressScreen",
     "library_card": "kiosk.screens.library_card:LibraryCardScreen",
     "take_card": "kiosk.screens.take_card:TakeCardScreen",
     "scanning": "kiosk.screens.scanning:ScanningScreen",
-    "finishing": "kiosk.screens.progress:FinishingScreen",
+    "finishing": "kiosk.screens.progress:ProgressScreen",
     "summary": "kiosk.screens.summary:SummaryScreen",
     "thank_you": "kiosk.screens.thank_you:ThankYouScreen",
     "error": "kiosk.screens.error:ErrorScreen",
     "out_of_service": "kiosk.screens.out_of_service:OutOfServiceScreen",
-    "staff_signin": "kiosk.screens.staff:StaffSigninScreen",
-    "staff_menu": "kiosk.screens.staff:StaffMenuScreen",
-    "staff_status": "kiosk.screens.staff:StaffStatusScreen",
-    "staff_review": "kiosk.screens.staff:StaffReviewScreen",
-    "staff_selftest": "kiosk.screens.staff:StaffSelftestScreen",
-    "staff_confirm": "kiosk.screens.staff:StaffConfirmScreen",
-    "staff_register": "kiosk.screens.staff:StaffRegisterScreen",
+    "staff_signin": "kiosk.screens.staff.signin:StaffSigninScreen",
+    "staff_menu": "kiosk.screens.staff.menu:StaffMenuScreen",
+    "staff_status": "kiosk.screens.staff.status:StaffStatusScreen",
+    "staff_review": "kiosk.screens.staff.review:StaffReviewScreen",
+    "staff_selftest": "kiosk.screens.staff.selftest:StaffSelftestScreen",
+    "staff_confirm": "kiosk.screens.staff.confirm:StaffConfirmScreen",
+    "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
 }
 
 
@@ -155,6 +160,13 @@ class KioskView(FloatLayout):
     def show(self, screen: str, model: dict) -> None:
         if screen not in SCREEN_CLASSES:
             log.warning("view.unknown_screen", extra={"kiosk_fields": {"screen": screen}})
+            return
+        try:
+            check_model(screen, model)
+        except ScreenModelError as e:
+            # A screen drawn from a broken model would show blanks or stale words: keep the
+            # last good screen. The log names the key, never its value (it may be a patron's).
+            log_event(log, "view.model_refused", level=logging.ERROR, screen=screen, key=e.key, problem=e.problem)
             return
         target = self.screens[screen]
         if screen != self.current:
@@ -262,7 +274,7 @@ class KioskView(FloatLayout):
         self._rebuild()
 
     def _make_screen(self, name: str) -> KioskScreen:
-        screen = screen_class(name)(self._ctx)
+        screen = screen_class(name)(self._ctx, name)
         self.manager.add_widget(screen)
         return screen
 

@@ -11,6 +11,9 @@ from typing import Callable
 
 import pytest
 
+from kiosk.core.screen_models import ScreenModelError, check_model
+from kiosk_testing.checked_models import REFUSED
+
 
 class ManualLoop:
     def __init__(self) -> None:
@@ -61,7 +64,8 @@ class FakeClock:
 
 
 class RecordingView:
-    """A View that keeps what it was asked to show, for assertions."""
+    """A View that keeps what it was asked to show, for assertions. Like KioskView it
+    refuses a model that does not fit its screen (the test then fails at teardown)."""
 
     def __init__(self) -> None:
         self.shown: list[tuple[str, dict]] = []
@@ -69,6 +73,11 @@ class RecordingView:
         self.cues: list[str] = []
 
     def show(self, screen: str, model: dict) -> None:
+        try:
+            check_model(screen, model)
+        except ScreenModelError as e:
+            REFUSED.append((screen, e.key))
+            return
         self.shown.append((screen, model))
 
     def lights(self, pattern: str) -> None:

@@ -2,7 +2,8 @@
 
 Shared by the session, controller and UI tests. It plays the shell's part only as far
 as the tests ask it to (`sign_in_with_card()` answers the card and catalogue effects
-with canned replies); it never talks to hardware.
+with canned replies); it never talks to hardware. Every Show it sees is checked against
+the screen's model type (kiosk/core/screen_models.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kiosk.core import events as ev
 from kiosk.core.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
 from kiosk.core.catalogue import LoanResult, PatronStatus, Refusal
 from kiosk.core.session import Session, SessionSettings, replace_settings
+from kiosk_testing.checked_models import check_shows
 
 E = TypeVar("E")
 
@@ -76,6 +78,7 @@ class SessionDriver:
         return txn
 
     def _record(self, out: list) -> list:
+        check_shows(out)                # every model the session emits fits its screen
         self.last = list(out)
         self.effects.extend(out)
         return out

@@ -1,0 +1,12 @@
+"""Staff screens, one module per screen; the hidden corner that opens them is
+kiosk/screens/staff_corner.py.
+
+- base: StaffScreen and what the staff screens share (title row, back button, PIN pad)
+- signin: StaffSigninScreen
+- menu: StaffMenuScreen
+- status: StaffStatusScreen
+- review: StaffReviewScreen and its ConflictRow
+- selftest: StaffSelftestScreen
+- confirm: StaffConfirmScreen (restart, shutdown)
+- register: StaffRegisterScreen (counter registration)
+"""

@@ -1,0 +1,75 @@
+"""What every staff screen shares: no language bar, staff notices, a title row, the
+back button and the PIN pad of the sign-in and registration screens.
+
+Staff screens draw kiosk/core/staff.py's plain models exactly as the patron screens draw
+the session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
+screen is left. Staff screens have no language bar: staff use the site's default language.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from kivy.uix.gridlayout import GridLayout
+
+from kiosk.i18n import Translator
+from kiosk.screens.base import KioskScreen
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_BACK, Text, icon
+
+# Notices that report progress rather than a problem.
+STAFF_INFO_NOTICES = {"reset_done", "sync_started"}
+
+
+def press_for(screen: KioskScreen) -> Callable[[str, str | None], None]:
+    return lambda a, v: screen.ctx.press(a, v)
+
+
+def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
+    """The phone-layout pad of the patron PIN screen (same sizes: keys >= 12 mm)."""
+    th = screen.ctx.theme
+    press = press_for(screen)
+    keys: dict[str, KButton] = {}
+    pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
+                     width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
+    for label in "1234567890":
+        keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
+    keys["clear"] = KButton(th, press, "clear", size=th.font_small)
+    keys["delete"] = KButton(th, press, "delete", size=th.font_small)
+    for name in list("123456789") + ["clear", "0", "delete"]:
+        pad.add_widget(keys[name])
+    return pad, keys
+
+
+def label_pad_keys(keys: dict[str, KButton], t: Translator) -> None:
+    keys["clear"].text = t("pin.clear")
+    keys["delete"].text = icon(ICON_BACK) + "\n" + t("pin.delete")
+
+
+class StaffScreen(KioskScreen):
+    language_bar = False
+
+    def after_build(self) -> None:
+        # An empty banner strip keeps Kivy's default 100 px until its first banner
+        # (minimum_height never changes from 0): give that room to the body.
+        self.banners.height = self.banners.minimum_height
+
+    def notice_text(self, notice: str, model: dict, t: Translator) -> str:
+        msgid = "staff.notice." + notice
+        return t(msgid) if t.has(msgid) else super().notice_text(notice, model, t)
+
+    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        info = "notice:" + str(model.get("notice")) if model.get("notice") in STAFF_INFO_NOTICES else None
+        return [("info" if ident == info else kind, text, ident) for kind, text, ident in super().banner_specs(model, t)]
+
+    def title_row(self) -> Text:
+        th = self.ctx.theme
+        self.title = Text(th, size=th.font_title, bold=True, size_hint_y=None, height=th.font_title * 1.7,
+                          halign="left", prefer_single=True)
+        return self.title
+
+    def back_button(self, **kw) -> KButton:
+        th = self.ctx.theme
+        kw.setdefault("size_hint_y", None)
+        kw.setdefault("height", th.touch)
+        return KButton(th, press_for(self), "back", **kw)

@@ -1,0 +1,54 @@
+"""The staff menu. Switches are shown with words and a tick, never by colour alone."""
+
+from __future__ import annotations
+
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.widget import Widget
+
+from kiosk.i18n import Translator
+from kiosk.screens.staff.base import StaffScreen, press_for
+from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.text import ICON_OK, escape, icon
+
+
+MENU_ACTIONS = ("register", "out_of_service", "offline_lending", "sync_now", "status", "review", "self_test",
+                "reset", "restart", "shutdown", "exit")
+SWITCHES = ("out_of_service", "offline_lending")
+
+
+class StaffMenuScreen(StaffScreen):
+    screen = "staff_menu"
+
+    def build_body(self) -> Widget:
+        th = self.ctx.theme
+        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body.add_widget(self.title_row())
+        cols = 2 if th.portrait else 3
+        rows = -(-len(MENU_ACTIONS) // cols)
+        self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
+        kinds = {"register": "primary", "exit": "primary", "restart": "warn", "shutdown": "warn"}
+        self.buttons: dict[str, KButton] = {}
+        for action in MENU_ACTIONS:
+            b = KButton(th, press_for(self), action, kind=kinds.get(action, "secondary"))
+            self.buttons[action] = b
+            self.grid.add_widget(b)
+        body.add_widget(self.grid)
+        return body
+
+    def render_body(self, model: dict, t: Translator) -> None:
+        th = self.ctx.theme
+        staff_id = model.get("staff_id") or ""
+        self.title.text = t("staff.menu.title") + "  —  " + t("staff.menu.signed_in", staff_id=escape(staff_id))
+        for action, b in self.buttons.items():
+            words = t(f"staff.menu.{action}")
+            if action in SWITCHES:
+                on = bool(model.get(action))
+                b.text = (icon(ICON_OK) + " " if on else "") + f"{words}: {t('common.on') if on else t('common.off')}"
+                b._bg = th.palette.selected if on else th.palette.secondary
+                b.background_color = b._bg
+                b.color = th.palette.on_selected if on else th.palette.on_secondary
+                b.switched_on = on
+            else:
+                b.text = words
+        self.buttons["register"].disabled = not model.get("registration", True)

@@ -1,0 +1,150 @@
+"""Text that fits its box, and the icons and escaping every text uses.
+
+Every text shrinks to fit its box instead of being cut off, because a Portuguese or
+Vietnamese sentence can be twice as long as the Japanese one and the same screen has
+to work from 800x480 to 1920x1080.
+"""
+
+from __future__ import annotations
+
+from kivy.clock import Clock
+from kivy.properties import BooleanProperty, NumericProperty
+from kivy.uix.label import Label
+
+from kiosk.screens import fonts
+from kiosk.screens.theme import RGBA, Theme
+
+# Icons come from the icon font (DejaVu): the CJK fonts have no ✕ or ⌫.
+ICON_OK = "✓"
+ICON_NO = "✕"
+ICON_WARN = "⚠"
+ICON_INFO = "ℹ"
+ICON_WAIT = "…"
+ICON_UNKNOWN = "?"
+ICON_BACK = "⌫"
+
+
+def icon(symbol: str) -> str:
+    """Markup for one icon glyph inside a translated text."""
+    return f"[font={fonts.ICON_FONT_NAME}]{symbol}[/font]"
+
+
+def escape(text: str) -> str:
+    """Text from outside (titles, library name) must never be read as markup."""
+    return text.replace("&", "&amp;").replace("[", "&bl;").replace("]", "&br;")
+
+
+# Fitted sizes by (text, font, box): a re-render or a language switch back costs a
+# lookup. It holds texts, so the view empties it whenever a patron's session ends.
+_FITS: dict[tuple, tuple] = {}
+
+
+def forget_fits() -> None:
+    _FITS.clear()
+
+
+class FitMixin:
+    """Fit the text to the box: shrink the font (never below 45 %) and wrap as needed.
+
+    `prefer_single` (buttons, headings) first tries one line down to 70 % of the size,
+    so "全部消す" shrinks a little rather than breaking in the middle of a word.
+    `grow` (paragraphs in lists) keeps the size and makes the widget as tall as the text.
+    """
+
+    base_size = NumericProperty(20)
+    fixed_font = BooleanProperty(False)     # keeps its own font across language switches
+    grow = BooleanProperty(False)
+    prefer_single = BooleanProperty(False)
+    overflowing = BooleanProperty(False)    # even the smallest size did not fit (layout tests)
+
+    def _init_fit(self) -> None:
+        # Kivy's own first render of the label comes before the fit: at the base size it
+        # opens no font at a size nothing uses.
+        self.font_size = max(1, int(self.base_size))
+        self._fit_trigger = Clock.create_trigger(self._fit, -1)
+        for prop in ("size", "text", "base_size", "font_name", "bold", "parent"):
+            self.fbind(prop, self._fit_trigger)
+        self.fbind("text", self._markup_if_needed)
+        self._markup_if_needed(self, self.text)
+        self._fit_trigger()
+
+    def _markup_if_needed(self, _w, text: str) -> None:
+        # Markup layout is several times slower; most texts have no icon or escape.
+        self.markup = "[" in text or "&" in text
+
+    def _measure(self, size: float, text_size) -> tuple[float, float]:
+        self.font_size = max(1, int(size))      # whole pixels: the font cache is per size
+        self.text_size = text_size
+        self.texture_update()
+        return self.texture_size
+
+    def _fit(self, *_) -> None:
+        # Kivy 2.3: text_size is the whole texture, padding included.
+        w, h = self.width, self.height
+        if w <= 4 or self.parent is None:
+            return
+        base = self.base_size
+        if not self.text:
+            self.overflowing = False
+            self.font_size = base
+            return
+        key = (self.text, self.font_name, self.bold, base, int(w), int(h), self.grow, self.prefer_single,
+               tuple(self.padding))
+        known = _FITS.get(key)
+        if known is not None:
+            size, text_size, self.overflowing, height = known
+            self.font_size, self.text_size = size, text_size
+            if self.grow:
+                self.height = height
+            return
+        if self.grow:
+            _, th = self._measure(base, (w, None))
+            self.height = th
+            self.overflowing = False
+            self._remember(key, th)
+            return
+        if h <= 4:
+            return
+        if self.prefer_single:
+            tw, th = self._measure(base, (None, None))
+            scale = 1.0 if (tw <= w - 2 and th <= h) else min((w - 2) / tw, h / th) * 0.98
+            if scale >= 0.7:
+                if scale < 1.0:
+                    tw, th = self._measure(base * scale, (None, None))
+                if tw <= w - 2 and th <= h:
+                    self.text_size = (w, h)
+                    self.overflowing = False
+                    self._remember(key)
+                    return
+        # Wrapped text: its height grows about with the square of the size, so one
+        # guess usually lands; step down from there.
+        size = base
+        _, th = self._measure(size, (w, None))
+        if th > h + 0.5:
+            size = max(base * 0.45, base * (h / th) ** 0.5 * 0.97)
+            _, th = self._measure(size, (w, None))
+            while th > h + 0.5 and size > base * 0.45:
+                size = max(base * 0.45, size * 0.9)
+                _, th = self._measure(size, (w, None))
+        self.overflowing = th > h + 0.5
+        self.text_size = (w, h)
+        self._remember(key)
+
+    def _remember(self, key: tuple, height: float = 0.0) -> None:
+        if len(_FITS) > 4000:           # language switches and resizes: bounded, never patron data
+            _FITS.clear()
+        _FITS[key] = (self.font_size, self.text_size, self.overflowing, height)
+
+    @property
+    def fits(self) -> bool:
+        return not self.overflowing
+
+
+class Text(FitMixin, Label):
+    def __init__(self, theme: Theme, size: float | None = None, color: RGBA | None = None,
+                 halign: str = "center", valign: str = "middle", **kw) -> None:
+        kw.setdefault("markup", True)
+        super().__init__(halign=halign, valign=valign, **kw)
+        self.base_size = size or theme.font_body
+        self.color = color or theme.palette.text
+        self._init_fit()
