@@ -18,7 +18,7 @@ from kiosk_testing.fleet import free_port, make_bundle
 
 
 def kiosk_cli():
-    """The real `kiosk` parser with the fleet commands added, as kiosk/cli.py will."""
+    """The real `kiosk` parser with the fleet commands added, as kiosk/cli/main.py does."""
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "keys" not in sub.choices:

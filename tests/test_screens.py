@@ -1,6 +1,6 @@
 """Every patron screen drawn by the real KioskView in a real (offscreen) Kivy window.
 
-Models are the session's plain dicts (kiosk/session.py docstring); touches are real
+Models are the session's plain dicts (kiosk/core/session.py docstring); touches are real
 touch events on the real buttons; assertions are on widget state, not pixels.
 Screenshots of every screen in Japanese and English go to test-artifacts/screens/.
 """

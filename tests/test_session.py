@@ -78,7 +78,7 @@ def test_start_shows_idle_ready(d):
     assert d.deadline is None
 
 
-# The keys each screen's model has beyond BASE_KEYS, as kiosk/session.py documents them.
+# The keys each screen's model has beyond BASE_KEYS, as kiosk/core/session.py documents them.
 SCREEN_KEYS = {
     "idle": {"reader_ok", "library_card", "help"},
     "reading_card": set(),

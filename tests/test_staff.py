@@ -1,7 +1,7 @@
-"""Staff mode as a pure state machine (kiosk/staff.py): sign-in, lockout, idle timeout, the
+"""Staff mode as a pure state machine (kiosk/core/staff.py): sign-in, lockout, idle timeout, the
 menu's actions and counter registration, driven by canned events and a fake clock.
 
-The PIN check is the real scrypt one (kiosk/staff_pins.py) at a low cost factor.
+The PIN check is the real scrypt one (kiosk/core/staff_pins.py) at a low cost factor.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Staff screens in a real Kivy window: drawn from kiosk/staff.py's models, opened by the
+"""Staff screens in a real Kivy window: drawn from kiosk/core/staff.py's models, opened by the
 hidden corner gesture, and driven end to end through the real controller, store,
 outbox, local catalogue and virtual My Number Card (counter registration).
 
@@ -40,7 +40,7 @@ STATUS = {"reader": "ok", "scanner": "hid", "catalogue": "failing (3)", "catalog
 
 
 def staff_model(screen: str, **extra) -> dict:
-    """Models as kiosk/staff.py sends them (its docstring lists the keys)."""
+    """Models as kiosk/core/staff.py sends them (its docstring lists the keys)."""
     m: dict = dict(countdown=None, notice=None)
     m.update({
         "staff_signin": dict(badge=False, digits=3, locked_for=None),

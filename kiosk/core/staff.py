@@ -1,6 +1,6 @@
 """Staff mode as a pure state machine: sign-in, the staff menu, counter registration.
 
-Like kiosk/session.py it takes events and returns effects, with an injected clock and
+Like kiosk/core/session.py it takes events and returns effects, with an injected clock and
 no I/O. The controller routes events here while staff mode is open. Staff sign in
 with a badge and/or a PIN checked against scrypt hashes from config; too many
 failures lock sign-in for a while; staff mode closes by itself when left idle.

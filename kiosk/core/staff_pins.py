@@ -2,7 +2,7 @@
 
 Format: scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>. A 4-8 digit PIN has little
 entropy, so the cost is set high enough to make offline guessing slow and the
-sign-in screen locks after a few failures (kiosk/staff.py).
+sign-in screen locks after a few failures (kiosk/core/staff.py).
 """
 
 from __future__ import annotations
