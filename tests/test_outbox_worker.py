@@ -542,7 +542,8 @@ def test_rest_backlog_drains_in_batches_exactly_once_through_a_lost_answer(
 
     library = RestLibrary.seeded()
     server = make_rest_server(library)
-    catalogue = fast_catalogue(server, rest_tls, retries=0)
+    # 50 loans a request, each checked by the server's openapi-core: give a busy CI machine time.
+    catalogue = fast_catalogue(server, rest_tls, retries=0, timeout=10.0)
     loans = [replace(make_loan(n), patron_id=PATRON_OK, item_id=item) for n, item in enumerate(ITEMS_FREE[:70], 1)]
     for loan in loans:
         outbox.append(loan)
