@@ -64,6 +64,7 @@ install_files() {
   local root="$1" variant="$2" owner="$3"
   install_file "$HERE/systemd/kiosk.service" "$root/etc/systemd/system/kiosk.service" 0644
   install_file "$HERE/systemd/kiosk-cage.service" "$root/etc/systemd/system/kiosk-cage.service" 0644
+  install_file "$HERE/systemd/kiosk-power-request" "$root/usr/local/libexec/kiosk-power-request" 0755
   install_file "$HERE/systemd/journald-kiosk.conf" "$root/etc/systemd/journald.conf.d/kiosk.conf" 0644
   install_file "$HERE/systemd/99-kiosk-scanner.rules" "$root/etc/udev/rules.d/99-kiosk-scanner.rules" 0644
   mkdir -p "$root/etc/systemd/logind.conf.d"

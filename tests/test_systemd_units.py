@@ -51,6 +51,7 @@ def verify(tmp_path: Path, name: str, edit=lambda text: text) -> list[str]:
     stub.chmod(0o755)
     text = (SYSTEMD / name).read_text(encoding="utf-8")
     text = text.replace("/opt/kiosk/.venv/bin/kiosk", str(stub)).replace("/usr/bin/cage", str(stub))
+    text = text.replace("/usr/local/libexec/kiosk-power-request", str(stub))
     unit = tmp_path / name
     unit.write_text(edit(text), encoding="utf-8")
     out = subprocess.run([ANALYZE, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60,
@@ -249,7 +250,7 @@ def test_install_files_into_a_root(tmp_path):
                        ("etc/systemd/journald.conf.d/kiosk.conf", 0o644),
                        ("etc/udev/rules.d/99-kiosk-scanner.rules", 0o644), ("etc/kiosk/kiosk.toml", 0o640),
                        ("etc/systemd/logind.conf.d/kiosk.conf", None), ("etc/kiosk/environment", None),
-                       ("var/lib/kiosk/kivy/config.ini", None)):
+                       ("var/lib/kiosk/kivy/config.ini", None), ("usr/local/libexec/kiosk-power-request", 0o755)):
         f = root / path
         assert f.is_file(), path
         if mode is not None:

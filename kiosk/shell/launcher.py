@@ -36,6 +36,12 @@ from kiosk.core.loan_rules import OfflineRules
 from kiosk.core.session import Session, SessionSettings, Timeouts
 from kiosk.logs import log_event, setup_logging
 from kiosk.shell.controller import Controller
+from kiosk.shell.lifecycle import (
+    clear_power_request,
+    install_stop_signals,
+    request_power,
+    sdl_without_signal_handlers,
+)
 from kiosk.shell.sd_notify import SystemdNotifier
 from kiosk.shell.staff_backend import remembered
 from kiosk.store.database import Store, open_store
@@ -56,6 +62,9 @@ if TYPE_CHECKING:
     from kiosk.sync.outbox_worker import OutboxWorker
 
 log = logging.getLogger("kiosk.launcher")
+
+# Seconds from SIGTERM to a closed store: systemd's TimeoutStopSec is well above it.
+STOP_BUDGET = 1.0
 
 DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kiosk-demo"
 
@@ -147,22 +156,31 @@ class Services:
     effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
     applier: ConfigApplier | None = None
     stop_app: Any = None                # set by make_app: stops the UI loop
-    exit_how: str | None = None         # "restart" / "shutdown" asked for by staff
+    exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
 
     def request_exit(self, how: str) -> None:
-        self.exit_how = how
+        if self.exit_how is None:
+            self.exit_how = how
         if self.stop_app is not None:
             self.stop_app()
 
     def close(self) -> None:
+        """STOPPING=1, then every thread joined. A catalogue that does not answer cannot hold the
+        stop: a worker still on the wire after STOP_BUDGET seconds is left to the process exit:
+        its loan is journaled as in flight and comes back as a recognised replay, and the
+        store is then not closed under it."""
         self.notifier.stopping()
+        worker_done = True
         if self.worker is not None:
-            self.worker.stop()
+            worker_done = self.worker.stop(timeout=STOP_BUDGET)
         if self.reader is not None:
-            self.reader.stop()
+            self.reader.stop()          # the PC/SC watcher's blocking call is cancelled at once
         for thing in reversed(self.extras):
             thing.close()
-        self.store.close()
+        if worker_done:
+            self.store.close()
+        else:
+            log_event(log, "kiosk.store_left_open", level=logging.WARNING, reason="outbox worker still sending")
 
 
 def _data_dir(config: dict) -> Path:
@@ -449,6 +467,7 @@ def kivy_environment(config: dict, demo: bool) -> None:
     # The interrupt clock wakes the UI loop as soon as a worker posts (a scan's row is
     # drawn sooner) instead of at the next frame tick.
     os.environ.setdefault("KCFG_KIVY_KIVY_CLOCK", "interrupt")
+    sdl_without_signal_handlers()
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and demo:
         os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     if config["ui"]["kiosk_mode"]:
@@ -504,17 +523,30 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
 
 
 def run_app(config: dict | EffectiveConfig, demo: bool, exit_when_ready: bool = False) -> int:
+    """The app until it ends: by SIGTERM (SIGINT outside kiosk mode), staff restart or shut down,
+    or a new configuration. A staff shutdown leaves a request for the unit's root helper."""
     effective = None if isinstance(config, dict) else config
     config = effective.config if effective else config
     setup_logging(config["logging"]["level"], config["logging"]["format"])
     app, services = make_app(config, demo=demo, demo_panel=demo, effective=effective,
                              exit_when_ready=exit_when_ready)
+    clear_power_request(services.data_dir)
+
+    def stop_from_signal() -> None:
+        from kivy.clock import Clock
+
+        Clock.schedule_once(lambda _dt: services.request_exit("stop"), 0)
+
+    install_stop_signals(stop_from_signal, kiosk_mode=bool(config["ui"]["kiosk_mode"]))
     try:
         app.run()
     finally:
         services.close()
-    if services.exit_how == "shutdown":
-        import subprocess
-
-        subprocess.run(["systemctl", "poweroff"], check=False)
+    after_exit(services)
     return 0
+
+
+def after_exit(services: Services) -> None:
+    """Once the app has closed: what staff asked of systemd, if anything, for the root helper."""
+    if services.exit_how is not None and request_power(services.data_dir, services.exit_how):
+        log_event(log, "kiosk.exit_for_power", how=services.exit_how)

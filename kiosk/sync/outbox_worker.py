@@ -110,9 +110,10 @@ class OutboxWorker(WorkerThread):
         """A loan was appended (or staff asked for a retry): go now, skipping any wait."""
         self._wake_up.set()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the loan on the wire (if any) is recorded; joins the thread."""
-        self._stop_thread(timeout)
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the loan on the wire (if any) is recorded; joins the thread. False when
+        it was still sending after `timeout` seconds (the caller must not close the store)."""
+        return self._stop_thread(timeout)
 
     def _wake(self) -> None:
         self._wake_up.set()

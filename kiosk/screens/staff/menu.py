@@ -11,7 +11,6 @@ from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.text import ICON_OK, escape, icon
 
-
 MENU_ACTIONS = ("register", "out_of_service", "offline_lending", "sync_now", "status", "review", "self_test",
                 "reset", "restart", "shutdown", "exit")
 SWITCHES = ("out_of_service", "offline_lending")

@@ -20,7 +20,6 @@ from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
-
 BUSY_STEPS = {"authenticating": "staff.register.authenticating", "reading": "staff.register.reading",
               "linking": "staff.register.linking"}
 

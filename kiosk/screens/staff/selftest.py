@@ -11,7 +11,6 @@ from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
-
 SELFTEST_PARTS = ("lights", "sound", "scanner", "reader")
 
 

@@ -11,7 +11,6 @@ from kiosk.i18n import Translator
 from kiosk.screens.staff.base import StaffScreen
 from kiosk.screens.widgets.text import Text, escape
 
-
 STATUS_KEYS = ("reader", "scanner", "catalogue", "catalogue_error", "outbox_pending", "oldest_pending",
                "last_sync", "conflicts", "config_version", "app_version", "disk_free_mb", "uptime_s")
 
