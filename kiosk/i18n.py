@@ -23,6 +23,7 @@ import os
 import sys
 from datetime import date
 from functools import lru_cache
+from importlib.resources import files
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.i18n")
 
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+# Inside the installed package (wheels install unzipped, so this is a real folder).
+LOCALE_DIR = Path(str(files("kiosk").joinpath("locale")))
 DOMAIN = "kiosk"
 DEFAULT_LANGUAGE = "ja"
 # A missing text falls back to English (most patrons who are not reading Japanese

@@ -16,6 +16,7 @@ import logging
 import re
 import uuid
 from datetime import date
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.catalogue.rest")
 
-API_SPEC = Path(__file__).with_name("catalogue_api.yaml")
+API_SPEC = Path(str(files("kiosk.sync").joinpath("catalogue_api.yaml")))
 SPEC_URI = "urn:kiosk:catalogue-api"
 
 #: Most loans in one POST /loans (LoanBatch.maxItems in the contract).
