@@ -451,7 +451,9 @@ def test_card_pulled_while_the_card_is_working_is_removed_not_mute(service, inse
 def test_after_success_the_service_knows_the_counter_is_full_again(service, insert):
     card = insert("pin-1-try")
     service.probe()
-    assert service.authenticate(pin()).ok and card.tries_left() == 3
+    outcome = service.authenticate(pin())
+    assert outcome.ok and card.tries_left() == 3
+    assert outcome.tries_left == 3                          # reported, not None (issue item 3)
     assert service.authenticate(pin()).ok                   # a second sign-in in the same session works
 
 
