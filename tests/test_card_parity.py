@@ -52,18 +52,23 @@ def write_config(tmp_path: Path, name: str, pki, *, test_pki: bool, smartphone: 
     return path
 
 
-def foreign_ca_profile(pki) -> CardProfile:
-    """registered-1 with a certificate from an unknown CA that bears the test CA's name."""
+def twin_profile(pki, *, foreign_ca: bool = False, expired: bool = False) -> CardProfile:
+    """registered-1 (same key, serial, names and length, so the same first 64 bytes of the
+    certificate) but with a certificate from an unknown CA bearing the test CA's name, or expired."""
     profile = pki.profile("registered-1")
     original = x509.load_der_x509_certificate(profile.auth_cert)
+    not_before, not_after = original.not_valid_before_utc, original.not_valid_after_utc
+    if expired:
+        not_before, not_after = not_before - dt.timedelta(days=800), not_before - dt.timedelta(days=2)
     builder = (x509.CertificateBuilder().subject_name(original.subject).issuer_name(original.issuer)
                .public_key(original.public_key()).serial_number(original.serial_number)
-               .not_valid_before(original.not_valid_before_utc).not_valid_after(original.not_valid_after_utc))
+               .not_valid_before(not_before).not_valid_after(not_after))
     for ext in original.extensions:
         builder = builder.add_extension(ext.value, critical=ext.critical)
-    der = builder.sign(rsa.generate_private_key(65537, 2048), hashes.SHA256()).public_bytes(
-        serialization.Encoding.DER)
-    return replace(profile, name="foreign-ca", auth_cert=der)
+    signer = rsa.generate_private_key(65537, 2048) if foreign_ca else pki.ca_key
+    der = builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    assert der[:64] == profile.auth_cert[:64] and len(der) == len(profile.auth_cert)
+    return replace(profile, name="twin", auth_cert=der)
 
 
 class Bench:
@@ -72,17 +77,19 @@ class Bench:
     def __init__(self, readers, pki, tmp_path: Path) -> None:
         self.readers, self.pki, self.tmp_path = readers, pki, tmp_path
         self.runs = 0
-        self.foreign = None
+        self.foreign: CardProfile | None = None
 
-    def profile(self, name: str) -> CardProfile:
-        if name == "foreign-ca":
-            self.foreign = self.foreign or foreign_ca_profile(self.pki)
+    def profile(self, name: str | CardProfile) -> CardProfile:
+        if isinstance(name, CardProfile):
+            profile = name
+        elif name == "foreign-ca":
+            self.foreign = self.foreign or twin_profile(self.pki, foreign_ca=True)
             profile = self.foreign
         else:
             profile = self.pki.profile(name)
         return replace(profile, auth_pin=RIGHT_PIN) if profile.jpki else profile
 
-    def insert(self, name: str) -> VirtualJpkiCard:
+    def insert(self, name: str | CardProfile) -> VirtualJpkiCard:
         self.runs += 1
         card = VirtualJpkiCard(self.profile(name), state_path=self.tmp_path / f"card-{self.runs}.json")
         self.readers.insert(card)
@@ -180,6 +187,32 @@ def test_app_and_cli_reach_the_same_verdict(pcsc_readers, pcsc_demo_pki, tmp_pat
         verdicts["info", False] = info_verdict(path)
     expected = {key: unconfirmed if not key[1] else confirmed for key in verdicts}
     assert verdicts == expected
+
+
+@pcsc
+@pytest.mark.parametrize("twin, verdict", [("expired", "cert_expired"), ("foreign_ca", "unknown_ca")])
+def test_a_key_that_signed_in_before_is_judged_on_the_certificate_now_on_the_card(
+        pcsc_readers, pcsc_demo_pki, tmp_path, twin, verdict):
+    """Issue item 1, as the kiosk runs: one card service (built from the site file) signs in a
+    card, then a card with the same key and serial whose certificate is now expired / from an
+    unknown CA with the same name is refused, before any PIN try is spent."""
+    path = write_config(tmp_path, "site", pcsc_demo_pki, test_pki=True, smartphone=False,
+                        reader=pcsc_readers.reader)
+    settings = CardSettings.from_config(load_site(str(path)).config)
+    service = build_card_service(settings, build_reader(settings), build_trust(settings), utcnow)
+    bench = Bench(pcsc_readers, pcsc_demo_pki, tmp_path)
+    try:
+        bench.insert("registered-1")
+        assert service.probe().usable
+        assert service.authenticate(bytearray(RIGHT_PIN.encode())).ok
+        service.release()
+        card = bench.insert(twin_profile(pcsc_demo_pki, **{twin: True}))
+        assert service.probe().usable
+        outcome = service.authenticate(bytearray(RIGHT_PIN.encode()))
+        assert outcome.error is not None and outcome.error.value == verdict and outcome.identity is None
+        assert card.tries_left() == 3 and card.stats.by_ins[0x20] == 1      # only the tries query
+    finally:
+        service.release()
 
 
 def test_the_one_last_try_rule():
