@@ -290,7 +290,8 @@ class CardService:
     # -- release -------------------------------------------------------------------------
 
     def release(self) -> None:
-        """End of session: re-SELECT the AP (clears VERIFY status) and close the transport."""
+        """End of session: re-SELECT the AP (clears VERIFY status; skipped when the last APDU
+        already was that SELECT) and close the transport, forgetting this session's certificate."""
         transport, card = self._transport, self._card
         self._transport = self._card = self._probe = None
         self._cert = None
