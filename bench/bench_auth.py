@@ -4,11 +4,18 @@ Run: /tmp/venv/bin/python bench/bench_auth.py [--rounds N] [--pki-dir DIR]
 
 Drives the real CardService (probe -> authenticate -> release) over the in-process
 virtual reader and counts what crosses the card link (APDUs, bytes both ways) for a
-first-seen card and for a returning card (certificate recognised from its first
-block). Kiosk CPU is process time around the kiosk-side calls minus the CPU the
-virtual card itself spent (its RSA signature, mostly). One table, one run: every
-ratio is measured here. Targets: returning card <= 60% of OpenSC's bytes for the
-same work; kiosk CPU <= 20 ms per authentication.
+first-seen card and for a returning card (the same card again, same service). The
+kiosk decides only on certificate bytes read from the card in the same session, so a
+returning card's whole certificate is read again, in as few 256-byte READ BINARYs as
+it takes; nothing is cached across sessions. Kiosk CPU is process time around the
+kiosk-side calls minus the CPU the virtual card itself spent (its RSA signature,
+mostly). One table, one run: every ratio is measured here.
+
+OpenSC is measured as one process: `pkcs11-tool --login --sign` binds to the card once and,
+while binding, reads the user-authentication certificate itself, then VERIFY and sign; that
+is one whole authentication, the same work as the kiosk's. The two-process figure
+(`pkcs15-tool --read-certificate` first, then the signing process) is shown for reference.
+Targets: returning card <= 30% of one OpenSC process's bytes; kiosk CPU <= 20 ms.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ from pathlib import Path
 
 from kiosk.card.demo_pki import DEMO_AUTH_PIN, ensure_demo_pki  # noqa: E402
 from kiosk.card.identity import TrustStore  # noqa: E402
-from kiosk.card.service import CardService, CertCache  # noqa: E402
+from kiosk.card.service import CardService  # noqa: E402
 from kiosk.card.virtual_card import CardProfile, VirtualJpkiCard  # noqa: E402
 from kiosk.card.virtual_reader import VirtualReader  # noqa: E402
 
-BYTES_TARGET = 0.60         # returning card vs OpenSC
+BYTES_TARGET = 0.30         # returning card vs one OpenSC process doing the same authentication
 CPU_TARGET_MS = 20.0
 
 
@@ -67,7 +74,7 @@ def measure(profile: CardProfile, trust: TrustStore, rounds: int) -> dict[str, l
     clock = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
     runs: dict[str, list[dict]] = {"first-seen card": [], "returning card": []}
     for _ in range(rounds):
-        service = CardService(reader, trust, clock, cert_cache=CertCache())
+        service = CardService(reader, trust, clock)
         runs["first-seen card"].append(authenticate_once(service, reader, profile))
         runs["returning card"].append(authenticate_once(service, reader, profile))
     return runs
@@ -88,33 +95,39 @@ def main() -> int:
         opensc = opensc_numbers(profile)
 
     first, back = runs["first-seen card"], runs["returning card"]
+    one = opensc["steps"]["login_sign"] if opensc else None     # one process: cert + VERIFY + sign
     print(f"JPKI authentication (probe + authenticate + release) over the virtual card, "
           f"{args.rounds} rounds, medians")
-    header = f"{'':18}{'APDUs':>7}{'bytes':>8}{'to card':>9}{'from card':>11}{'vs OpenSC bytes':>17}" \
+    header = f"{'':24}{'APDUs':>7}{'bytes':>8}{'to card':>9}{'from card':>11}{'vs OpenSC bytes':>17}" \
              f"{'kiosk CPU ms':>14}{'card CPU ms':>13}"
     print(header)
     print("-" * len(header))
     for name, rows in runs.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        vs = f"{med['bytes'] / opensc['bytes']:.2f}x" if opensc else "n/a"
-        print(f"{name:18}{med['apdus']:>7.0f}{med['bytes']:>8.0f}{med['bytes_in']:>9.0f}{med['bytes_out']:>11.0f}"
+        vs = f"{med['bytes'] / one['bytes']:.2f}x" if one else "n/a"
+        print(f"{name:24}{med['apdus']:>7.0f}{med['bytes']:>8.0f}{med['bytes_in']:>9.0f}{med['bytes_out']:>11.0f}"
               f"{vs:>17}{med['kiosk_cpu_ms']:>14.2f}{med['card_cpu_ms']:>13.2f}")
-    if opensc:
-        print(f"{'OpenSC':18}{opensc['apdus']:>7}{opensc['bytes']:>8}{'':>20}{'1.00x':>17}")
+    if opensc and one:
+        print(f"{'OpenSC, one process':24}{one['apdus']:>7}{one['bytes']:>8}{one['bytes_to_card']:>9}"
+              f"{one['bytes_from_card']:>11}{'1.00x':>17}")
+        print(f"{'OpenSC, two processes':24}{opensc['apdus']:>7}{opensc['bytes']:>8}{opensc['bytes_to_card']:>9}"
+              f"{opensc['bytes_from_card']:>11}{opensc['bytes'] / one['bytes']:>16.2f}x")
     else:
-        print(f"{'OpenSC':18}{'n/a':>7}{'n/a':>8}   (OpenSC could not be run here)")
+        print(f"{'OpenSC':24}{'n/a':>7}{'n/a':>8}   (OpenSC could not be run here)")
     print()
     ratio_bytes = statistics.median(r["bytes"] for r in back) / statistics.median(r["bytes"] for r in first)
     worst_cpu = max(statistics.median(r["kiosk_cpu_ms"] for r in rows) for rows in runs.values())
-    print(f"returning / first-seen bytes:      {ratio_bytes:.2f}x")
-    if opensc:
-        ret = statistics.median(r["bytes"] for r in back) / opensc["bytes"]
-        verdict = "meets" if ret <= BYTES_TARGET else "MISSES"
-        print(f"returning / OpenSC bytes:          {ret:.2f}x  ({verdict} target <= {BYTES_TARGET:.2f}x)")
+    print(f"returning / first-seen bytes:             {ratio_bytes:.2f}x")
+    if opensc and one:
+        ret = statistics.median(r["bytes"] for r in back)
+        verdict = "meets" if ret / one["bytes"] <= BYTES_TARGET else "MISSES"
+        print(f"returning / OpenSC bytes, one process:    {ret / one['bytes']:.2f}x  "
+              f"({verdict} target <= {BYTES_TARGET:.2f}x)")
+        print(f"returning / OpenSC bytes, two processes:  {ret / opensc['bytes']:.2f}x")
     else:
-        print(f"returning / OpenSC bytes:          n/a   (target <= {BYTES_TARGET:.2f}x)")
+        print(f"returning / OpenSC bytes:                 n/a   (target <= {BYTES_TARGET:.2f}x)")
     verdict = "meets" if worst_cpu <= CPU_TARGET_MS else "MISSES"
-    print(f"kiosk CPU / target ({CPU_TARGET_MS:.0f} ms):       {worst_cpu / CPU_TARGET_MS:.2f}x  "
+    print(f"kiosk CPU / target ({CPU_TARGET_MS:.0f} ms):              {worst_cpu / CPU_TARGET_MS:.2f}x  "
           f"({verdict}; {worst_cpu:.2f} ms, this machine)")
     return 0
 

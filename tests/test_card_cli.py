@@ -140,6 +140,92 @@ def test_info_tells_what_is_wrong_with_a_card(insert, trust_args, name, kind, er
 
 
 @pcsc
+def test_info_names_the_trusted_issuer_of_an_expired_certificate(insert, trust_args):
+    """Expired is not untrusted: the issuer is still the test CA (issue item 3)."""
+    insert("expired")
+    code, out, _ = _run(cmd_info, "info", "--json", *trust_args)
+    cert = json.loads(out)["certificate"]
+    assert code == EXIT_CARD
+    assert (cert["verdict"], cert["issuer"], cert["test_pki"]) == ("cert_expired", "auth_ca_test", True)
+    code, out, _ = _run(cmd_info, "info", *trust_args)
+    assert "issuer:     auth_ca_test (TEST PKI)" in out and "not a trusted CA" not in out
+
+
+@pcsc
+def test_info_shows_the_last_try_rule(insert, trust_args):
+    insert("pin-1-try")
+    code, out, _ = _run(cmd_info, "info", "--json", *trust_args)
+    info = json.loads(out)
+    assert code == EXIT_OK and (info["tries_left"], info["pin_prompt"]) == (1, "confirm_last_try")
+
+
+# -- the site configuration, as the kiosk reads it (issue item 2) ------------------------------
+
+def site_config(tmp_path: Path, pki, **card) -> Path:
+    """A kiosk.toml with a [card] table; test PKI on (the demo CA) unless overridden."""
+    values = {"accept_test_pki": True, "test_anchors": [str(pki.ca_pem_path)], **card}
+    lines = ["[kiosk]", f'data_dir = "{tmp_path / "data"}"', "", "[card]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = tmp_path / "kiosk.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pcsc
+def test_verify_uses_the_site_configuration(insert, pcsc_demo_pki, tmp_path, pcsc_readers):
+    card = insert()
+    config = site_config(tmp_path, pcsc_demo_pki, reader=pcsc_readers.reader)
+    code, out, err = _run(cmd_verify, "verify", "--json", "--config", str(config),
+                          pin_source=lambda: bytearray(PIN.encode()))
+    result = json.loads(out)
+    assert code == EXIT_OK, err
+    assert result["authenticated"] and result["certificate"]["issuer"] == "auth_ca_test"
+    assert card.verifies_with_pin == 1
+
+
+@pcsc
+def test_info_reads_kiosk_config_from_the_environment(insert, pcsc_demo_pki, tmp_path):
+    insert()
+    config = site_config(tmp_path, pcsc_demo_pki)
+    run = subprocess.run([sys.executable, "-m", "kiosk.cli.card", "info", "--json", "--timeout", "10"],
+                         text=True, capture_output=True, cwd=REPO, timeout=60,
+                         env={**os.environ, "KIOSK_CONFIG": str(config)})
+    assert run.returncode == EXIT_OK, run.stderr
+    cert = json.loads(run.stdout)["certificate"]
+    assert (cert["verdict"], cert["issuer"], cert["test_pki"]) == ("ok", "auth_ca_test", True)
+
+
+@pcsc
+def test_the_configured_reader_name_is_used(insert, pcsc_demo_pki, tmp_path):
+    insert()
+    config = site_config(tmp_path, pcsc_demo_pki, reader="No Such Reader")
+    code, _, err = _run(cmd_info, "info", "--config", str(config), "--timeout", "2")
+    assert code == EXIT_NO_CARD and "no card reader found" in err
+
+
+@pcsc
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_configured_smartphone_rule_is_used(insert, pcsc_demo_pki, tmp_path, allowed):
+    card = insert("smartphone")
+    config = site_config(tmp_path, pcsc_demo_pki, allow_smartphone=allowed)
+    code, out, _ = _run(cmd_info, "info", "--json", "--config", str(config))
+    assert json.loads(out)["error"] == (None if allowed else "smartphone_unsupported")
+    code, out, _ = _run(cmd_verify, "verify", "--json", "--config", str(config),
+                        pin_source=lambda: bytearray(PIN.encode()))
+    result = json.loads(out)
+    assert result["authenticated"] is allowed
+    assert result["error"] == (None if allowed else "smartphone_unsupported")
+    assert card.verifies_with_pin == (1 if allowed else 0)
+
+
+def test_a_broken_configuration_is_a_usage_error(tmp_path):
+    bad = tmp_path / "kiosk.toml"
+    bad.write_text("[card]\naccept_test_pki = \"yes please\"\n")
+    code, _, err = _run(cmd_info, "info", "--config", str(bad))
+    assert code == EXIT_USAGE and "card.accept_test_pki" in err
+
+
+@pcsc
 def test_info_without_a_card_times_out(pcsc_readers):
     code, _, err = _run(cmd_info, "info", "--timeout", "1")
     assert code == EXIT_NO_CARD and "no card was inserted" in err
@@ -161,6 +247,7 @@ def test_verify_as_a_command_with_the_pin_on_stdin(insert, trust_args, pcsc_demo
     assert run.returncode == EXIT_OK, run.stderr
     result = json.loads(run.stdout)
     assert result["authenticated"] is True and result["error"] is None
+    assert result["tries_left"] == 3                # a right PIN resets the counter (issue item 3)
     assert result["certificate"]["sha256"] == pcsc_demo_pki.cards["registered-1"].cert_hash
     assert card.verifies_with_pin == 1 and card.card.tries_left() == 3
     assert "3 PIN tries left" in run.stderr
@@ -179,13 +266,20 @@ def test_verify_wrong_pin_is_sent_once_and_reported(insert, trust_args):
 
 
 @pcsc
-def test_verify_refuses_to_spend_the_last_try(insert, trust_args):
+def test_verify_spends_the_last_try_only_when_confirmed(insert, trust_args):
+    """The kiosk's rule (kiosk.core.card.pin_prompt): at one try left, only after confirmation."""
     card = insert("pin-1-try")
     asked = []
     code, out, err = _run(cmd_verify, "verify", "--json", *trust_args,
                           pin_source=lambda: asked.append(1) or bytearray(PIN.encode()))
     assert code == EXIT_CARD and json.loads(out)["error"] == "last_try"
+    assert "--confirm-last-try" in err
     assert asked == [] and card.verifies_with_pin == 0 and card.card.tries_left() == 1
+    code, out, _ = _run(cmd_verify, "verify", "--json", "--confirm-last-try", *trust_args,
+                        pin_source=lambda: asked.append(1) or bytearray(PIN.encode()))
+    result = json.loads(out)
+    assert code == EXIT_OK and result["authenticated"] and result["tries_left"] == 3
+    assert asked == [1] and card.verifies_with_pin == 1 and card.card.tries_left() == 3
 
 
 @pcsc

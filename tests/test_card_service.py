@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from kiosk.card.demo_pki import issue_auth_cert
 from kiosk.card.identity import TrustStore
-from kiosk.card.jpki import CERT_HEAD_LEN
-from kiosk.card.service import CardService, CertCache
+from kiosk.card.service import CardService
 from kiosk.card.virtual_card import VirtualJpkiCard
 from kiosk.core.card import CardError, CardKind
 from kiosk.core.interfaces import CardEventKind
@@ -119,59 +118,71 @@ def test_challenge_is_fresh_each_time(jpki_reader, demo_trust, jpki_now, insert,
     assert len(digests) == 2 and digests[0] != digests[1]
 
 
-def test_returning_card_skips_most_of_the_certificate(service, insert, demo_pki):
+def cert_reads(card: VirtualJpkiCard, apdu_log) -> int:
+    """READ BINARY APDUs sent while EF 000A (the user-authentication certificate) was selected."""
+    reads, ef = 0, None
+    for r in apdu_log:
+        if r.apdu[1] == 0xA4:
+            ef = r.apdu[5:7] if r.apdu[2] == 0x02 else None
+        elif r.apdu[1] == 0xB0 and ef == b"\x00\x0a":
+            reads += 1
+    return reads
+
+
+def test_returning_card_reads_its_whole_certificate_again(service, insert, demo_pki, apdu_log):
+    """Each session decides on the certificate bytes read from the card in that session."""
     first = insert()
     service.probe()
     assert service.authenticate(pin()).ok
+    service.release()
+    der = demo_pki.profile("registered-1").auth_cert
     again = insert()
     service.probe()
     outcome = service.authenticate(pin())
     assert outcome.ok and outcome.identity.cert_hash == demo_pki.cards["registered-1"].cert_hash
-    assert again.stats.by_ins[0xB0] == 2                  # token + one block of the certificate
-    assert first.stats.by_ins[0xB0] > again.stats.by_ins[0xB0]
-    assert again.stats.bytes_total < 0.6 * first.stats.bytes_total
-    assert len(service.cert_cache) == 1
+    assert again.stats.by_ins[0xB0] == first.stats.by_ins[0xB0] == 1 + -(-len(der) // 256)
+    assert cert_reads(again, apdu_log) == 2 * -(-len(der) // 256)    # as few reads as 256-byte Le allows
 
 
-def test_cache_keys_hold_no_certificate_bytes(demo_pki):
-    cache = CertCache()
-    der = demo_pki.profile("registered-1").auth_cert
-    cache.add(der)
-    (slot,) = cache._entries
-    assert der[:CERT_HEAD_LEN] != slot and der[15:19] not in slot      # not the head, not the serial
-    assert cache.lookup(der[:CERT_HEAD_LEN]) == der and CertCache().lookup(der[:CERT_HEAD_LEN]) is None
-    small = CertCache(capacity=2)
-    for name in ("registered-1", "registered-2", "registered-3"):
-        small.add(demo_pki.profile(name).auth_cert)
-    assert len(small) == 2 and small.lookup(der[:CERT_HEAD_LEN]) is None
-    off = CertCache(capacity=0)
-    off.add(der)
-    assert len(off) == 0 and off.lookup(der[:CERT_HEAD_LEN]) is None
+def twin_certificate(demo_pki, *, expired: bool = False, foreign_ca: bool = False) -> bytes:
+    """registered-1's certificate (same key, serial, names, length, so the same first 64 bytes),
+    but expired, or signed by an unknown CA that has the test CA's name."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-
-def test_cache_hit_on_the_wrong_certificate_falls_back_to_a_full_read(service, insert, demo_pki):
-    """A renewed or colliding certificate with the same first bytes must still authenticate."""
-    card_profile = demo_pki.profile("registered-1")
-    original = x509.load_der_x509_certificate(card_profile.auth_cert)
-    other_key = demo_pki.profile("registered-2").auth_key
+    original = x509.load_der_x509_certificate(demo_pki.profile("registered-1").auth_cert)
+    not_before, not_after = original.not_valid_before_utc, original.not_valid_after_utc
+    if expired:
+        not_before, not_after = not_before - dt.timedelta(days=800), not_before - dt.timedelta(days=2)
     builder = (
         x509.CertificateBuilder().subject_name(original.subject).issuer_name(original.issuer)
-        .public_key(other_key.public_key()).serial_number(original.serial_number)
-        .not_valid_before(original.not_valid_before_utc).not_valid_after(original.not_valid_after_utc)
+        .public_key(original.public_key()).serial_number(original.serial_number)
+        .not_valid_before(not_before).not_valid_after(not_after)
     )
     for ext in original.extensions:
         builder = builder.add_extension(ext.value, critical=ext.critical)
-    twin = builder.sign(demo_pki.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-    assert len(twin) == len(card_profile.auth_cert)
-    assert twin[:CERT_HEAD_LEN] == card_profile.auth_cert[:CERT_HEAD_LEN] and twin != card_profile.auth_cert
-    service.cert_cache.add(twin)
-    card = insert()
+    signer = rsa.generate_private_key(65537, 2048) if foreign_ca else demo_pki.ca_key
+    return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("kind, error", [("expired", CardError.CERT_EXPIRED),
+                                         ("foreign_ca", CardError.UNKNOWN_CA)])
+def test_a_card_is_judged_on_the_certificate_it_holds_not_on_an_earlier_one(
+        service, insert, demo_pki, apdu_log, kind, error):
+    """Issue item 1: the same key and serial as an earlier valid sign-in, but the certificate
+    on the card now is expired / from an unknown CA with the same name: refused, no try spent."""
+    insert()
     service.probe()
+    assert service.authenticate(pin()).ok                   # a valid sign-in of this key and serial
+    service.release()
+    real = demo_pki.profile("registered-1").auth_cert
+    forged = twin_certificate(demo_pki, **{kind: True})
+    assert forged[:64] == real[:64] and len(forged) == len(real) and forged != real
+    card = insert(auth_cert=forged)
+    service.probe()
+    before = len(verifies(apdu_log))
     outcome = service.authenticate(pin())
-    assert outcome.ok and outcome.identity.cert_hash == demo_pki.cards["registered-1"].cert_hash
-    assert card.stats.by_ins[0x2A] == 1                   # signed once, re-checked against the full cert
-    assert card.stats.by_ins[0xB0] > 3                    # token, the cached block, then the full read
-    assert service.cert_cache.lookup(twin[:CERT_HEAD_LEN]) == card_profile.auth_cert
+    assert outcome.error is error and outcome.identity is None
+    assert len(verifies(apdu_log)) == before and card.tries_left() == 3
 
 
 @pytest.mark.parametrize("overrides", [dict(t0_get_response=True), dict(strict_le=True)])
@@ -205,6 +216,49 @@ def test_wrong_pin_is_sent_once_and_never_retried(service, insert, apdu_log):
     # the patron types again: that is a new attempt, again exactly one VERIFY
     assert service.authenticate(pin()).ok
     assert len(verifies(apdu_log)) == 2
+
+
+def test_wrong_then_right_pin_reads_the_certificate_once_per_session(jpki_reader, demo_trust, insert,
+                                                                    apdu_log, demo_pki):
+    """Issue item 8: the certificate read from this card in this session is reused for the next
+    PIN attempt (and re-checked against the clock); a card taken out and put back is read again."""
+    now = [dt.datetime.now(UTC)]
+    service = CardService(jpki_reader, demo_trust, lambda: now[0])
+    whole = -(-len(demo_pki.profile("registered-1").auth_cert) // 256)
+    card = insert()
+    service.probe()
+    assert service.authenticate(pin("0000")).error is CardError.PIN_WRONG
+    assert cert_reads(card, apdu_log) == whole
+    assert service.authenticate(pin()).ok
+    assert cert_reads(card, apdu_log) == whole             # no second read in the same session
+    assert service.authenticate(pin("0000")).error is CardError.PIN_WRONG
+    now[0] = x509.load_der_x509_certificate(card.profile.auth_cert).not_valid_after_utc + dt.timedelta(1)
+    before = len(verifies(apdu_log))
+    assert service.authenticate(pin()).error is CardError.CERT_EXPIRED      # checked again, at this time
+    assert cert_reads(card, apdu_log) == whole and len(verifies(apdu_log)) == before
+    service.release()
+    now[0] = dt.datetime.now(UTC)
+    insert()                                               # a new session: read again
+    service.probe()
+    assert service.authenticate(pin()).ok
+    assert cert_reads(card, apdu_log) == 2 * whole
+
+
+def select_ap_count(records) -> int:
+    return sum(1 for r in records if r.apdu[:4] == bytes.fromhex("00A4040C"))
+
+
+@pytest.mark.parametrize("name", ["registered-1", "transit-card"])
+def test_release_never_sends_two_selects_back_to_back(service, insert, apdu_log, name):
+    """Issue item 8: release re-SELECTs the AP only when something was sent since the last SELECT."""
+    insert(name)
+    probe = service.probe()
+    if probe.usable:
+        assert service.authenticate(pin()).ok
+    service.release()
+    pairs = zip(apdu_log, apdu_log[1:])
+    assert not any(select_ap_count([a]) and select_ap_count([b]) for a, b in pairs)
+    assert select_ap_count(apdu_log[-1:]) == 1                # the session still ends on a SELECT
 
 
 def test_last_try_wrong_locks(service, insert, apdu_log):
@@ -289,14 +343,13 @@ def test_card_with_someone_elses_certificate_fails_the_signature(service, insert
     service.probe()
     outcome = service.authenticate(pin())
     assert outcome.error is CardError.BAD_SIGNATURE and outcome.identity is None
-    assert len(service.cert_cache) == 0                   # nothing learnt from a failure
 
 
-def test_cached_victim_certificate_does_not_help_a_copy(service, insert, demo_pki):
+def test_victim_signed_in_before_does_not_help_a_copy(service, insert, demo_pki):
     victim = demo_pki.profile("registered-1")
     insert("registered-1")
     service.probe()
-    assert service.authenticate(pin()).ok                  # the victim's card is now cached
+    assert service.authenticate(pin()).ok                  # the victim signed in before
     insert("registered-2", auth_cert=victim.auth_cert)
     service.probe()
     assert service.authenticate(pin()).error is CardError.BAD_SIGNATURE
@@ -398,7 +451,9 @@ def test_card_pulled_while_the_card_is_working_is_removed_not_mute(service, inse
 def test_after_success_the_service_knows_the_counter_is_full_again(service, insert):
     card = insert("pin-1-try")
     service.probe()
-    assert service.authenticate(pin()).ok and card.tries_left() == 3
+    outcome = service.authenticate(pin())
+    assert outcome.ok and card.tries_left() == 3
+    assert outcome.tries_left == 3                          # reported, not None (issue item 3)
     assert service.authenticate(pin()).ok                   # a second sign-in in the same session works
 
 

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from kiosk.card.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError, PinResult, der_length, digest_info_sha256
+from kiosk.card.jpki import READ_MAX, JpkiCard, JpkiError, PinResult, der_length, digest_info_sha256
 from kiosk.core.card import CardError, CardKind
 from kiosk.core.interfaces import CardGoneError
 
@@ -95,10 +95,11 @@ def test_unknown_token_is_not_a_usable_jpki_card(open_card):
 # -- certificate reads ------------------------------------------------------------------------
 
 def expected_reads(total: int) -> list[str]:
-    reads = [f"00B00000{CERT_HEAD_LEN:02X}"]
-    offset = CERT_HEAD_LEN
+    """256 bytes (Le=00) first, which holds the DER header, then only what is left."""
+    reads = ["00B0000000"]
+    offset = READ_MAX
     while offset < total:
-        n = min(256, total - offset)
+        n = min(READ_MAX, total - offset)
         reads.append(f"00B0{offset:04X}{n & 0xFF:02X}")
         offset += n
     return reads
@@ -110,41 +111,29 @@ def test_read_auth_cert_sized_from_the_header(open_card, apdu_log, demo_pki):
     jc.select_ap()
     assert jc.read_auth_cert() == der
     assert sent(apdu_log)[1:] == ["00A4020C02000A"] + expected_reads(len(der))
-    assert sent(apdu_log)[-1].endswith(f"{(len(der) - CERT_HEAD_LEN) % 256:02X}")   # no padding read
+    assert len(expected_reads(len(der))) == -(-len(der) // 256)                  # as few reads as can be
+    assert sent(apdu_log)[-1].endswith(f"{len(der) % 256:02X}")                  # no padding read
     assert x509.load_der_x509_certificate(jc.read_auth_ca_cert()) == demo_pki.ca_cert
 
 
-def test_read_auth_cert_with_cache_hit_reads_one_block(open_card, apdu_log, demo_pki):
+def test_read_auth_cert_reads_every_byte_each_time(open_card, apdu_log, demo_pki):
+    """No earlier certificate stands in for the card's: the second read is the whole read again."""
     jc, _ = open_card()
     der = demo_pki.profile("registered-1").auth_cert
-    heads = []
-
-    def cached(head):
-        heads.append(head)
-        return der
-
     jc.select_ap()
-    assert jc.read_auth_cert(cached) == der
-    assert heads == [der[:CERT_HEAD_LEN]]
-    assert sent(apdu_log)[1:] == ["00A4020C02000A", f"00B00000{CERT_HEAD_LEN:02X}"]
+    assert jc.read_auth_cert() == der
+    first = len(apdu_log)
+    assert jc.read_auth_cert() == der
+    assert sent(apdu_log)[first:] == expected_reads(len(der))
 
 
-@pytest.mark.parametrize("wrong", ["other card", "truncated", "other head"])
-def test_cache_answers_that_do_not_match_the_card_are_ignored(open_card, apdu_log, demo_pki, wrong):
-    jc, _ = open_card()
-    der = demo_pki.profile("registered-1").auth_cert
-    answer = {"other card": demo_pki.profile("registered-2").auth_cert,
-              "truncated": der[:-1],
-              "other head": der[:10] + b"\xff" + der[11:]}[wrong]
-    jc.select_ap()
-    assert jc.read_auth_cert(lambda head: answer) == der
-    assert len(sent(apdu_log)) == 2 + len(expected_reads(len(der)))
-
-
-def test_cache_miss_reads_everything(open_card, demo_pki):
-    jc, card = open_card()
-    jc.select_ap()
-    assert jc.read_auth_cert(lambda head: None) == demo_pki.profile("registered-1").auth_cert
+def test_a_short_certificate_is_one_read(demo_pki):
+    tiny = bytes([0x30, 0x81, 0x7D]) + bytes(0x7D)
+    card = Scripted((tiny + bytes(256 - len(tiny)), 0x9000))
+    jc = JpkiCard(card)
+    jc._ef = 0x000A
+    assert jc.read_auth_cert() == tiny
+    assert card.sent == [bytes.fromhex("00B0000000")]
 
 
 @pytest.mark.parametrize("overrides", [dict(t0_get_response=True), dict(strict_le=True)])

@@ -8,8 +8,6 @@ Reference: /work/shared/reference/jpki.md §3-§7.
 
 from __future__ import annotations
 
-from typing import Callable
-
 # The AP, its EFs and the DigestInfo are written once, in the allowlist that gates them.
 from kiosk.card.apdu_allowlist import (  # noqa: F401 - re-exported for the card layer and tests
     EF_AUTH_CA,
@@ -30,9 +28,9 @@ SW_WRONG_OFFSET = 0x6B00
 # Replies to SELECT by AID that mean "no such application here" rather than "card broken".
 _NOT_JPKI_SWS = frozenset({0x6A82, 0x6A81, 0x6A86, 0x6A87, 0x6D00, 0x6E00, 0x6999})
 
-# One READ gets both the DER length and the serial (within the first ~35 bytes), which is
-# enough to recognise a returning card without reading the rest of the certificate.
-CERT_HEAD_LEN = 64
+# The largest short READ BINARY (Le=00). A certificate is read in as few reads as this allows:
+# the first one already holds the DER header, so no separate read is needed to size it.
+READ_MAX = 256
 MAX_CERT_LEN = 0x7FFF           # READ BINARY offsets are 15 bits
 
 TOKENS = {
@@ -75,6 +73,14 @@ class JpkiCard(CardApplication):
 
     max_get_responses = 64
 
+    # True while the last APDU this object sent was a SELECT of the AP that left no JPKI AP
+    # with a VERIFY status behind (selected again, or not there): release needs no SELECT then.
+    verify_clear = False
+
+    def _send(self, apdu: bytes | bytearray) -> tuple[bytearray, int]:
+        self.verify_clear = False
+        return super()._send(apdu)
+
     def _error(self, message: str, sw: int | None = None) -> Exception:
         return JpkiError(CardError.MUTE_CARD, message, sw)
 
@@ -92,8 +98,10 @@ class JpkiCard(CardApplication):
         self._ef = None
         _, sw = self._send(select_aid(JPKI_AID))
         if sw == SW_OK:
+            self.verify_clear = True
             return True
         if sw in _NOT_JPKI_SWS:
+            self.verify_clear = True
             return False
         raise JpkiError(CardError.MUTE_CARD, "unexpected answer to SELECT of the JPKI AP", sw)
 
@@ -106,34 +114,29 @@ class JpkiCard(CardApplication):
         token = data.rstrip(b" \x00").decode("ascii", errors="replace")
         return TOKENS.get(token, CardKind.NOT_JPKI)
 
-    def read_auth_cert(self, cached: Callable[[bytes], bytes | None] | None = None) -> bytes:
-        """The user-authentication certificate (EF 000A) as DER.
+    def read_auth_cert(self) -> bytes:
+        """The user-authentication certificate (EF 000A) as DER, every byte read from the card.
 
-        `cached(head)` may return a certificate seen before whose first bytes equal `head`;
-        then the rest of the read is skipped. A wrong guess costs nothing in security: the
-        certificate's key must still verify the card's signature over a fresh challenge.
+        Nothing is taken from earlier sessions: the kiosk decides only on what this card
+        returned now (an earlier certificate with the same key and serial may since have
+        expired, or a look-alike may come from a CA with the same name).
         """
-        return self._read_der(EF_AUTH_CERT, cached)
+        return self._read_der(EF_AUTH_CERT)
 
     def read_auth_ca_cert(self) -> bytes:
-        return self._read_der(EF_AUTH_CA, None)
+        return self._read_der(EF_AUTH_CA)
 
-    def _read_der(self, fid: int, cached: Callable[[bytes], bytes | None] | None) -> bytes:
+    def _read_der(self, fid: int) -> bytes:
         self._select_ef(fid)
-        head, sw = self._read(0, CERT_HEAD_LEN)
+        head, sw = self._read(0, READ_MAX)
         if sw != SW_OK:
             raise JpkiError(CardError.MUTE_CARD, f"EF {fid:04X} unreadable", sw)
         total = der_length(head)
         if total > MAX_CERT_LEN:
             raise JpkiError(CardError.BAD_CERTIFICATE, "certificate too large")
-        if cached is not None:
-            prefix = head[:total]
-            known = cached(prefix)
-            if known is not None and len(known) == total and known.startswith(prefix):
-                return known
         der = bytearray(head[:total])
         while len(der) < total:
-            chunk, sw = self._read(len(der), min(256, total - len(der)))
+            chunk, sw = self._read(len(der), min(READ_MAX, total - len(der)))
             if sw != SW_OK or not chunk:
                 raise JpkiError(CardError.BAD_CERTIFICATE, "certificate read ended early", sw)
             der += chunk[:total - len(der)]

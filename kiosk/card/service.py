@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import logging
 import os
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
 
 from kiosk.card.apdu_allowlist import policy_for
 from kiosk.card.identity import IdentityError, TrustStore, check_certificate, verify_challenge
-from kiosk.card.jpki import CERT_HEAD_LEN, JpkiCard, JpkiError
+from kiosk.card.jpki import JpkiCard, JpkiError
 from kiosk.card.kenhojo import KenhojoCard, KenhojoError
 from kiosk.core.card import AuthOutcome, CardError, CardIdentity, CardKind, CardProbe
 from kiosk.core.interfaces import CardGoneError, CardReader, PcscdGoneError, ReaderGoneError, Transport
@@ -38,59 +36,22 @@ class CounterModeRequired(RuntimeError):
     """A registration call in kiosk mode: refused before the card is touched."""
 
 
-class CertCache:
-    """Certificates of returning cards, so their full read can be skipped.
-
-    In memory only (nothing reaches disk). Keys are an HMAC, under a per-process random
-    key, of the certificate's first bytes, so the table itself holds no serial numbers.
-    Entries are added only after the card proved it holds the certificate's key.
-    """
-
-    def __init__(self, capacity: int = 256, key: bytes | None = None) -> None:
-        self.capacity = capacity
-        self._key = key or os.urandom(32)
-        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
-
-    def _slot(self, head: bytes) -> bytes:
-        return hmac.new(self._key, head[:CERT_HEAD_LEN], hashlib.sha256).digest()
-
-    def lookup(self, head: bytes) -> bytes | None:
-        slot = self._slot(head)
-        der = self._entries.get(slot)
-        if der is not None:
-            self._entries.move_to_end(slot)
-        return der
-
-    def add(self, der: bytes) -> None:
-        if self.capacity <= 0:
-            return
-        self._entries[self._slot(der)] = der
-        self._entries.move_to_end(self._slot(der))
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-
-    def discard(self, der: bytes) -> None:
-        self._entries.pop(self._slot(der), None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class CardService:
     """One card at a time: probe() when a card arrives, authenticate(pin), release() when done."""
 
     def __init__(self, reader: CardReader, trust: TrustStore, clock: Callable[[], dt.datetime],
-                 cert_cache: CertCache | None = None, allow_smartphone: bool = False,
-                 rng: Callable[[int], bytes] = os.urandom) -> None:
+                 allow_smartphone: bool = False, rng: Callable[[int], bytes] = os.urandom) -> None:
         self._reader = reader
         self._trust = trust
         self._clock = clock
-        self.cert_cache = cert_cache if cert_cache is not None else CertCache()
         self._allow_smartphone = allow_smartphone
         self._rng = rng
         self._transport: Transport | None = None
         self._card: JpkiCard | None = None
         self._probe: CardProbe | None = None
+        # The certificate as read from the open card in this session (same transport): a second
+        # PIN attempt reuses these bytes instead of reading them again. Never kept past release().
+        self._cert: bytes | None = None
         self._mode = getattr(reader, "mode", "kiosk")
         self._registered = False        # the open card passed authenticate_for_registration
 
@@ -196,43 +157,17 @@ class CardService:
 
         challenge = self._rng(CHALLENGE_LEN)
         signature = card.sign(hashlib.sha256(challenge).digest())
-        der, from_cache, identity = checked
-        der, identity = self._prove(card, der, from_cache, identity, challenge, signature, now)
-        self.cert_cache.add(der)
+        der, identity = checked
+        verify_challenge(der, challenge, signature)
         self._clear_verify(card)
-        return AuthOutcome(identity=identity)
+        return AuthOutcome(identity=identity, tries_left=AUTH_PIN_MAX_TRIES)
 
-    def _checked_cert(self, card: JpkiCard, now: dt.datetime) -> tuple[bytes, bool, CardIdentity]:
-        """The certificate, whether it came from the cache, and the identity it names."""
-        der, from_cache = self._read_cert(card)
-        return der, from_cache, check_certificate(der, self._trust, now)
-
-    def _read_cert(self, card: JpkiCard) -> tuple[bytes, bool]:
-        hit: list[bytes] = []
-
-        def cached(head: bytes) -> bytes | None:
-            der = self.cert_cache.lookup(head)
-            if der is not None:
-                hit.append(der)
-            return der
-
-        der = card.read_auth_cert(cached)
-        return der, bool(hit) and hit[0] is der
-
-    def _prove(self, card: JpkiCard, der: bytes, from_cache: bool, identity: CardIdentity,
-               challenge: bytes, signature: bytes, now: dt.datetime) -> tuple[bytes, CardIdentity]:
-        """Signature check; a cache hit that fails is re-checked against the full certificate."""
-        try:
-            verify_challenge(der, challenge, signature)
-            return der, identity
-        except IdentityError as exc:
-            if exc.kind is not CardError.BAD_SIGNATURE or not from_cache:
-                raise
-        self.cert_cache.discard(der)
-        full = card.read_auth_cert(None)
-        identity = check_certificate(full, self._trust, now)
-        verify_challenge(full, challenge, signature)
-        return full, identity
+    def _checked_cert(self, card: JpkiCard, now: dt.datetime) -> tuple[bytes, CardIdentity]:
+        """This session's certificate (read from the card once per session) and the identity it
+        names, checked now: the checks are pure and cheap, the card read is not."""
+        if self._cert is None:
+            self._cert = card.read_auth_cert()
+        return self._cert, check_certificate(self._cert, self._trust, now)
 
     def _clear_verify(self, card: JpkiCard) -> None:
         """Drop the card's VERIFY status as soon as the signature is made: nothing else needs it."""
@@ -331,6 +266,7 @@ class CardService:
         if getattr(transport, "mode", None) != "counter":
             raise CounterModeRequired("the open transport is not in counter mode")
         kenhojo = KenhojoCard(transport)
+        card.verify_clear = False       # APDUs go past `card` now; its finally SELECT sets it again
         try:
             if not kenhojo.select_ap():
                 raise KenhojoError("the card has no kenhojo AP")
@@ -354,14 +290,16 @@ class CardService:
     # -- release -------------------------------------------------------------------------
 
     def release(self) -> None:
-        """End of session: re-SELECT the AP (clears VERIFY status) and close the transport."""
+        """End of session: re-SELECT the AP (clears VERIFY status; skipped when the last APDU
+        already was that SELECT) and close the transport, forgetting this session's certificate."""
         transport, card = self._transport, self._card
         self._transport = self._card = self._probe = None
+        self._cert = None
         self._registered = False
         if transport is None:
             return
         try:
-            if card is not None:
+            if card is not None and not card.verify_clear:     # no second SELECT straight after one
                 card.select_ap()
         except (CardGoneError, ReaderGoneError, JpkiError):
             pass

@@ -5,6 +5,11 @@ from a card problem (expired certificate, locked PIN, not a My Number Card) with
 kiosk UI and without spending a PIN try. `info` never sends VERIFY with data; `verify`
 sends it exactly once, after showing the tries left. Output never contains the
 certificate's serial or subject, only its SHA-256 (how the kiosk knows a card).
+
+Both decide as the kiosk does: the same site configuration (`--config`, else $KIOSK_CONFIG,
+else /etc/kiosk/kiosk.toml when present, plus the stored signed layer), the same trust
+anchors, test-PKI acceptance, reader name and smartphone rule (kiosk.shell.launcher builds
+them for both), and the same last-try rule (kiosk.core.card.pin_prompt).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from kiosk.core.card import CardError, CardKind
+from kiosk.core.card import CardError, CardKind, PinPrompt, pin_prompt
 from kiosk.core.interfaces import CardEvent, CardEventKind, CardGoneError, CardReader, ReaderGoneError
 
 if TYPE_CHECKING:       # imported where used: `kiosk run` builds this parser too, and starts sooner
     from kiosk.card.identity import TrustStore
     from kiosk.card.jpki import JpkiCard
+    from kiosk.config.settings import CardSettings
 
 EXIT_OK = 0
 EXIT_CARD = 1           # a card was read, but it cannot sign a patron in
@@ -43,20 +49,29 @@ def add_card_commands(subparsers) -> None:
 
     verify = actions.add_parser("verify", help="full authentication: PIN (from stdin) + signature + chain")
     _common(verify)
+    verify.add_argument("--confirm-last-try", action="store_true",
+                        help="the card holder confirms spending the last PIN try (a wrong PIN then "
+                             "locks the card), as on the kiosk's last-try screen")
     verify.set_defaults(func=cmd_verify)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reader", metavar="NAME", help="only readers whose name contains NAME")
+    p.add_argument("--config", metavar="FILE",
+                   help="site configuration, for the kiosk's trust anchors, test-PKI setting, reader "
+                        "and smartphone rule (default: $KIOSK_CONFIG or /etc/kiosk/kiosk.toml)")
+    p.add_argument("--reader", metavar="NAME",
+                   help="only readers whose name contains NAME (default: card.reader of the configuration)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for a card (default 30)")
     p.add_argument("--trust-dir", type=Path, metavar="DIR",
-                   help="J-LIS CA certificates (*.pem); default: the ones shipped with the kiosk")
+                   help="J-LIS CA certificates (*.pem) instead of card.trust_anchors of the configuration")
     p.add_argument("--accept-test-pki", action="store_true",
-                   help="also accept the test CAs given with --test-anchor (demo / test cards)")
+                   help="also accept test CAs (card.test_anchors and --test-anchor), as if "
+                        "card.accept_test_pki were on")
     p.add_argument("--test-anchor", type=Path, action="append", default=[], metavar="PEM",
-                   help="a test CA certificate (only used with --accept-test-pki)")
+                   help="a test CA certificate, added to card.test_anchors (used only when test PKI "
+                        "is accepted)")
 
 
 # -- plumbing the commands share ---------------------------------------------------------------
@@ -67,20 +82,45 @@ def make_reader(name_filter: str | None) -> CardReader:
     return PcscReader(name_filter or None, poll_interval=0.5, backoff=(0.1, 1.0))
 
 
-def load_trust(args: argparse.Namespace) -> TrustStore:
-    """Trust anchors from the command line (the site config will feed these later)."""
-    from kiosk.card.identity import SHIPPED_TRUST_DIR, TrustStore
+def load_card_settings(args: argparse.Namespace) -> CardSettings:
+    """The kiosk's card settings (same site file and signed layer as `kiosk run`), with the
+    command line's overrides on top. ValueError: the configuration or an override is unusable."""
+    from dataclasses import replace
 
-    if args.accept_test_pki and not args.test_anchor:
-        raise ValueError("--accept-test-pki needs at least one --test-anchor PEM")
-    directory = args.trust_dir or SHIPPED_TRUST_DIR
+    from kiosk.config.load import ConfigError
+    from kiosk.config.settings import CardSettings
+    from kiosk.shell.launcher import load_site
+
     try:
-        trust = TrustStore.shipped(directory=directory, test_paths=args.test_anchor,
-                                   accept_test=args.accept_test_pki)
+        settings = CardSettings.from_config(load_site(args.config).config)
+    except (ConfigError, OSError) as exc:
+        raise ValueError(f"configuration: {exc}") from None
+    if args.trust_dir is not None:
+        settings = replace(settings, trust_anchors=tuple(sorted(Path(args.trust_dir).glob("*.pem"))))
+        if not settings.trust_anchors:
+            raise ValueError(f"no CA certificates (*.pem) in {args.trust_dir}")
+    if args.test_anchor:
+        settings = replace(settings, test_anchors=(*settings.test_anchors, *args.test_anchor))
+    if args.accept_test_pki:
+        if not settings.test_anchors:
+            raise ValueError("--accept-test-pki needs at least one --test-anchor PEM "
+                             "(or card.test_anchors in the configuration)")
+        settings = replace(settings, accept_test_pki=True)
+    if args.reader:
+        settings = replace(settings, reader_name=args.reader)
+    return settings
+
+
+def load_trust(settings: CardSettings) -> TrustStore:
+    """The very trust store the kiosk builds from these settings."""
+    from kiosk.shell.launcher import build_trust
+
+    try:
+        trust = build_trust(settings)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot load trust anchors: {exc}") from None
     if not trust.active:
-        raise ValueError(f"no CA certificates (*.pem) in {directory}")
+        raise ValueError("no usable CA certificates (card.trust_anchors)")
     return trust
 
 
@@ -124,11 +164,15 @@ def _utcnow() -> dt.datetime:
 
 # -- card info ---------------------------------------------------------------------------------
 
-def describe_card(card: JpkiCard, trust: TrustStore, now: dt.datetime) -> dict:
-    """Everything `info` shows, read without spending a PIN try (no VERIFY with data)."""
+def describe_card(card: JpkiCard, trust: TrustStore, now: dt.datetime, allow_smartphone: bool = False) -> dict:
+    """Everything `info` shows, read without spending a PIN try (no VERIFY with data).
+
+    `error` is what the kiosk would refuse the card for before the PIN, in the kiosk's order
+    (kind, smartphone rule, tries, then the certificate); `pin_prompt` is the last-try rule.
+    """
     from kiosk.card.identity import IdentityError, cert_hash, check_certificate
 
-    result: dict = {"kind": None, "tries_left": None, "error": None, "certificate": None}
+    result: dict = {"kind": None, "tries_left": None, "pin_prompt": None, "error": None, "certificate": None}
     if not card.select_ap():
         result.update(kind=CardKind.NOT_JPKI.value, error=CardError.NOT_JPKI.value)
         return result
@@ -137,27 +181,45 @@ def describe_card(card: JpkiCard, trust: TrustStore, now: dt.datetime) -> dict:
     if kind is CardKind.NOT_JPKI:
         result["error"] = CardError.NOT_JPKI.value
         return result
-    result["tries_left"] = card.pin_tries_left()
+    tries = result["tries_left"] = card.pin_tries_left()
+    result["pin_prompt"] = pin_prompt(tries).value
     if kind is CardKind.SMARTPHONE:
         result["certificate"] = {"readable": False}   # only after VERIFY on smartphone JPKI
-        return result
-    der = card.read_auth_cert()
-    cert: dict = {"readable": True, "sha256": cert_hash(der)}
-    try:
-        identity = check_certificate(der, trust, now)
-        cert.update(verdict="ok", issuer=identity.issuer, test_pki=identity.test_pki,
-                    not_before=_iso(identity.not_before), not_after=_iso(identity.not_after))
-    except IdentityError as exc:
-        cert.update(verdict=exc.kind.value, issuer=None, test_pki=None)
-        cert.update(_validity(der))
-    result["certificate"] = cert
+        cert_verdict = None
+    else:
+        der = card.read_auth_cert()
+        cert: dict = {"readable": True, "sha256": cert_hash(der)}
+        try:
+            identity = check_certificate(der, trust, now)
+            cert.update(verdict="ok", issuer=identity.issuer, test_pki=identity.test_pki,
+                        not_before=_iso(identity.not_before), not_after=_iso(identity.not_after))
+        except IdentityError as exc:
+            cert.update(verdict=exc.kind.value, **_issuer(der, trust))
+            cert.update(_validity(der))
+        result["certificate"] = cert
+        cert_verdict = None if cert["verdict"] == "ok" else cert["verdict"]
     if kind is CardKind.JUKI_CARD:
         result["error"] = CardError.JUKI_CARD.value
-    elif result["tries_left"] == 0:
+    elif kind is CardKind.SMARTPHONE and not allow_smartphone:
+        result["error"] = CardError.SMARTPHONE_UNSUPPORTED.value
+    elif tries is None:             # "already verified" straight after SELECT: not a sane card
+        result["error"] = CardError.MUTE_CARD.value
+    elif tries == 0:
         result["error"] = CardError.PIN_LOCKED.value
-    elif cert["verdict"] != "ok":
-        result["error"] = cert["verdict"]
+    else:
+        result["error"] = cert_verdict
     return result
+
+
+def _issuer(der: bytes, trust: TrustStore) -> dict:
+    """Which trusted CA issued a certificate that failed another check (expired, say)."""
+    from kiosk.card.identity import IdentityError, find_issuer, parse_certificate
+
+    try:
+        anchor = find_issuer(parse_certificate(der), trust)
+    except IdentityError:
+        return {"issuer": None, "test_pki": None}
+    return {"issuer": anchor.label, "test_pki": anchor.test}
 
 
 def _validity(der: bytes) -> dict:
@@ -175,6 +237,8 @@ def _info_lines(reader: str, r: dict) -> list[str]:
     lines = [f"reader:       {reader}",
              f"card:         {r['kind']}",
              f"PIN tries:    {'-' if tries is None else tries} left (user authentication, max 3)"]
+    if r.get("pin_prompt") == PinPrompt.CONFIRM_LAST_TRY.value:
+        lines.append("              the last try: the kiosk asks the holder to confirm before the PIN")
     cert = r["certificate"]
     if cert is None:
         pass
@@ -198,11 +262,12 @@ def cmd_info(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        trust = load_trust(args)
+        settings = load_card_settings(args)
+        trust = load_trust(settings)
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
-    reader = reader or make_reader(args.reader)
+    reader = reader or make_reader(settings.reader_name)
     try:
         event, why = wait_for_card(reader, args.timeout)
         if event is None:
@@ -215,14 +280,15 @@ def cmd_info(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
             return EXIT_NO_CARD
         try:
             card = JpkiCard(transport)
-            result = describe_card(card, trust, now())
+            result = describe_card(card, trust, now(), allow_smartphone=settings.allow_smartphone)
             card.select_ap()
         except (CardGoneError, ReaderGoneError) as exc:
             err.write(f"error: {_gone_kind(exc)} while reading the card\n")
             return EXIT_NO_CARD
         except JpkiError as exc:
             kind = CardKind.MUTE.value if exc.kind is CardError.MUTE_CARD else None
-            result = {"kind": kind, "tries_left": None, "error": exc.kind.value, "certificate": None}
+            result = {"kind": kind, "tries_left": None, "pin_prompt": None, "error": exc.kind.value,
+                      "certificate": None}
         finally:
             transport.close()
     finally:
@@ -282,17 +348,18 @@ def _valid_pin(pin: bytearray) -> bool:
 def cmd_verify(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
                reader: CardReader | None = None, pin_source: Callable[[], bytearray] | None = None,
                now: Callable[[], dt.datetime] = _utcnow) -> int:
-    from kiosk.card.service import CardService
+    from kiosk.shell.launcher import build_card_service
 
     out, err = out or sys.stdout, err or sys.stderr
     pin_source = pin_source or read_pin
     try:
-        trust = load_trust(args)
+        settings = load_card_settings(args)
+        trust = load_trust(settings)
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
-    reader = reader or make_reader(args.reader)
-    service = CardService(reader, trust, now)
+    reader = reader or make_reader(settings.reader_name)
+    service = build_card_service(settings, reader, trust, now)
     try:
         event, why = wait_for_card(reader, args.timeout)
         if event is None:
@@ -305,11 +372,17 @@ def cmd_verify(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
             result["error"] = probe.error.value
             _emit(args, out, result, _verify_lines(result))
             return EXIT_NO_CARD if probe.error in _GONE else EXIT_CARD
-        if probe.tries_left is not None and probe.tries_left <= 1:
-            # The kiosk's rule: never let the last try be spent at an unattended machine.
+        prompt = pin_prompt(probe.tries_left)
+        if prompt is PinPrompt.LOCKED:
+            result["error"] = CardError.PIN_LOCKED.value
+            _emit(args, out, result, _verify_lines(result))
+            return EXIT_CARD
+        if prompt is PinPrompt.CONFIRM_LAST_TRY and not args.confirm_last_try:
+            # The kiosk's rule: the last try only after the holder confirms (its last-try screen).
             result["error"] = "last_try"
             _emit(args, out, result, _verify_lines(result))
-            err.write("error: only 1 PIN try left; the card holder must go to the municipal office\n")
+            err.write("error: only 1 PIN try left; a wrong PIN locks the card until the municipal office "
+                      "unblocks it. If the card holder confirms, run again with --confirm-last-try\n")
             return EXIT_CARD
         err.write(f"{probe.tries_left} PIN tries left.\n")
         pin = pin_source()

@@ -41,6 +41,27 @@ class CardError(str, enum.Enum):
     NOT_REGISTERED = "not_registered"
 
 
+class PinPrompt(str, enum.Enum):
+    """What may be done with a card's PIN, given the tries it reported before any VERIFY."""
+
+    ASK = "ask"                             # two or more tries left: ask for the PIN
+    CONFIRM_LAST_TRY = "confirm_last_try"   # one left: only after an explicit confirmation
+    LOCKED = "locked"                       # none left, or the card would not say: never ask
+
+
+def pin_prompt(tries_left: int | None) -> PinPrompt:
+    """The one last-try rule, for the patron app (session core) and `kiosk card verify` alike.
+
+    A wrong PIN at one try left locks the card until the municipal office unblocks it, so
+    the holder must say they mean it; nothing ever retries a PIN on anyone's behalf.
+    """
+    if tries_left is None or tries_left <= 0:
+        return PinPrompt.LOCKED
+    if tries_left == 1:
+        return PinPrompt.CONFIRM_LAST_TRY
+    return PinPrompt.ASK
+
+
 @dataclass(frozen=True)
 class CardProbe:
     """What the kiosk learnt from a freshly inserted card without spending a PIN try."""

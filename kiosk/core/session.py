@@ -38,7 +38,7 @@ from typing import Callable
 from kiosk.core import effects as fx
 from kiosk.core import events as ev
 from kiosk.core.barcodes import BarcodeKind, BarcodeRules
-from kiosk.core.card import CardError, CardIdentity
+from kiosk.core.card import CardError, CardIdentity, PinPrompt, pin_prompt
 from kiosk.core.catalogue import LoanRequest, PatronStatus, Refusal
 from kiosk.core.loan_rules import OfflineRules, allowance, check_scan
 
@@ -355,10 +355,11 @@ class Session:
         probe = e.probe
         if probe.error is not None:
             return self._fail(probe.error.value, now)
-        if probe.tries_left is None or probe.tries_left <= 0:
+        prompt = pin_prompt(probe.tries_left)
+        if prompt is PinPrompt.LOCKED:
             return self._fail(CardError.PIN_LOCKED.value, now)
         self.p.tries_left = probe.tries_left
-        if probe.tries_left == 1:
+        if prompt is PinPrompt.CONFIRM_LAST_TRY:
             return self._go(LAST_TRY, now) + [fx.Cue("attention")]
         return self._go(PIN, now)
 
@@ -373,9 +374,10 @@ class Session:
             return self._render(now) + [fx.ResolvePatron(identity, serial=self.serial)]
         if out.error == CardError.PIN_WRONG:
             self.p.tries_left = out.tries_left
-            if not out.tries_left:
+            prompt = pin_prompt(out.tries_left)
+            if prompt is PinPrompt.LOCKED:
                 return self._fail(CardError.PIN_LOCKED.value, now)
-            if out.tries_left == 1:
+            if prompt is PinPrompt.CONFIRM_LAST_TRY:
                 return self._go(LAST_TRY, now, notice="pin_wrong") + [fx.Cue("refused")]
             return self._go(PIN, now, notice="pin_wrong") + [fx.Cue("refused")]
         return self._fail((out.error or CardError.BAD_SIGNATURE).value, now)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from kiosk import __version__
 from kiosk.config.load import load_config, site_path
@@ -47,6 +47,7 @@ from kiosk.shell.staff_backend import remembered
 from kiosk.store.database import Store, open_store
 
 if TYPE_CHECKING:
+    from kiosk.card.identity import TrustStore
     from kiosk.card.service import CardService
     from kiosk.config.applier import ConfigApplier, EffectiveConfig
     from kiosk.core.catalogue import Catalogue
@@ -214,6 +215,24 @@ def build_catalogue(settings: CatalogueSettings) -> Catalogue:
     return circulation
 
 
+def build_trust(settings: CardSettings, extra_test_anchors: Sequence[Path] = ()) -> TrustStore:
+    """The anchors the kiosk decides on. `kiosk card info|verify` build theirs here too, so
+    staff diagnostics and the kiosk never disagree about the same card."""
+    from kiosk.card.identity import TrustStore
+
+    return TrustStore.from_pem_files(list(settings.trust_anchors),
+                                     test_paths=[*settings.test_anchors, *extra_test_anchors],
+                                     accept_test=settings.accept_test_pki)
+
+
+def build_card_service(settings: CardSettings, reader: CardReader, trust: TrustStore,
+                       clock: Callable[[], datetime]) -> CardService:
+    """The card service as the kiosk runs it (and `kiosk card verify` with it)."""
+    from kiosk.card.service import CardService
+
+    return CardService(reader, trust, clock, allow_smartphone=settings.allow_smartphone)
+
+
 def build_reader(settings: CardSettings) -> CardReader | None:
     if settings.reader == "pcsc":
         from kiosk.card.pcsc_reader import PcscReader
@@ -252,8 +271,6 @@ def open_services(config: dict) -> Services:
 def build_backends(services: Services, demo: bool = False) -> None:
     """Everything after the store: sealing key, outbox, link cache, audit, catalogue,
     demo devices, trust anchors, card reader and service, staff backend."""
-    from kiosk.card.identity import TrustStore
-    from kiosk.card.service import CardService
     from kiosk.core.patron_resolver import PatronResolver
     from kiosk.shell.staff_backend import StaffBackend
     from kiosk.store.audit import Audit
@@ -270,17 +287,16 @@ def build_backends(services: Services, demo: bool = False) -> None:
     services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
     services.catalogue = catalogue = build_catalogue(services.settings.catalogue)
     services.extras.append(catalogue)
-    test_anchors = list(card_settings.test_anchors)
+    demo_anchors: list[Path] = []
     if demo:
         from kiosk.shell.demo import DemoDevices
 
         services.demo = DemoDevices.prepare(data_dir, catalogue)
-        test_anchors.append(Path(services.demo.ca_pem_path))
-    trust = TrustStore.from_pem_files(list(card_settings.trust_anchors), test_paths=test_anchors,
-                                      accept_test=card_settings.accept_test_pki)
+        demo_anchors.append(Path(services.demo.ca_pem_path))
+    trust = build_trust(card_settings, demo_anchors)
     services.reader = reader = build_reader(card_settings)
     if reader is not None:
-        services.card = CardService(reader, trust, clock, allow_smartphone=card_settings.allow_smartphone)
+        services.card = build_card_service(card_settings, reader, trust, clock)
     if services.demo is not None:
         services.demo.attach_reader(reader)
     services.resolver = PatronResolver(catalogue, services.links)
