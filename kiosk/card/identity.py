@@ -4,6 +4,13 @@ Pure functions over DER bytes, a trust store and an injected `now`; `cryptograph
 does all the X.509 and RSA work. The two J-LIS user-authentication CA generations
 share one subject DN, so the issuer is found by verifying the certificate's
 signature against each anchor's key, never by comparing names.
+
+Errors: whatever the bytes from the card are, the only exception is IdentityError,
+whose `kind` is the patron's verdict. `cryptography` parses lazily, so a certificate
+whose outer DER parses can still raise ValueError, UnsupportedAlgorithm or
+InvalidVersion when a field is first read; every such read happens inside
+`_certificate_fields`, which turns them into BAD_CERTIFICATE ("bad certificate", not
+"mute card"). A naive `now` is the caller's bug and stays a ValueError.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -27,6 +34,10 @@ SHIPPED_TRUST_DIR = shipped_data("trust", "jpki")
 
 MIN_RSA_BITS = 2048
 _ACCEPTED_CERT_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+
+# What `cryptography` raises for a damaged field of a certificate that did load.
+_DAMAGED_FIELD = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+                  x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 class IdentityError(Exception):
@@ -82,8 +93,27 @@ def cert_hash(der: bytes) -> str:
 def parse_certificate(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except _DAMAGED_FIELD as exc:           # InvalidVersion comes at load time, not ValueError
         raise IdentityError(CardError.BAD_CERTIFICATE, "certificate does not parse") from exc
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """The parts of a card certificate the checks use, read once with damage contained."""
+
+    cert: x509.Certificate
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+def _certificate_fields(der: bytes) -> _Fields:
+    """Parse and check the shape; IdentityError(BAD_CERTIFICATE) for any damaged field."""
+    cert = parse_certificate(der)
+    try:
+        _check_shape(cert)
+        return _Fields(cert, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except _DAMAGED_FIELD as exc:
+        raise IdentityError(CardError.BAD_CERTIFICATE, "certificate field does not parse") from exc
 
 
 def _check_shape(cert: x509.Certificate) -> None:
@@ -110,7 +140,7 @@ def find_issuer(cert: x509.Certificate, trust: TrustStore) -> TrustAnchor:
     for anchor in trust.active:
         try:
             cert.verify_directly_issued_by(anchor.cert)
-        except (InvalidSignature, ValueError, TypeError):
+        except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
             continue
         return anchor
     raise IdentityError(CardError.UNKNOWN_CA, "certificate not issued by a trusted CA")
@@ -127,15 +157,14 @@ def check_certificate(der: bytes, trust: TrustStore, now: dt.datetime) -> CardId
     """Parse, shape, issuer (by signature), then validity of the certificate and its CA."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    cert = parse_certificate(der)
-    _check_shape(cert)
-    anchor = find_issuer(cert, trust)
-    _check_time(cert.not_valid_before_utc, cert.not_valid_after_utc, now)
+    fields = _certificate_fields(der)
+    anchor = find_issuer(fields.cert, trust)
+    _check_time(fields.not_before, fields.not_after, now)
     _check_time(anchor.cert.not_valid_before_utc, anchor.cert.not_valid_after_utc, now)
     return CardIdentity(
         cert_hash=cert_hash(der),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        not_before=fields.not_before,
+        not_after=fields.not_after,
         issuer=anchor.label,
         test_pki=anchor.test,
     )
@@ -143,7 +172,11 @@ def check_certificate(der: bytes, trust: TrustStore, now: dt.datetime) -> CardId
 
 def verify_challenge(der: bytes, challenge: bytes, signature: bytes) -> None:
     """The card proved it holds the certificate's key: PKCS#1 v1.5 / SHA-256 over `challenge`."""
-    key = parse_certificate(der).public_key()
+    cert = parse_certificate(der)
+    try:
+        key = cert.public_key()
+    except _DAMAGED_FIELD as exc:
+        raise IdentityError(CardError.BAD_CERTIFICATE, "certificate key does not parse") from exc
     if not isinstance(key, rsa.RSAPublicKey):
         raise IdentityError(CardError.BAD_CERTIFICATE, "certificate key is not RSA")
     try:

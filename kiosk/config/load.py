@@ -4,6 +4,11 @@ Layers, later wins: the shipped defaults (config/defaults.toml), the site file
 (`--config`, `KIOSK_CONFIG`, else /etc/kiosk/kiosk.toml), then the signed layer
 central IT pushes. Each layer is validated on its own so that an error names the
 file it came from, the key and the reason. Plain data in, plain dicts out.
+
+Errors: whatever a file or a pushed layer holds (damaged bytes, TOML nested a
+thousand deep, a NUL in a path, a regular expression too big to compile), the only
+exception is ConfigError, one line "file: key: reason", so the kiosk can fall back
+to the last good layer instead of crash-looping on a traceback.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def parse_toml(text: str, source: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML ({e})") from None
+    except RecursionError:                      # tomllib recurses once per nested array or table
+        raise ConfigError(source, "", "not valid TOML (nested too deeply)") from None
 
 
 def read_toml(path: Path) -> dict:
@@ -57,8 +64,12 @@ def _type_error(f: Field, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"must be a number, got {value!r}"
         return None
-    if k in ("str", "path"):
+    if k == "str":
         return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if k == "path":
+        if not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        return "a path cannot contain a NUL character" if "\x00" in value else None
     if k == "tables":
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             return f"must be a list of tables ([[...]]), got {value!r}"
@@ -75,9 +86,11 @@ def _type_error(f: Field, value: Any) -> str | None:
                 return f"entry {n + 1}: missing {', '.join(missing)}"
         return None
     if k in ("strs", "paths"):
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return None
-        return f"must be a list of strings, got {value!r}"
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"must be a list of strings, got {value!r}"
+        if k == "paths" and any("\x00" in v for v in value):
+            return "a path cannot contain a NUL character"
+        return None
     raise AssertionError(k)
 
 

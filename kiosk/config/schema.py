@@ -33,6 +33,8 @@ def _regex(value: Any) -> str | None:
             re.compile(v)
         except re.error as e:
             return f"not a valid regular expression ({e})"
+        except (OverflowError, RecursionError):        # a{99999999999}, or ((((...)))) 500 deep
+            return "regular expression too large to compile"
     return None
 
 

@@ -307,6 +307,9 @@ def verify_bundle(raw: bytes, pinned_keys: dict[str, Ed25519PublicKey] | Iterabl
                   *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle:
     """The bundle in `raw` if this kiosk may apply it, else BundleRefused(code, reason).
 
+    Whatever `raw` holds, BundleRefused is the only exception (tests/test_fuzz_config.py):
+    the endpoint answers every push with a status code, never a traceback.
+
     `current_version` is the highest version applied so far (None: none). `now=None`
     skips the expiry check and `group=None` the group target, for re-reading the
     stored bundle at start-up: expiry limits when a bundle may be accepted, not how

@@ -7,7 +7,8 @@ scan is judged the same way whichever cable it came through.
 NW-7 (Codabar) labels, common in Japanese libraries, may arrive with their A-D
 start/stop characters; they are stripped first. A rejected scan carries a reason the
 screen can explain ("scan again", "that is the book's ISBN", ...) instead of a bare
-"invalid"; the rejected text itself is never echoed for garbage.
+"invalid"; the rejected text itself is never echoed for garbage. `BarcodeRules.check`
+never raises: any text at all gets a verdict (tests/test_fuzz_input.py).
 """
 
 from __future__ import annotations

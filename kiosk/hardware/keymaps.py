@@ -11,6 +11,11 @@ key-up and auto-repeat, end a scan at Enter / keypad Enter / Tab, and hand back 
 was typed without a terminator as a partial scan once the keys stop for `flush_after`
 seconds. A key we have no character for becomes U+FFFD, so the scan is rejected as
 garbage instead of silently losing a character.
+
+Nothing here raises on what a device sends, and a scan is cut at MAX_SCAN_CHARS (longer
+than any label, so it is then rejected as garbage): a stuck key or a hostile wedge
+cannot grow the buffer without end. `keystrokes` (tests, `kiosk doctor`) raises
+ValueError for a layout or character it cannot type.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ OTHER_MODIFIERS = frozenset({KEY_LEFTCTRL, KEY_RIGHTCTRL, KEY_LEFTALT, KEY_RIGHT
 IGNORED = frozenset({KEY_NUMLOCK, KEY_CAPSLOCK})   # Caps Lock handled separately
 TERMINATORS = {"enter": KEY_ENTER, "kpenter": KEY_KPENTER, "tab": KEY_TAB}
 GARBAGE = "\ufffd"
+MAX_SCAN_CHARS = 256                # config allows barcodes.max_length up to 128
 
 _LETTERS = {16: "q", 17: "w", 18: "e", 19: "r", 20: "t", 21: "y", 22: "u", 23: "i", 24: "o", 25: "p",
             30: "a", 31: "s", 32: "d", 33: "f", 34: "g", 35: "h", 36: "j", 37: "k", 38: "l",
@@ -107,7 +113,8 @@ class KeyDecoder:
             return out
         if code in IGNORED:
             return out
-        self._buf.append(self._char(code))
+        if len(self._buf) < MAX_SCAN_CHARS:
+            self._buf.append(self._char(code))
         return out
 
     def _char(self, code: int) -> str:
@@ -140,7 +147,9 @@ class KeyDecoder:
 def keystrokes(text: str, layout: str = "us", terminator: int = KEY_ENTER) -> list[tuple[int, int]]:
     """The (code, value) events a scanner set to `layout` sends for `text`: for tests and
     for `kiosk doctor`'s layout hint. Raises ValueError for a character the layout lacks."""
-    table = LAYOUTS[layout]
+    table = LAYOUTS.get(layout)
+    if table is None:
+        raise ValueError(f"unknown keyboard layout {layout!r}; known: {', '.join(LAYOUTS)}")
     reverse: dict[str, tuple[int, bool]] = {}
     for code, (plain, shifted) in table.items():
         if shifted and shifted not in reverse:

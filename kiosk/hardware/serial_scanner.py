@@ -6,7 +6,9 @@ The device is opened exclusively (flock) by a stable name (the udev rule's
 /dev/kiosk-scanner symlink, a /dev/serial/by-id glob, or any pyserial URL such as
 loop:// in tests); when it vanishes the thread closes it and opens it again when it
 is back. Framing is pure (`LineSplitter`): CR, LF, CR LF or Tab end a scan, and bytes
-that stop without one become a partial scan after `flush_after` seconds.
+that stop without one become a partial scan after `flush_after` seconds. A line is
+cut at MAX_SCAN_CHARS bytes (then rejected as garbage), so a noisy or stuck line that
+never sends a terminator cannot grow the buffer without end; nothing here raises.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk.core.barcodes import mark_partial
-from kiosk.hardware.keymaps import Typed
+from kiosk.hardware.keymaps import MAX_SCAN_CHARS, Typed
 from kiosk.hardware.scanner_thread import ScannerThread
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class LineSplitter:
             if byte in TERMINATOR_BYTES:
                 if self._buf:
                     out.append(self._take(True))
-            else:
+            elif len(self._buf) < MAX_SCAN_CHARS:
                 self._buf.append(byte)
         if data:
             self._last = now

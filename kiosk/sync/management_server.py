@@ -9,6 +9,10 @@ the body is read (413). None of this is what makes a configuration trusted: that
 the Ed25519 signature checked by the injected `apply`. The endpoint only moves bytes
 and maps outcomes to status codes; it knows nothing of the kiosk beyond the three
 callables it is given.
+
+Every request gets an HTTP answer, however it is malformed: numbers on the wire are
+ASCII digits only (`str.isdigit()` also takes "²", which `int()` then refuses), and
+nothing in request parsing may raise past the handler (tests/test_fuzz_management.py).
 """
 
 from __future__ import annotations
@@ -42,7 +46,26 @@ REFUSAL_STATUS = {
 
 
 _LINGER_BYTES = 1 << 20
+_MAX_LENGTH_DIGITS = 15                 # more is "too large" whatever it says, and int() stays cheap
 _LINGER_SECONDS = 1.0
+
+
+def content_length(values: list[str] | None) -> int | None:
+    """The body length the headers give, or None when it is not one plain number.
+
+    ASCII digits only ("²" and "١٢" are digits to `str.isdigit()`, not on the wire);
+    repeated headers must agree (a proxy and this server must not read different
+    bodies). A number too long to matter reads as one past any limit."""
+    if not values:
+        return None
+    texts = {v.strip(" \t") for v in values}
+    if len(texts) != 1:
+        return None
+    text = texts.pop()
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_LENGTH_DIGITS else 10 ** _MAX_LENGTH_DIGITS
 
 
 class Outcome(Protocol):
@@ -245,10 +268,20 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ssl.SSLError):
             pass
 
+    def parse_request(self) -> bool:
+        """A two-word request line ("GET /x") is HTTP/0.9 to http.server, which would answer
+        with a bare body and no status line: refuse it as a bad request instead."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 request lines are not accepted")
+            return False
+        return True
+
     def handle_expect_100(self) -> bool:
         """`Expect: 100-continue` (curl sends it): refuse an oversized body before it is sent."""
-        length = self.headers.get("Content-Length", "").strip()
-        if self.command == "PUT" and length.isdigit() and self._too_large(int(length), body_coming=False):
+        length = content_length(self.headers.get_all("Content-Length"))
+        if self.command == "PUT" and length is not None and self._too_large(length, body_coming=False):
             return False
         return super().handle_expect_100()
 
@@ -306,7 +339,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _path(self) -> str:
-        return urlsplit(self.path).path
+        try:
+            return urlsplit(self.path).path
+        except ValueError:                  # "http://[": urlsplit reads a broken IPv6 host; no such resource
+            return self.path
 
     # -- methods ----------------------------------------------------------------
 
@@ -344,14 +380,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(411, "length_required", "send the bundle with a Content-Length, not chunked")
             self._discard_unread(owner.settings.max_body_bytes)
             return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        length_texts = self.headers.get_all("Content-Length")
+        if not length_texts:
             self._refuse(411, "length_required", "Content-Length is required")
             return
-        if not length_text.strip().isdigit():
+        length = content_length(length_texts)
+        if length is None:
             self._refuse(400, "malformed", "Content-Length is not a number")
             return
-        length = int(length_text)
         if self._too_large(length, body_coming=True):
             return
         body = self.rfile.read(length)
