@@ -188,6 +188,7 @@ def test_vicc_keeps_retrying_until_vpcd_listens():
     server = socket.create_server(("127.0.0.1", port))
     server.settimeout(5)
     conn, _ = server.accept()
+    assert served.connected.wait(5)        # the card's side has the connection too (no race with remove)
     served.remove()
     conn.close(), server.close()
     assert served.stats.connections == 1
