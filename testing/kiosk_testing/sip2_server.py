@@ -405,19 +405,52 @@ class KohaQuirksAcs(_ThreadedServer):
     '2.0E' as seen in the wild, Koha-style due dates, '|' escaped as '&#124;',
     extension fields (PB, PC, CR ...) and fields longer than 255 bytes. Accepts CR
     or CRLF requests and ignores AY/AZ on them.
+
+    With `error_detect=True` (Koha's `error-detect="enabled"` login) every response
+    carries the request's AY and an AZ, and a 97 is answered the way Koha's and
+    Evergreen's `handle_request_acs_resend` do: the last response again, its AY/AZ cut
+    out and rebuilt with **AY0**. `corrupt(*commands)` spoils the AZ of the next
+    response to each listed request command (once per entry), so the SC sends a 97.
     """
 
     def __init__(self, library: FakeLibrary, *, ssl_context: ssl.SSLContext | None = None,
-                 terminator: bytes = b"\r\n") -> None:
+                 terminator: bytes = b"\r\n", error_detect: bool = False) -> None:
         self.library = library
         self.terminator = terminator
+        self.error_detect = error_detect
         self.frames: list[bytes] = []          # every request frame received (terminator cut)
         self.raw = bytearray()                  # every byte received
+        self.sent: list[bytes] = []             # every response frame sent (terminator cut)
+        self.resends = 0                        # 97s answered with the last response
+        self.resend_sequence: str | None = "0"  # AY of a re-sent response; None: the original one (spec-like)
+        self._corrupt: list[str] = []
         super().__init__(ssl_context)
+
+    def corrupt(self, *commands: str) -> None:
+        """Send the next response to each of these request commands with a bad AZ."""
+        with self._lock:
+            self._corrupt.extend(commands)
+
+    def _take_corrupt(self, command: str) -> bool:
+        with self._lock:
+            if command in self._corrupt:
+                self._corrupt.remove(command)
+                return True
+            return False
+
+    def _trailer(self, body: bytes, sequence: str, spoil: bool = False) -> bytes:
+        """AY + AZ the way Koha writes them: checksum over the encoded bytes, 4 upper-case hex digits."""
+        prefix = body + b"AY" + sequence.encode("ascii") + b"AZ"
+        value = (-sum(prefix)) & 0xFFFF
+        if spoil:
+            value = (value + 1) & 0xFFFF
+        return prefix + f"{value:04X}".encode("ascii")
 
     def handle(self, conn: socket.socket) -> None:
         buffer = b""
         logged_in = False
+        last: bytes | None = None               # last response body, without AY/AZ (Koha keeps it per connection)
+        last_sequence = "0"
         while not self.stopping:
             data = self.recv(conn)
             if data is None:
@@ -432,12 +465,30 @@ class KohaQuirksAcs(_ThreadedServer):
                 frame = frame.lstrip(b"\n")
                 with self._lock:
                     self.frames.append(frame)
+                if self.error_detect and frame.startswith(b"97"):
+                    if last is not None:
+                        with self._lock:
+                            self.resends += 1
+                        self._send(conn, self._trailer(last, self.resend_sequence or last_sequence))
+                    continue
                 reply = self.respond(frame, logged_in)
                 if reply is None:
                     continue
                 if reply.startswith("941"):
                     logged_in = True
-                conn.sendall(reply.encode("utf-8") + self.terminator)
+                body = reply.encode("utf-8")
+                if self.error_detect:
+                    last = body
+                    seq = re.search(rb"AY(\d)AZ[0-9A-Fa-f]{4}\Z", frame)
+                    last_sequence = seq.group(1).decode() if seq else "0"
+                    body = self._trailer(body, last_sequence,
+                                         spoil=self._take_corrupt(frame[:2].decode("ascii", "replace")))
+                self._send(conn, body)
+
+    def _send(self, conn: socket.socket, frame: bytes) -> None:
+        with self._lock:
+            self.sent.append(frame)
+        conn.sendall(frame + self.terminator)
 
     def respond(self, frame: bytes, logged_in: bool) -> str | None:
         body = _TRAILER.sub(b"", frame).decode("utf-8", errors="replace")
