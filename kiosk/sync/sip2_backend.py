@@ -19,6 +19,7 @@ from kiosk.core.catalogue import (
     LoanResult,
     PatronStatus,
     Refusal,
+    from_catalogue,
 )
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_client import Sip2Client, Sip2Config
@@ -112,7 +113,7 @@ class Sip2Catalogue:
             request = codec.patron_status(self.institution, patron_id, self._now(), **common)
         reply = self.client.request(request)
         flags = codec.patron_flags(reply.flag("patron_status"))
-        return PatronStatus(
+        return from_catalogue(PatronStatus(
             patron_id=patron_id,
             valid=reply.get("BL") != "N",
             password_ok=None if password is None else {"Y": True, "N": False}.get(reply.get("CQ") or ""),
@@ -122,7 +123,7 @@ class Sip2Catalogue:
             holds_ready=len(reply.getall("AS")) or (codec.parse_count(reply.flag("hold_items_count")) or 0),
             overdue=_count(reply, "overdue_items_count", "AT"),
             name=reply.get("AE") or None,
-        )
+        ))
 
     def item_info(self, item_id: str) -> ItemInfo:
         if not self._sendable(item_id):
@@ -134,13 +135,13 @@ class Sip2Catalogue:
         media = reply.get("CK") or ""
         if status == "01" and not title:          # how Koha and pysip2 answer for an unknown barcode
             return ItemInfo(item_id=item_id, title="", available=False)
-        return ItemInfo(
+        return from_catalogue(ItemInfo(
             item_id=item_id,
             title=title,
             available=status in AVAILABLE_STATUSES,
             counter_only=media in self.counter_only_media,
             media_type=codec.MEDIA_TYPES.get(media, "book" if not media else "other"),
-        )
+        ))
 
     def checkout(self, loan: LoanRequest) -> LoanResult:
         """11 with renewal policy N; offline loans go with no-block Y and their own due date."""
@@ -225,14 +226,14 @@ class Sip2Catalogue:
 
 def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
                 replayed: bool = False) -> LoanResult:
-    """A 12/30 response as a LoanResult; an unreadable due date is kept as text."""
+    """A 12/30 response as a LoanResult (text in NFC); an unreadable due date is kept as text."""
     due = codec.parse_due_date(reply.get("AH"))
     messages = reply.getall("AF")
     refusal = None
     if not ok:
         fee = bool((reply.get("BV") or "").strip().strip("0.")) or bool(reply.get("BT"))
         refusal = classify_refusal(messages, fee=fee)
-    return LoanResult(
+    return from_catalogue(LoanResult(
         txn_id=txn_id,
         ok=ok,
         item_id=item_id,
@@ -242,7 +243,7 @@ def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
         refusal=refusal,
         message=" ".join(m.strip() for m in messages if m.strip()),
         replayed=replayed,
-    )
+    ))
 
 
 def build_sip2_catalogue(settings: Sip2Settings) -> Sip2Catalogue:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone, tzinfo
 from typing import Iterable, Mapping
 
+from kiosk.core.catalogue import catalogue_text
+
 __all__ = [
     "MAX_FIELD_BYTES",
     "MAX_FRAME_BYTES",
@@ -514,10 +516,10 @@ def parse_acs_status(message: SipMessage) -> AcsStatus:
         date_time_sync=parse_datetime(f("date_time_sync")),
         protocol_version=f("protocol_version"),
         institution=message.get("AO", "") or "",
-        library_name=message.get("AM", "") or "",
-        terminal_location=message.get("AN", "") or "",
+        library_name=catalogue_text(message.get("AM", "") or ""),          # shown to staff: NFC
+        terminal_location=catalogue_text(message.get("AN", "") or ""),
         supported=supported_messages(message.get("BX")),
-        messages=tuple(message.getall("AF")),
+        messages=tuple(catalogue_text(m) for m in message.getall("AF")),
     )
 
 

@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,12 @@ ITEM_OUT = "1230000003"                # charged to another patron
 ITEM_VIDEO = "1230000004"              # DVD: counter only
 ITEM_LONG = "1230000005"               # title longer than 255 UTF-8 bytes
 NEKO_TITLE = "吾輩は猫である"
+# Decomposed Unicode (NFD), as library systems send from MARC records: 7 code points for 5 characters.
+GURI_TITLE = "ぐりとぐら"
+ITEM_NFD = "1230000006"
+PATRON_NFD = "2000000066666"
+PATRON_NFD_NAME = "ぐり ぐら子"
+GURI_NOTE = "ご返却は2週間後です"
 LONG_TITLE = "長い書名の本" * 20      # 120 characters, 360 UTF-8 bytes
 
 
@@ -65,6 +72,7 @@ class FakeItem:
     media: str = "001"
     on_hold_for: str | None = None
     not_for_loan: bool = False
+    note: str = ""                # screen message (AF) on a successful loan
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class FakeLibrary:
             FakePatron(PATRON_AT_LIMIT, "Busy Reader", limit=1),
             FakePatron(PATRON_PIPE, "Smith|Jones"),
             FakePatron("2000000088888", "Other Patron"),
+            FakePatron(PATRON_NFD, unicodedata.normalize("NFD", PATRON_NFD_NAME)),
         )}
         lib.items = {i.item_id: i for i in (
             FakeItem(ITEM_NEKO, NEKO_TITLE),
@@ -105,6 +114,7 @@ class FakeLibrary:
             FakeItem(ITEM_VIDEO, "Film", media="005", not_for_loan=True),
             FakeItem(ITEM_LONG, LONG_TITLE),
             FakeItem("1230000099", "Spare Book"),
+            FakeItem(ITEM_NFD, unicodedata.normalize("NFD", GURI_TITLE), note=unicodedata.normalize("NFD", GURI_NOTE)),
         )}
         lib.loans[ITEM_OUT] = ("2000000088888", "20990101    235900")
         lib.loans["1230000099"] = (PATRON_AT_LIMIT, "20990101    235900")
@@ -160,7 +170,7 @@ class FakeLibrary:
             if sum(1 for p, _ in self.loans.values() if p == patron_id) >= patron.limit:
                 return Outcome(False, False, item.title, "", "Too many items checked out")
         self.loans[item_id] = (patron_id, due)
-        return Outcome(True, False, item.title, due)
+        return Outcome(True, False, item.title, due, item.note)
 
 
 def _koha_due(date18: str, days: int) -> str:
