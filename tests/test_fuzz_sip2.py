@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from kiosk.core.catalogue import LoanRequest
 from kiosk.sync import sip2_codec as codec
-from kiosk.sync.sip2_backend import Sip2Catalogue, loan_result
+from kiosk.sync.sip2_backend import HOLD_CHECKOUT_NOT_ALLOWED, HOLD_OFFLINE, Sip2Catalogue, loan_result
 from kiosk.sync.sip2_codec import FIXED_LAYOUT, FrameSplitter, SipDecodeError, SipEncodeError, SipMessage
 from kiosk_testing.fuzz import FUZZ
 
@@ -118,7 +118,7 @@ def read_everything(message: SipMessage, charset: str) -> None:
     catalogue.renew("2000000012345", "1230004567")
     if message.command == "98":
         catalogue.capabilities()
-        pass  # checkout_hold: item 6
+        assert catalogue.checkout_hold() in (None, HOLD_OFFLINE, HOLD_CHECKOUT_NOT_ALLOWED)
 
 
 @FUZZ

@@ -33,6 +33,11 @@ class CatalogueUnavailable(Exception):
     """The catalogue could not be reached or answered garbage; the caller may retry later."""
 
 
+class CheckoutsHeld(CatalogueUnavailable):
+    """The catalogue answers but takes no checkouts now (SIP2 98: checkout not allowed, or
+    off-line). Nothing was sent; the queue waits and asks again later."""
+
+
 class LinkRefused(Exception):
     """The catalogue would not link a card identity to that library card; nothing was linked.
 
@@ -130,6 +135,17 @@ class BatchCheckout(Protocol):
     checkout_batch_size: int
 
     def checkout_many(self, loans: Sequence[LoanRequest]) -> list[LoanResult]: ...
+
+
+class CheckoutGate(Protocol):
+    """Optional extra of a backend whose library system says when it takes checkouts
+    (SIP2 98 ACS Status). The outbox worker asks before it sends queued loans."""
+
+    def checkout_hold(self) -> str | None:
+        """None when checkouts may be sent now, else why not (staff-facing, no patron data).
+
+        Asks the library system afresh; may raise CatalogueUnavailable.
+        """
 
 
 @dataclass

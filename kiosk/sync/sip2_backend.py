@@ -62,6 +62,10 @@ REFUSAL_KEYWORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
 
 IDENTITY_UNSUPPORTED = "identity links need the REST backend or the local link service"
 
+#: Why the outbox holds its queue (CheckoutGate.checkout_hold), as staff read it.
+HOLD_OFFLINE = "ACS status: off-line"
+HOLD_CHECKOUT_NOT_ALLOWED = "ACS status: checkout not allowed"
+
 
 def classify_refusal(messages: Iterable[str], *, fee: bool = False) -> Refusal:
     """Refusal for a checkout with ok=0, from AF text and whether a fee was reported."""
@@ -202,6 +206,26 @@ class Sip2Catalogue:
             messages=dict(status.supported),
         )
 
+    def checkout_hold(self) -> str | None:
+        """Asks the ACS now (99 -> 98): None when it takes checkouts, else why not.
+
+        Checkouts sent while the ACS says "checkout not allowed" would be refused and the
+        refusals purged as if the patron could not borrow: the loans must wait instead.
+        An ACS that keeps reporting off-line on connect (so every attempt fails) holds too.
+        """
+        try:
+            status = self.client.status()
+        except CatalogueUnavailable:
+            last = self.client.acs_status
+            if last is not None and not last.online:
+                return HOLD_OFFLINE
+            raise
+        if not status.online:
+            return HOLD_OFFLINE
+        if not status.checkout_ok:
+            return HOLD_CHECKOUT_NOT_ALLOWED
+        return None
+
     def reset(self) -> None:
         self.client.close()             # the next message logs in on a new connection
 
@@ -273,4 +297,5 @@ __all__ = [
     "Sip2Catalogue", "build_sip2_catalogue", "classify_refusal", "loan_result",
     "BORROWING_BLOCKS", "AVAILABLE_STATUSES",
     "DEFAULT_COUNTER_ONLY_MEDIA", "REFUSAL_KEYWORDS", "IDENTITY_UNSUPPORTED",
+    "HOLD_OFFLINE", "HOLD_CHECKOUT_NOT_ALLOWED",
 ]

@@ -167,6 +167,7 @@ class Sip2Client:
             raise
         self._sock = sock
         self._frames = codec.FrameSplitter()
+        self.acs_status = None                    # a new connection: the old 98 no longer speaks for it
         self.connections += 1
         log.info("sip2 connected (%s)", "tls " + str(sock.version()) if self._ssl else "plain tcp")
         if cfg.login_user is not None:

@@ -433,6 +433,8 @@ class KohaQuirksAcs(_ThreadedServer):
         self.sent: list[bytes] = []             # every response frame sent (terminator cut)
         self.resends = 0                        # 97s answered with the last response
         self.resend_sequence: str | None = "0"  # AY of a re-sent response; None: the original one (spec-like)
+        self.online = True                      # 98 on-line status
+        self.checkout_ok = True                 # 98 checkout ok; while False every 11 is refused
         self._corrupt: list[str] = []
         super().__init__(ssl_context)
 
@@ -517,7 +519,8 @@ class KohaQuirksAcs(_ThreadedServer):
             ok = fields.get("CN") == SIP_USER and fields.get("CO") == SIP_PASSWORD
             return "941" if ok else "940"
         if command == "99":
-            return (f"98YYYYNN020003{now}2.0EAO{INSTITUTION}|AMKoha Test|"
+            yn = {True: "Y", False: "N"}
+            return (f"98{yn[self.online]}Y{yn[self.checkout_ok]}YNN020003{now}2.0EAO{INSTITUTION}|AMKoha Test|"
                     f"BXYYYYYYYYYYYNNNNN|AN|")
         pid = fields.get("AA", "")
         patron = lib.patrons.get(pid)
@@ -546,6 +549,11 @@ class KohaQuirksAcs(_ThreadedServer):
             due = f"AH{holder[1]}|" if holder else ""
             return (f"18{lib.circulation_status(item_id)}0001{now}{due}AB{item_id}|AJ{esc(item.title)}|"
                     f"CK{item.media}|AQMAIN|APMAIN|")
+        if command == "11" and not (self.online and self.checkout_ok):
+            with lib.lock:
+                lib.checkouts.append({"patron": pid, "item": item_id, "outcome": "refused"})
+            return (f"120NUN{now}AO{INSTITUTION}|AA{pid}|AB{item_id}|AJ|AH|"
+                    f"AFCheckout not allowed at this time|")
         if command == "11":
             out = lib.checkout(pid, item_id, fixed[1:2], fixed[2:20], fixed[20:38])
             msg = f"AF{out.message}|" if out.message else ""
