@@ -401,3 +401,29 @@ def test_loan_result_normalises_every_shown_text():
     assert result.title == GURI_TITLE and result.message == GURI_NOTE
     for text in (result.title, result.message):
         assert unicodedata.is_normalized("NFC", text)
+
+
+# --------------------------------------------------------------------------- ACS status gate
+
+
+def test_checkout_hold_follows_the_acs_status_each_time_it_is_asked(koha, koha_acs, sip2_library):
+    from kiosk.sync.linked_catalogue import LinkedCatalogue
+    from kiosk.sync.sip2_backend import HOLD_CHECKOUT_NOT_ALLOWED, HOLD_OFFLINE
+
+    linked = LinkedCatalogue(koha, links=koha)            # SIP2 circulation: its gate passes through
+    assert koha.checkout_hold() is None and linked.checkout_hold() is None
+    koha_acs.checkout_ok = False
+    assert koha.checkout_hold() == HOLD_CHECKOUT_NOT_ALLOWED == linked.checkout_hold()
+    koha_acs.online = False
+    assert koha.checkout_hold() == HOLD_OFFLINE
+    koha_acs.online = koha_acs.checkout_ok = True
+    assert koha.checkout_hold() is None
+    assert "11" not in sip2_library.requests
+
+
+def test_a_circulation_backend_without_a_gate_is_never_held():
+    from types import SimpleNamespace
+
+    from kiosk.sync.linked_catalogue import LinkedCatalogue
+
+    assert LinkedCatalogue(SimpleNamespace(), SimpleNamespace()).checkout_hold() is None
