@@ -180,6 +180,7 @@ def from_catalogue(result: _Shown) -> _Shown:
 
     The one place every backend (SIP2, REST, local) passes its results through.
     """
-    changes: dict[str, Any] = {name: catalogue_text(value) for name in SHOWN_TEXT_FIELDS
-               if isinstance(value := getattr(result, name, None), str) and not value.isascii()}
+    changes: dict[str, Any] = {
+        name: catalogue_text(value) for name in SHOWN_TEXT_FIELDS
+        if isinstance(value := getattr(result, name, None), str) and not value.isascii()}
     return replace(result, **changes) if changes else result
