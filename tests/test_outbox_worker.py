@@ -560,3 +560,108 @@ def test_rest_backlog_drains_in_batches_exactly_once_through_a_lost_answer(
     assert [key for key, _, _ in library.lent] == [l.txn_id for l in loans]          # once each, in order
     assert sum(r.replayed for r in results) == 50
     assert server.count("/loans") == 1 + 2                 # lost batch, its replay + the other 20
+
+
+# -- against a real SIP2 ACS that says when it takes checkouts -----------------------------
+
+@pytest.fixture
+def held_acs(sip2_library):
+    """The Koha-quirks ACS on loopback, reporting 'checkout not allowed' in its 98 until told."""
+    from kiosk_testing.sip2_server import KohaQuirksAcs
+
+    acs = KohaQuirksAcs(sip2_library)
+    acs.checkout_ok = False
+    yield acs
+    acs.stop()
+
+
+def sip2_catalogue_for(acs):
+    from kiosk.sync.sip2_backend import Sip2Catalogue
+    from kiosk.sync.sip2_client import Sip2Client
+    from kiosk_testing.sip2_server import INSTITUTION, TERMINAL_PASSWORD, sip2_config
+
+    client = Sip2Client(sip2_config(acs.host, acs.port), sleep=lambda s: None)
+    return Sip2Catalogue(client, INSTITUTION, TERMINAL_PASSWORD)
+
+
+def sip2_loans(outbox):
+    from kiosk_testing.sip2_server import ITEM_NEKO, ITEM_NFD, ITEM_SNOW, PATRON_OK
+
+    loans = [replace(make_loan(n), patron_id=PATRON_OK, item_id=item)
+             for n, item in enumerate((ITEM_NEKO, ITEM_SNOW, ITEM_NFD), 1)]
+    for loan in loans:
+        outbox.append(loan)
+    return loans
+
+
+def test_checkouts_wait_while_the_acs_says_checkout_not_allowed_then_go_exactly_once(
+        outbox, store_clock, held_acs, sip2_library, kiosk_store, store_dir):
+    """98 'checkout ok' = N: every 11 would be refused and the refusal purged as if the patron
+    could not borrow. The queue holds (nothing sent, nothing marked in flight), staff see
+    why, the worker backs off and asks again; once allowed, each loan goes exactly once."""
+    from kiosk.shell.staff_backend import StaffBackend
+    from kiosk.sync.sip2_backend import HOLD_CHECKOUT_NOT_ALLOWED
+
+    loans = sip2_loans(outbox)
+    catalogue = sip2_catalogue_for(held_acs)
+    results = Results()
+    worker = worker_for(outbox, catalogue, store_clock, results)
+    staff = StaffBackend(kiosk_store, outbox, Audit(kiosk_store, store_clock), store_dir, wall=store_clock,
+                         config_version=lambda: "site", worker_status=lambda: worker.status)
+    try:
+        for attempt in (1, 2, 3):
+            report = worker.drain_once()
+            assert report.unavailable and report.held and report.acknowledged == 0 and report.remaining == 3
+            assert worker.status.failures == attempt and worker.status.held == HOLD_CHECKOUT_NOT_ALLOWED
+        assert "11" not in sip2_library.requests and sip2_library.checkouts == []          # nothing sent
+        assert sip2_library.requests.count("99") >= 3                                        # asked each time
+        assert not any(e.sent_before for e in outbox.pending_entries()) and results == []
+        assert worker.next_delay() == 5                               # the backoff grows: (1, 2, 5, ...)
+        assert worker.status.last_error.startswith("CheckoutsHeld")
+        shown = staff.status()
+        assert shown["catalogue"] == "failing (3)" and shown["catalogue_error"] == "CheckoutsHeld"
+        assert shown["outbox_pending"] == 3
+
+        held_acs.checkout_ok = True                                    # the library opens circulation
+        report = worker.drain_once()
+    finally:
+        catalogue.close()
+    assert not report.unavailable and not report.held and report.acknowledged == 3
+    assert [(c["item"], c["outcome"]) for c in sip2_library.checkouts] == [(l.item_id, "loan") for l in loans]
+    assert outbox.count() == 0 and outbox.conflicts() == [] and all(r.ok for r in results)
+    assert worker.status.failures == 0 and worker.status.held == "" and staff.status()["catalogue"] == "ok"
+
+
+def test_acs_off_line_holds_the_queue_too(outbox, store_clock, held_acs, sip2_library):
+    from kiosk.sync.sip2_backend import HOLD_OFFLINE
+
+    held_acs.checkout_ok, held_acs.online = True, False
+    sip2_loans(outbox)
+    catalogue = sip2_catalogue_for(held_acs)
+    worker = worker_for(outbox, catalogue, store_clock, Results())
+    try:
+        report = worker.drain_once()
+        assert report.held and worker.status.held == HOLD_OFFLINE and "11" not in sip2_library.requests
+        held_acs.online = True
+        assert worker.drain_once().acknowledged == 3
+    finally:
+        catalogue.close()
+    assert [c["outcome"] for c in sip2_library.checkouts] == ["loan"] * 3
+
+
+def test_background_worker_holds_backs_off_and_sends_once_allowed(outbox, store_clock, held_acs, sip2_library):
+    sip2_loans(outbox)
+    catalogue = sip2_catalogue_for(held_acs)
+    worker = worker_for(outbox, catalogue, store_clock, Results(), backoff=(0.05, 0.1, 0.2))
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.status.failures >= 3)       # asked again and again, with backoff
+        assert worker.status.held and worker.status.next_retry_at is not None
+        assert "11" not in sip2_library.requests
+        held_acs.checkout_ok = True
+        assert wait_until(lambda: outbox.count() == 0)
+    finally:
+        worker.stop(5)
+        catalogue.close()
+    assert [c["outcome"] for c in sip2_library.checkouts] == ["loan"] * 3
+    assert worker.status.held == ""

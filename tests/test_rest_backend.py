@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -31,7 +32,10 @@ from kiosk_testing.rest_server import (
     BASE_PATH,
     CERT_A,
     CERT_B,
+    GURI_NOTE,
+    GURI_TITLE,
     ITEM_HELD,
+    ITEM_NFD,
     ITEM_NEKO,
     ITEM_OUT,
     ITEM_SNOW,
@@ -41,6 +45,8 @@ from kiosk_testing.rest_server import (
     PATRON_AT_LIMIT,
     PATRON_BIRTH,
     PATRON_BLOCKED,
+    PATRON_NFD,
+    PATRON_NFD_NAME,
     PATRON_OK,
     PATRON_OTHER,
     PATRON_PASSWORD,
@@ -653,5 +659,36 @@ def test_same_answers_as_the_local_reference_catalogue(tmp_path, rest_catalogue)
             catalogue.unlink_identity(CERT_B)
         assert local.resolve_identity(CERT_A) == rest_catalogue.resolve_identity(CERT_A) == PATRON_OK
         assert local.resolve_identity(CERT_B) is rest_catalogue.resolve_identity(CERT_B) is None
+    finally:
+        local.close()
+
+
+# --------------------------------------------------------------------------- Unicode from the catalogue
+
+
+def test_decomposed_text_from_the_catalogue_is_normalised_to_nfc(rest_catalogue, rest_library):
+    """A catalogue fed from MARC records answers in NFD (ぐりとぐら as 7 code points): kept as NFC."""
+    assert len(rest_library.items[ITEM_NFD]["title"]) == 7                # what the server sends
+    nfc = unicodedata.normalize("NFC", GURI_TITLE)
+    item = rest_catalogue.item_info(ITEM_NFD)
+    assert item.title == nfc and len(item.title) == 5
+    assert rest_catalogue.patron_status(PATRON_NFD).name == unicodedata.normalize("NFC", PATRON_NFD_NAME)
+    result = rest_catalogue.checkout(loan("txn-nfd", PATRON_NFD, ITEM_NFD))
+    assert result.ok and result.title == nfc and result.message == unicodedata.normalize("NFC", GURI_NOTE)
+    assert rest_catalogue.checkout(loan("txn-nfd", PATRON_NFD, ITEM_NFD)).title == nfc     # the replay too
+    assert rest_catalogue.renew(PATRON_NFD, ITEM_NFD).title == nfc
+
+
+def test_decomposed_text_in_the_local_catalogue_is_normalised_to_nfc(tmp_path):
+    local = LocalCatalogue(tmp_path / "catalogue.json")
+    local.seed(seed())                                                     # the same NFD title and name
+    try:
+        nfc = unicodedata.normalize("NFC", GURI_TITLE)
+        assert local.item_info(ITEM_NFD).title == nfc
+        assert local.patron_status(PATRON_NFD).name == unicodedata.normalize("NFC", PATRON_NFD_NAME)
+        request = loan("txn-nfd", PATRON_NFD, ITEM_NFD)
+        assert local.checkout(request).title == nfc
+        assert local.checkout(request).title == nfc                        # replayed from the stored result
+        assert local.renew(PATRON_NFD, ITEM_NFD).title == nfc
     finally:
         local.close()

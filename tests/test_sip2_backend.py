@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import unicodedata
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -14,8 +15,11 @@ from kiosk.sync.sip2_backend import IDENTITY_UNSUPPORTED, Sip2Catalogue, classif
 from kiosk.sync.sip2_client import Sip2Client
 from kiosk_testing.sip2_server import (
     INSTITUTION,
+    GURI_NOTE,
+    GURI_TITLE,
     ITEM_HELD,
     ITEM_LONG,
+    ITEM_NFD,
     ITEM_NEKO,
     ITEM_OUT,
     ITEM_SNOW,
@@ -24,6 +28,8 @@ from kiosk_testing.sip2_server import (
     NEKO_TITLE,
     PATRON_AT_LIMIT,
     PATRON_BLOCKED,
+    PATRON_NFD,
+    PATRON_NFD_NAME,
     PATRON_OK,
     PATRON_PIPE,
     TERMINAL_PASSWORD,
@@ -366,3 +372,58 @@ def test_config_default_is_tls(tmp_path):
                     "host = 'ils.example'\n", encoding="utf-8")
     catalogue = build_sip2_catalogue(Sip2Settings.from_config(load_config(site)))
     assert catalogue.client.config.tls is True and not catalogue.client.connected
+
+
+# --------------------------------------------------------------------------- Unicode from the ACS
+
+
+@pytest.mark.parametrize("acs", ["catalogue", "koha"])
+def test_decomposed_text_from_the_acs_is_normalised_to_nfc(acs, request, sip2_library):
+    """MARC-fed ILSs send NFD: ぐりとぐら as 7 code points. The kiosk keeps NFC (5)."""
+    backend = request.getfixturevalue(acs)             # pysip2 or the Koha-quirks ACS, on loopback
+    assert len(sip2_library.items[ITEM_NFD].title) == 7          # what goes on the wire
+    nfc = unicodedata.normalize("NFC", GURI_TITLE)
+    item = backend.item_info(ITEM_NFD)
+    assert item.title == nfc and len(item.title) == 5
+    assert backend.patron_status(PATRON_NFD).name == unicodedata.normalize("NFC", PATRON_NFD_NAME)
+    result = backend.checkout(loan(ITEM_NFD, PATRON_NFD))
+    assert result.ok and result.title == nfc
+    assert result.message == unicodedata.normalize("NFC", GURI_NOTE)           # AF screen message
+    assert unicodedata.is_normalized("NFC", result.message)
+    assert backend.renew(PATRON_NFD, ITEM_NFD).title == nfc
+
+
+def test_loan_result_normalises_every_shown_text():
+    frame = ("120NNN20260801    103000AOJPLIB|AA1|AB2|AJ" + unicodedata.normalize("NFD", GURI_TITLE)
+             + "|AH" + unicodedata.normalize("NFD", "返却日: ２週間後です") + "|AF"
+             + unicodedata.normalize("NFD", GURI_NOTE) + "|").encode("utf-8")
+    result = loan_result("t", "2", codec.decode(frame, charset="utf-8"), ok=False)
+    assert result.title == GURI_TITLE and result.message == GURI_NOTE
+    for text in (result.title, result.message):
+        assert unicodedata.is_normalized("NFC", text)
+
+
+# --------------------------------------------------------------------------- ACS status gate
+
+
+def test_checkout_hold_follows_the_acs_status_each_time_it_is_asked(koha, koha_acs, sip2_library):
+    from kiosk.sync.linked_catalogue import LinkedCatalogue
+    from kiosk.sync.sip2_backend import HOLD_CHECKOUT_NOT_ALLOWED, HOLD_OFFLINE
+
+    linked = LinkedCatalogue(koha, links=koha)            # SIP2 circulation: its gate passes through
+    assert koha.checkout_hold() is None and linked.checkout_hold() is None
+    koha_acs.checkout_ok = False
+    assert koha.checkout_hold() == HOLD_CHECKOUT_NOT_ALLOWED == linked.checkout_hold()
+    koha_acs.online = False
+    assert koha.checkout_hold() == HOLD_OFFLINE
+    koha_acs.online = koha_acs.checkout_ok = True
+    assert koha.checkout_hold() is None
+    assert "11" not in sip2_library.requests
+
+
+def test_a_circulation_backend_without_a_gate_is_never_held():
+    from types import SimpleNamespace
+
+    from kiosk.sync.linked_catalogue import LinkedCatalogue
+
+    assert LinkedCatalogue(SimpleNamespace(), SimpleNamespace()).checkout_hold() is None

@@ -277,6 +277,65 @@ def test_responses_over_255_bytes_are_accepted(koha_acs, client_for):
     assert client.request(item_request(ITEM_LONG)).get("AJ") == LONG_TITLE
 
 
+@pytest.fixture
+def koha_error_detect(sip2_library):
+    """Koha with error detection on: AY/AZ on every response, 97 answered with AY0."""
+    acs = KohaQuirksAcs(sip2_library, error_detect=True)
+    yield acs
+    acs.stop()
+
+
+def test_koha_resend_with_ay0_after_97_is_accepted_and_lends_exactly_once(koha_error_detect, sip2_library,
+                                                                          client_for):
+    """Koha and Evergreen answer a 97 with the last response re-sent as AY0: that IS the answer.
+
+    Discarding it meant a timeout, a reconnect and a second 11, which the library
+    recorded as a renewal of a loan the patron had only taken once.
+    """
+    acs = koha_error_detect
+    client = client_for(acs.host, acs.port, timeout=2.0)
+    client.connect()                                       # 93 took AY0 and 99 AY1: the 11 goes with AY2
+    acs.corrupt("11")
+    reply = client.request(codec.checkout(INSTITUTION, "2000000012345", ITEM_SNOW, WHEN, WHEN,
+                                          terminal_password="term-pass"))
+    assert (reply.command, reply.flag("ok"), reply.flag("renewal_ok")) == ("12", "1", "N")
+    assert reply.sequence == 0 and reply.get("AJ") == "雪国"
+    assert acs.resends == 1 and sum(f.startswith(b"97") for f in acs.frames) == 1
+    assert [c["outcome"] for c in sip2_library.checkouts] == ["loan"]       # exactly one 11 reached the ILS
+    assert [f[:2] for f in acs.frames].count(b"11") == 1
+    assert client.connections == 1
+
+
+@pytest.mark.parametrize("resend_sequence", ["0", None])
+def test_koha_resends_after_97_with_ay0_or_the_original_ay_are_accepted(koha_error_detect, client_for,
+                                                                       resend_sequence):
+    acs = koha_error_detect
+    acs.resend_sequence = resend_sequence                  # None: the original AY, as the spec implies
+    client = client_for(acs.host, acs.port, timeout=2.0)
+    for _ in range(3):                                     # the 17s carry AY2, AY3, AY4
+        acs.corrupt("17")
+        assert client.request(item_request()).get("AJ") == NEKO_TITLE
+    assert acs.resends == 3 and client.connections == 1
+
+
+def test_after_97_a_resend_with_another_nonzero_sequence_is_still_discarded(koha_error_detect, client_for):
+    """Only the original AY or 0 answers a 97; any other AY is a stale frame."""
+    acs = koha_error_detect
+    acs.resend_sequence = "7"
+    client = client_for(acs.host, acs.port, timeout=0.5, attempts=1)
+    acs.corrupt("17")
+    with pytest.raises(CatalogueUnavailable):
+        client.request(item_request())                     # 17 went with AY2
+
+
+def test_koha_error_detection_without_faults_echoes_the_sequence(koha_error_detect, client_for):
+    client = client_for(koha_error_detect.host, koha_error_detect.port)
+    for _ in range(3):
+        reply = client.request(item_request())
+        assert reply.get("AJ") == NEKO_TITLE and reply.checksum is not None
+    assert koha_error_detect.resends == 0 and client.connections == 1
+
+
 # --------------------------------------------------------------------------- TLS
 
 

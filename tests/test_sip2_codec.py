@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kiosk.sync import sip2_codec as codec
@@ -17,8 +17,8 @@ from kiosk.sync.sip2_codec import (
     SipEncodeError,
     SipMessage,
 )
+from kiosk_testing.fuzz import FUZZ
 
-PROPS = settings(derandomize=True, deadline=None, max_examples=300)
 
 # From /work/shared/reference/sip2.md section 10 (checksums verified by byte sum).
 EXAMPLE_FRAMES = [
@@ -284,6 +284,7 @@ def test_patron_flags_by_position():
 
 def test_counts():
     assert codec.parse_count("0012") == 12
+    assert codec.parse_count("²") is None and codec.parse_count("００１２") is None     # ASCII digits only
     assert codec.parse_count("    ") is None
     assert codec.parse_count(None) is None
 
@@ -318,7 +319,7 @@ def messages(draw, charset: str):
     return SipMessage(command, fixed, fields)
 
 
-@PROPS
+@FUZZ
 @given(data=st.data(), charset=st.sampled_from(["utf-8", "cp850", "shift_jis"]),
        error_detection=st.booleans(), sequence=st.integers(0, 9),
        terminator=st.sampled_from([b"\r", b"\r\n"]))
@@ -343,7 +344,7 @@ def test_roundtrip(data, charset, error_detection, sequence, terminator):
             assert got.checksum is None
 
 
-@PROPS
+@FUZZ
 @given(st.binary(max_size=300))
 def test_checksum_always_verifies(data):
     value = codec.checksum(data)
@@ -352,7 +353,7 @@ def test_checksum_always_verifies(data):
     assert codec.verify_checksum(data, value) and codec.verify_checksum(data, value.lower())
 
 
-@PROPS
+@FUZZ
 @given(data=st.data(), charset=st.sampled_from(["utf-8", "cp850", "shift_jis", "euc_jp"]),
        limit=st.integers(0, 255))
 def test_truncation_never_splits_a_character_nor_exceeds_the_limit(data, charset, limit):
@@ -367,7 +368,7 @@ def test_truncation_never_splits_a_character_nor_exceeds_the_limit(data, charset
         assert len(text[: len(kept) + 1].encode(charset)) > limit    # it kept as much as fits
 
 
-@PROPS
+@FUZZ
 @given(st.binary(max_size=400), st.sampled_from(["utf-8", "cp850"]))
 def test_decoder_raises_only_decode_errors_on_arbitrary_bytes(data, charset):
     try:
@@ -376,7 +377,7 @@ def test_decoder_raises_only_decode_errors_on_arbitrary_bytes(data, charset):
         pass
 
 
-@PROPS
+@FUZZ
 @given(index=st.integers(0, 200), value=st.integers(0, 255), frame=st.sampled_from(EXAMPLE_FRAMES))
 def test_decoder_raises_only_decode_errors_on_damaged_frames(index, value, frame):
     wire = bytearray(frame.encode("utf-8"))

@@ -7,9 +7,10 @@ implement `Catalogue`; the session core and the outbox only use these types.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence, TypeVar
 
 
 class Refusal(str, enum.Enum):
@@ -30,6 +31,11 @@ class Refusal(str, enum.Enum):
 
 class CatalogueUnavailable(Exception):
     """The catalogue could not be reached or answered garbage; the caller may retry later."""
+
+
+class CheckoutsHeld(CatalogueUnavailable):
+    """The catalogue answers but takes no checkouts now (SIP2 98: checkout not allowed, or
+    off-line). Nothing was sent; the queue waits and asks again later."""
 
 
 class LinkRefused(Exception):
@@ -131,6 +137,17 @@ class BatchCheckout(Protocol):
     def checkout_many(self, loans: Sequence[LoanRequest]) -> list[LoanResult]: ...
 
 
+class CheckoutGate(Protocol):
+    """Optional extra of a backend whose library system says when it takes checkouts
+    (SIP2 98 ACS Status). The outbox worker asks before it sends queued loans."""
+
+    def checkout_hold(self) -> str | None:
+        """None when checkouts may be sent now, else why not (staff-facing, no patron data).
+
+        Asks the library system afresh; may raise CatalogueUnavailable.
+        """
+
+
 @dataclass
 class CatalogueCapabilities:
     """What a backend told us it can do (SIP2 98 BX / REST discovery)."""
@@ -140,3 +157,30 @@ class CatalogueCapabilities:
     checkout: bool = True
     renew: bool = True
     messages: dict[str, bool] = field(default_factory=dict)
+
+
+def catalogue_text(text: str) -> str:
+    """Text from a library system, in NFC.
+
+    Library systems may send decomposed Unicode (NFD, e.g. from MARC records):
+    ぐりとぐら arrives as 7 code points, so it would not equal, search or print like
+    the same title typed on the kiosk.
+    """
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+_Shown = TypeVar("_Shown", PatronStatus, ItemInfo, LoanResult)
+
+#: The fields of catalogue results that people read (identifiers are never rewritten).
+SHOWN_TEXT_FIELDS = ("title", "name", "message", "due_text")
+
+
+def from_catalogue(result: _Shown) -> _Shown:
+    """`result` with its readable text (title, name, message, due text) in NFC.
+
+    The one place every backend (SIP2, REST, local) passes its results through.
+    """
+    changes: dict[str, Any] = {
+        name: catalogue_text(value) for name in SHOWN_TEXT_FIELDS
+        if isinstance(value := getattr(result, name, None), str) and not value.isascii()}
+    return replace(result, **changes) if changes else result

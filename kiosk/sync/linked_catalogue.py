@@ -32,6 +32,11 @@ class LinkedCatalogue:
     def end_session(self, patron_id: str) -> None:
         self.circulation.end_session(patron_id)
 
+    def checkout_hold(self) -> str | None:
+        """The circulation backend's word on checkouts (CheckoutGate), if it has one."""
+        gate = getattr(self.circulation, "checkout_hold", None)
+        return gate() if gate is not None else None
+
     def resolve_identity(self, cert_hash: str) -> str | None:
         return self.links.resolve_identity(cert_hash)
 

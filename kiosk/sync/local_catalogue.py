@@ -22,6 +22,7 @@ from kiosk.core.catalogue import (
     LoanResult,
     PatronStatus,
     Refusal,
+    from_catalogue,
 )
 from kiosk.data import shipped
 from kiosk.store.database import AtomicJSONStorage
@@ -83,12 +84,12 @@ class LocalCatalogue:
             if p is None:
                 return PatronStatus(patron_id=patron_id, valid=False)
             password_ok = None if password is None else password == p.get("password")
-            return PatronStatus(
+            return from_catalogue(PatronStatus(
                 patron_id=patron_id, valid=True, password_ok=password_ok,
                 blocked=tuple(p.get("blocked", ())), limit=p.get("limit"),
                 charged=p.get("charged", 0) + len(p["loans"]), holds_ready=p.get("holds_ready", 0),
                 name=p.get("name"),
-            )
+            ))
 
     def item_info(self, item_id: str) -> ItemInfo:
         with self._lock:
@@ -96,16 +97,16 @@ class LocalCatalogue:
             i = self._item(item_id)
             if i is None:
                 return ItemInfo(item_id=item_id, title="", available=False)
-            return ItemInfo(item_id=item_id, title=i["title"], available=i["on_loan_to"] is None,
-                            counter_only=i["counter_only"], media_type=i.get("media", "book"))
+            return from_catalogue(ItemInfo(item_id=item_id, title=i["title"], available=i["on_loan_to"] is None,
+                                           counter_only=i["counter_only"], media_type=i.get("media", "book")))
 
     def checkout(self, loan: LoanRequest) -> LoanResult:
         with self._lock:
             self._check()
             done = self._db.table("loans").get(Query().txn_id == loan.txn_id)
             if done is not None:
-                return _result_from(done["result"], replayed=True)
-            result = self._decide(loan)
+                return from_catalogue(_result_from(done["result"], replayed=True))
+            result = from_catalogue(self._decide(loan))
             if result.ok:
                 self._db.table("items").update({"on_loan_to": loan.patron_id}, Query().id == loan.item_id)
                 patrons = self._db.table("patrons")
@@ -148,7 +149,7 @@ class LocalCatalogue:
             if i is None or i["on_loan_to"] != patron_id:
                 return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.OTHER)
             due = date.today() + timedelta(days=self._loan_days)
-            return LoanResult(txn_id="", ok=True, item_id=item_id, title=i["title"], due_date=due)
+            return from_catalogue(LoanResult(txn_id="", ok=True, item_id=item_id, title=i["title"], due_date=due))
 
     def end_session(self, patron_id: str) -> None:
         self._check()

@@ -14,6 +14,9 @@ Decisions per answer (made atomically by `Outbox.settle`):
 - accepted, but the patron withdrew it      -> conflict (lent, yet never confirmed)
 - refused, and the patron withdrew it       -> purge (nothing was lent)
 - CatalogueUnavailable                      -> back off, retry the same loan
+- the catalogue says it takes no checkouts  -> hold: nothing is sent, the worker backs
+  (CheckoutGate.checkout_hold, e.g. SIP2       off and asks again; staff see it in
+  98 "checkout not allowed" or off-line)       `status` (held, last_error CheckoutsHeld)
 - any other exception from the backend      -> back off; after `max_errors` in a
                                                row the loan goes to conflicts so one
                                                poisoned loan cannot block the queue
@@ -28,9 +31,18 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
-from kiosk.core.catalogue import BatchCheckout, Catalogue, CatalogueUnavailable, LoanRequest, LoanResult, Refusal
+from kiosk.core.catalogue import (
+    BatchCheckout,
+    Catalogue,
+    CatalogueUnavailable,
+    CheckoutGate,
+    CheckoutsHeld,
+    LoanRequest,
+    LoanResult,
+    Refusal,
+)
 from kiosk.store.outbox import KIOSK_ERROR, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
 from kiosk.store.outbox import WITHDRAWN as WITHDRAWN_STATE
 from kiosk.worker_thread import WorkerThread
@@ -46,6 +58,7 @@ class DrainReport:
     remaining: int = 0          # still queued when the pass ended
     unavailable: bool = False   # the pass stopped because the catalogue did not answer
     error: str = ""             # why, when unavailable (exception type and text, no loan data)
+    held: bool = False          # ... or because it said it takes no checkouts now (nothing was sent)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class WorkerStatus:
     failures: int                   # consecutive failed attempts on the head loan
     next_retry_at: datetime | None
     last_error: str
+    held: str = ""                  # why the catalogue takes no checkouts now ("" = not held)
 
 
 class OutboxWorker(WorkerThread):
@@ -100,6 +114,7 @@ class OutboxWorker(WorkerThread):
         self._errors: dict[str, int] = {}   # txn_id -> unexpected backend errors in a row
         self._next_retry_at: datetime | None = None
         self._last_error = ""
+        self._held = ""
 
     # -- control -------------------------------------------------------------
 
@@ -120,7 +135,7 @@ class OutboxWorker(WorkerThread):
 
     @property
     def status(self) -> WorkerStatus:
-        return WorkerStatus(self._failures, self._next_retry_at, self._last_error)
+        return WorkerStatus(self._failures, self._next_retry_at, self._last_error, self._held)
 
     # -- draining ------------------------------------------------------------
 
@@ -136,11 +151,46 @@ class OutboxWorker(WorkerThread):
             window = self._outbox.head(self._window_size())
             if not window:
                 break
+            if not self._may_send():
+                return DrainReport(counts["accepted"], counts["refused"], counts["conflict"],
+                                   self._outbox.stats().pending, True, self._last_error, bool(self._held))
             if not self._drain_window(window, counts, should_stop):
                 return DrainReport(counts["accepted"], counts["refused"], counts["conflict"],
                                    self._outbox.stats().pending, True, self._last_error)
         return DrainReport(counts["accepted"], counts["refused"], counts["conflict"],
                            self._outbox.stats().pending)
+
+    def _may_send(self) -> bool:
+        """Ask a backend that can say so (CheckoutGate) whether it takes checkouts now.
+
+        Asked before every window, before anything is marked in flight: a held loan was
+        never sent, so it stays an ordinary first send. Held, unreachable or broken, the
+        answer counts as a failure, so the worker backs off and asks again.
+        """
+        if not callable(getattr(self._catalogue, "checkout_hold", None)):
+            return True
+        gate = cast(CheckoutGate, self._catalogue)
+        try:
+            reason = gate.checkout_hold()
+        except CheckoutsHeld as exc:
+            reason = str(exc) or "held"
+        except CatalogueUnavailable as exc:
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return False
+        except Exception as exc:  # a backend bug must not kill the worker; hold rather than guess
+            _log.error("outbox: checkout status check failed: %s", type(exc).__name__)
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return False
+        if reason:
+            if not self._held:
+                _log.warning("outbox: catalogue takes no checkouts now; holding the queue")
+            self._held = reason
+            self._failed(f"{CheckoutsHeld.__name__}: {reason}")
+            return False
+        if self._held:
+            _log.info("outbox: catalogue takes checkouts again; sending the queue")
+        self._held = ""
+        return True
 
     def _window_size(self) -> int:
         """Loans per pair of durable writes. Each write rewrites the whole store, so a big

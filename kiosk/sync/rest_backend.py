@@ -35,6 +35,7 @@ from kiosk.core.catalogue import (
     LoanResult,
     PatronStatus,
     Refusal,
+    from_catalogue,
 )
 from kiosk.logs import log_event
 
@@ -154,7 +155,7 @@ def patron_status_from(data: Mapping[str, Any], patron_id: str, password_sent: b
         password_ok = False
     elif not password_sent:
         password_ok = None
-    return PatronStatus(
+    return from_catalogue(PatronStatus(
         patron_id=patron_id,
         valid=data["valid"],
         password_ok=password_ok,
@@ -164,17 +165,17 @@ def patron_status_from(data: Mapping[str, Any], patron_id: str, password_sent: b
         holds_ready=data.get("holds_ready", 0),
         overdue=data.get("overdue", 0),
         name=data.get("name") or None,
-    )
+    ))
 
 
 def item_info_from(data: Mapping[str, Any]) -> ItemInfo:
-    return ItemInfo(
+    return from_catalogue(ItemInfo(
         item_id=data["item_id"],
         title=data["title"],
         available=data["available"],
         counter_only=data.get("counter_only", False),
         media_type=data.get("media_type") or "book",
-    )
+    ))
 
 
 def loan_json(loan: LoanRequest) -> dict[str, Any]:
@@ -197,7 +198,7 @@ def loan_json(loan: LoanRequest) -> dict[str, Any]:
 
 
 def loan_result_from(data: Mapping[str, Any], txn_id: str) -> LoanResult:
-    """A checked LoanResult body as kiosk data; an unreadable due date is kept as text."""
+    """A checked LoanResult body as kiosk data (text in NFC); an unreadable due date is kept as text."""
     ok = data["ok"]
     due_raw = data.get("due_date") or ""
     try:
@@ -207,7 +208,7 @@ def loan_result_from(data: Mapping[str, Any], txn_id: str) -> LoanResult:
     refusal = None
     if not ok:
         refusal = Refusal(data["refusal"]) if data.get("refusal") else Refusal.OTHER
-    return LoanResult(
+    return from_catalogue(LoanResult(
         txn_id=txn_id,
         ok=ok,
         item_id=data["item_id"],
@@ -217,7 +218,7 @@ def loan_result_from(data: Mapping[str, Any], txn_id: str) -> LoanResult:
         refusal=refusal,
         message=data.get("message", ""),
         replayed=data["replayed"],
-    )
+    ))
 
 
 def sendable(identifier: str) -> bool:

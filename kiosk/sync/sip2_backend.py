@@ -19,6 +19,7 @@ from kiosk.core.catalogue import (
     LoanResult,
     PatronStatus,
     Refusal,
+    from_catalogue,
 )
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_client import Sip2Client, Sip2Config
@@ -60,6 +61,10 @@ REFUSAL_KEYWORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
 )
 
 IDENTITY_UNSUPPORTED = "identity links need the REST backend or the local link service"
+
+#: Why the outbox holds its queue (CheckoutGate.checkout_hold), as staff read it.
+HOLD_OFFLINE = "ACS status: off-line"
+HOLD_CHECKOUT_NOT_ALLOWED = "ACS status: checkout not allowed"
 
 
 def classify_refusal(messages: Iterable[str], *, fee: bool = False) -> Refusal:
@@ -112,7 +117,7 @@ class Sip2Catalogue:
             request = codec.patron_status(self.institution, patron_id, self._now(), **common)
         reply = self.client.request(request)
         flags = codec.patron_flags(reply.flag("patron_status"))
-        return PatronStatus(
+        return from_catalogue(PatronStatus(
             patron_id=patron_id,
             valid=reply.get("BL") != "N",
             password_ok=None if password is None else {"Y": True, "N": False}.get(reply.get("CQ") or ""),
@@ -122,7 +127,7 @@ class Sip2Catalogue:
             holds_ready=len(reply.getall("AS")) or (codec.parse_count(reply.flag("hold_items_count")) or 0),
             overdue=_count(reply, "overdue_items_count", "AT"),
             name=reply.get("AE") or None,
-        )
+        ))
 
     def item_info(self, item_id: str) -> ItemInfo:
         if not self._sendable(item_id):
@@ -134,13 +139,13 @@ class Sip2Catalogue:
         media = reply.get("CK") or ""
         if status == "01" and not title:          # how Koha and pysip2 answer for an unknown barcode
             return ItemInfo(item_id=item_id, title="", available=False)
-        return ItemInfo(
+        return from_catalogue(ItemInfo(
             item_id=item_id,
             title=title,
             available=status in AVAILABLE_STATUSES,
             counter_only=media in self.counter_only_media,
             media_type=codec.MEDIA_TYPES.get(media, "book" if not media else "other"),
-        )
+        ))
 
     def checkout(self, loan: LoanRequest) -> LoanResult:
         """11 with renewal policy N; offline loans go with no-block Y and their own due date."""
@@ -201,6 +206,26 @@ class Sip2Catalogue:
             messages=dict(status.supported),
         )
 
+    def checkout_hold(self) -> str | None:
+        """Asks the ACS now (99 -> 98): None when it takes checkouts, else why not.
+
+        Checkouts sent while the ACS says "checkout not allowed" would be refused and the
+        refusals purged as if the patron could not borrow: the loans must wait instead.
+        An ACS that keeps reporting off-line on connect (so every attempt fails) holds too.
+        """
+        try:
+            status = self.client.status()
+        except CatalogueUnavailable:
+            last = self.client.acs_status
+            if last is not None and not last.online:
+                return HOLD_OFFLINE
+            raise
+        if not status.online:
+            return HOLD_OFFLINE
+        if not status.checkout_ok:
+            return HOLD_CHECKOUT_NOT_ALLOWED
+        return None
+
     def reset(self) -> None:
         self.client.close()             # the next message logs in on a new connection
 
@@ -225,14 +250,14 @@ class Sip2Catalogue:
 
 def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
                 replayed: bool = False) -> LoanResult:
-    """A 12/30 response as a LoanResult; an unreadable due date is kept as text."""
+    """A 12/30 response as a LoanResult (text in NFC); an unreadable due date is kept as text."""
     due = codec.parse_due_date(reply.get("AH"))
     messages = reply.getall("AF")
     refusal = None
     if not ok:
         fee = bool((reply.get("BV") or "").strip().strip("0.")) or bool(reply.get("BT"))
         refusal = classify_refusal(messages, fee=fee)
-    return LoanResult(
+    return from_catalogue(LoanResult(
         txn_id=txn_id,
         ok=ok,
         item_id=item_id,
@@ -242,7 +267,7 @@ def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
         refusal=refusal,
         message=" ".join(m.strip() for m in messages if m.strip()),
         replayed=replayed,
-    )
+    ))
 
 
 def build_sip2_catalogue(settings: Sip2Settings) -> Sip2Catalogue:
@@ -272,4 +297,5 @@ __all__ = [
     "Sip2Catalogue", "build_sip2_catalogue", "classify_refusal", "loan_result",
     "BORROWING_BLOCKS", "AVAILABLE_STATUSES",
     "DEFAULT_COUNTER_ONLY_MEDIA", "REFUSAL_KEYWORDS", "IDENTITY_UNSUPPORTED",
+    "HOLD_OFFLINE", "HOLD_CHECKOUT_NOT_ALLOWED",
 ]

@@ -167,6 +167,7 @@ class Sip2Client:
             raise
         self._sock = sock
         self._frames = codec.FrameSplitter()
+        self.acs_status = None                    # a new connection: the old 98 no longer speaks for it
         self.connections += 1
         log.info("sip2 connected (%s)", "tls " + str(sock.version()) if self._ssl else "plain tcp")
         if cfg.login_user is not None:
@@ -265,7 +266,7 @@ class Sip2Client:
                 log.info("sip2 ACS asked for a resend (96), resending %s (%d)", message.command, resent_96)
                 self._send(frame, message.command)
                 continue
-            if self.config.error_detection and reply.sequence is not None and reply.sequence != sequence:
+            if self.config.error_detection and not _sequence_answers(reply.sequence, sequence, asked_97 > 0):
                 log.info("sip2 discarded %s with sequence %d (expected %d)",
                          reply.command, reply.sequence, sequence)
                 continue
@@ -310,6 +311,18 @@ class Sip2Client:
             if not data:
                 raise _Retry("connection closed by the server")
             self._frames.feed(data)
+
+
+def _sequence_answers(received: int | None, sent: int, after_97: bool) -> bool:
+    """Whether a response's AY belongs to the request we sent with AY `sent`.
+
+    No AY (error detection off at the ACS) always matches. After our 97 the ACS
+    re-sends its last response; the spec gives it no AY of its own, and Koha's and
+    Evergreen's SIP servers rebuild it with AY0: so after a 97, 0 answers too.
+    Dropping that resend meant a timeout, a reconnect and a second checkout, which
+    the ILS booked as a renewal.
+    """
+    return received is None or received == sent or (after_97 and received == 0)
 
 
 def _norm(text: str) -> str:

@@ -2,6 +2,18 @@
 
 Kept free of sockets and clocks so every framing, checksum and date rule can be
 tested exhaustively (see /work/shared/reference/sip2.md for the sources).
+
+Error contract, for any input from the wire (enforced by tests/test_fuzz_sip2.py):
+- `decode` and `FrameSplitter.feed` raise only SipDecodeError (SipChecksumError is
+  one: ask for a resend);
+- `encode` raises only SipEncodeError, whatever the message holds;
+- the field readers (`parse_count`, `parse_datetime`, `parse_due_date`,
+  `patron_flags`, `supported_messages`) never raise: junk reads as None / no flag;
+  `parse_acs_status` raises SipDecodeError only for a message that is not a 98.
+Wire numbers (counts, limits, timeouts, dates, AY) are ASCII digits only: str.isdigit()
+also accepts '²' (cp850 byte 0xFD) and other Unicode digits, which int() then refuses.
+A charset the codec machinery does not know is a configuration error (LookupError,
+checked up front by `charset_ok`), not a wire error.
 """
 
 from __future__ import annotations
@@ -11,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone, tzinfo
 from typing import Iterable, Mapping
+
+from kiosk.core.catalogue import catalogue_text
 
 __all__ = [
     "MAX_FIELD_BYTES",
@@ -101,6 +115,8 @@ RESPONSE_FOR = {
 }
 
 _CONTROL = {"96", "97"}          # resend requests carry AZ but never AY
+_COMMAND = re.compile(r"[0-9]{2}")
+_WIRE_NUMBER = re.compile(r"[0-9]+")       # never str.isdigit() or a str \d: both take Unicode digits
 
 
 class SipDecodeError(ValueError):
@@ -200,7 +216,7 @@ def encode(
 ) -> bytes:
     """One frame on the wire. The checksum is computed over the encoded bytes, never code points."""
     layout = FIXED_LAYOUT.get(message.command)
-    if layout is None or not re.fullmatch(r"\d\d", message.command):
+    if layout is None or not _COMMAND.fullmatch(message.command):
         raise SipEncodeError(f"unknown command {message.command!r}")
     out = bytearray(message.command.encode("ascii"))
     for name, width in layout:
@@ -228,7 +244,7 @@ def encode(
 # --------------------------------------------------------------------------- decoding
 
 _TRAILER = re.compile(rb"AZ([0-9A-Fa-f]{4})\Z")
-_SEQ_TAIL = re.compile(rb"AY(\d)\|?\Z")
+_SEQ_TAIL = re.compile(rb"AY([0-9])\|?\Z")
 _FIELD_ID = re.compile(r"[A-Z0-9]{2}")
 
 
@@ -244,7 +260,7 @@ def decode(frame: bytes, *, charset: str = "cp850") -> SipMessage:
         raise SipDecodeError("frame must be bytes")
     body = bytes(frame).lstrip(b"\n").rstrip(b"\r\n")
     command = body[:2].decode("ascii", errors="replace")
-    layout = FIXED_LAYOUT.get(command) if re.fullmatch(r"\d\d", command) else None
+    layout = FIXED_LAYOUT.get(command) if _COMMAND.fullmatch(command) else None
     fixed_end = 2 + sum(width for _, width in layout or ())
 
     sequence: int | None = None
@@ -353,7 +369,7 @@ def format_datetime(when: datetime, *, tz: tzinfo | None = None, utc: bool = Fal
             f"{when.hour:02d}{when.minute:02d}{when.second:02d}")
 
 
-_D18 = re.compile(r"(\d{8})(.{4})(\d{6})\Z")
+_D18 = re.compile(r"([0-9]{8})(.{4})([0-9]{6})\Z")      # ASCII digits: a str \d also takes '٢'...
 
 
 def parse_datetime(text: str) -> datetime | None:
@@ -392,7 +408,7 @@ def parse_due_date(text: str | None) -> DueDate:
     """Koha 'YYYYMMDD    HHMMSS', the 18-char format, ISO 8601 and a few more; else raw only."""
     raw = text or ""
     candidate = raw.strip()
-    if not candidate:
+    if not candidate or not candidate.isascii():      # strptime would take Unicode digits
         return DueDate(raw)
     fixed = parse_datetime(raw) or parse_datetime(candidate)
     if fixed:
@@ -453,9 +469,12 @@ def supported_messages(bx: str | None) -> dict[str, bool]:
 
 
 def parse_count(text: str | None) -> int | None:
-    """A 4-digit count or limit; blanks (unsupported) or junk give None."""
+    """A 4-digit count or limit; blanks (unsupported) or junk give None.
+
+    ASCII digits only: '²'.isdigit() is True and int('²') raises ValueError.
+    """
     text = (text or "").strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if _WIRE_NUMBER.fullmatch(text) else None
 
 
 @dataclass(frozen=True)
@@ -497,10 +516,10 @@ def parse_acs_status(message: SipMessage) -> AcsStatus:
         date_time_sync=parse_datetime(f("date_time_sync")),
         protocol_version=f("protocol_version"),
         institution=message.get("AO", "") or "",
-        library_name=message.get("AM", "") or "",
-        terminal_location=message.get("AN", "") or "",
+        library_name=catalogue_text(message.get("AM", "") or ""),          # shown to staff: NFC
+        terminal_location=catalogue_text(message.get("AN", "") or ""),
         supported=supported_messages(message.get("BX")),
-        messages=tuple(message.getall("AF")),
+        messages=tuple(catalogue_text(m) for m in message.getall("AF")),
     )
 
 

@@ -22,6 +22,7 @@ import json
 import socket
 import ssl
 import threading
+import unicodedata
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -52,6 +53,12 @@ ITEM_HELD = "1230000002"                   # waiting on the hold shelf for PATRO
 ITEM_OUT = "1230000003"                    # on loan to PATRON_OTHER
 ITEM_VIDEO = "1230000004"                  # DVD: counter only
 ITEMS_FREE = tuple(f"12301{i:05d}" for i in range(120))   # plain books for batches
+# Decomposed Unicode (NFD), as library systems send from MARC records: 7 code points for 5 characters.
+GURI_TITLE = "ぐりとぐら"
+ITEM_NFD = "1230000006"
+PATRON_NFD = "2000000066666"
+PATRON_NFD_NAME = "ぐり ぐら子"
+GURI_NOTE = "ご返却は2週間後です"
 CERT_A = hashlib.sha256(b"card A certificate").hexdigest()
 CERT_B = hashlib.sha256(b"card B certificate").hexdigest()
 
@@ -68,6 +75,8 @@ def seed() -> dict:
              "blocked": []},
             {"id": PATRON_OTHER, "name": "Maria Silva", "password": "pw-4", "limit": 10, "charged": 0,
              "blocked": []},
+            {"id": PATRON_NFD, "name": unicodedata.normalize("NFD", PATRON_NFD_NAME), "password": "pw-5",
+             "limit": 10, "charged": 0, "blocked": []},
         ],
         "items": [
             {"id": ITEM_NEKO, "title": NEKO_TITLE, "media": "book"},
@@ -75,6 +84,8 @@ def seed() -> dict:
             {"id": ITEM_HELD, "title": "日本の野鳥図鑑", "media": "book", "on_hold_for": PATRON_OTHER},
             {"id": ITEM_OUT, "title": "坊っちゃん", "media": "book", "on_loan_to": PATRON_OTHER},
             {"id": ITEM_VIDEO, "title": "七人の侍 (DVD)", "media": "dvd", "counter_only": True},
+            {"id": ITEM_NFD, "title": unicodedata.normalize("NFD", GURI_TITLE), "media": "book",
+             "note": unicodedata.normalize("NFD", GURI_NOTE)},
             *({"id": i, "title": f"本 {n}", "media": "book"} for n, i in enumerate(ITEMS_FREE)),
         ],
     }
@@ -204,7 +215,7 @@ class RestLibrary:
         else:
             due = (dt.datetime.fromisoformat(loan["created_at"]).date() + timedelta(days=self.loan_days)).isoformat()
         return {"idempotency_key": key, "item_id": iid, "ok": True, "refusal": None, "title": i["title"],
-                "due_date": due, "message": ""}
+                "due_date": due, "message": i.get("note", "")}
 
     def renew(self, body: dict) -> tuple[int, Any]:
         with self.lock:

@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,12 @@ ITEM_OUT = "1230000003"                # charged to another patron
 ITEM_VIDEO = "1230000004"              # DVD: counter only
 ITEM_LONG = "1230000005"               # title longer than 255 UTF-8 bytes
 NEKO_TITLE = "吾輩は猫である"
+# Decomposed Unicode (NFD), as library systems send from MARC records: 7 code points for 5 characters.
+GURI_TITLE = "ぐりとぐら"
+ITEM_NFD = "1230000006"
+PATRON_NFD = "2000000066666"
+PATRON_NFD_NAME = "ぐり ぐら子"
+GURI_NOTE = "ご返却は2週間後です"
 LONG_TITLE = "長い書名の本" * 20      # 120 characters, 360 UTF-8 bytes
 
 
@@ -65,6 +72,7 @@ class FakeItem:
     media: str = "001"
     on_hold_for: str | None = None
     not_for_loan: bool = False
+    note: str = ""                # screen message (AF) on a successful loan
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class FakeLibrary:
             FakePatron(PATRON_AT_LIMIT, "Busy Reader", limit=1),
             FakePatron(PATRON_PIPE, "Smith|Jones"),
             FakePatron("2000000088888", "Other Patron"),
+            FakePatron(PATRON_NFD, unicodedata.normalize("NFD", PATRON_NFD_NAME)),
         )}
         lib.items = {i.item_id: i for i in (
             FakeItem(ITEM_NEKO, NEKO_TITLE),
@@ -105,6 +114,7 @@ class FakeLibrary:
             FakeItem(ITEM_VIDEO, "Film", media="005", not_for_loan=True),
             FakeItem(ITEM_LONG, LONG_TITLE),
             FakeItem("1230000099", "Spare Book"),
+            FakeItem(ITEM_NFD, unicodedata.normalize("NFD", GURI_TITLE), note=unicodedata.normalize("NFD", GURI_NOTE)),
         )}
         lib.loans[ITEM_OUT] = ("2000000088888", "20990101    235900")
         lib.loans["1230000099"] = (PATRON_AT_LIMIT, "20990101    235900")
@@ -160,7 +170,7 @@ class FakeLibrary:
             if sum(1 for p, _ in self.loans.values() if p == patron_id) >= patron.limit:
                 return Outcome(False, False, item.title, "", "Too many items checked out")
         self.loans[item_id] = (patron_id, due)
-        return Outcome(True, False, item.title, due)
+        return Outcome(True, False, item.title, due, item.note)
 
 
 def _koha_due(date18: str, days: int) -> str:
@@ -405,19 +415,54 @@ class KohaQuirksAcs(_ThreadedServer):
     '2.0E' as seen in the wild, Koha-style due dates, '|' escaped as '&#124;',
     extension fields (PB, PC, CR ...) and fields longer than 255 bytes. Accepts CR
     or CRLF requests and ignores AY/AZ on them.
+
+    With `error_detect=True` (Koha's `error-detect="enabled"` login) every response
+    carries the request's AY and an AZ, and a 97 is answered the way Koha's and
+    Evergreen's `handle_request_acs_resend` do: the last response again, its AY/AZ cut
+    out and rebuilt with **AY0**. `corrupt(*commands)` spoils the AZ of the next
+    response to each listed request command (once per entry), so the SC sends a 97.
     """
 
     def __init__(self, library: FakeLibrary, *, ssl_context: ssl.SSLContext | None = None,
-                 terminator: bytes = b"\r\n") -> None:
+                 terminator: bytes = b"\r\n", error_detect: bool = False) -> None:
         self.library = library
         self.terminator = terminator
+        self.error_detect = error_detect
         self.frames: list[bytes] = []          # every request frame received (terminator cut)
         self.raw = bytearray()                  # every byte received
+        self.sent: list[bytes] = []             # every response frame sent (terminator cut)
+        self.resends = 0                        # 97s answered with the last response
+        self.resend_sequence: str | None = "0"  # AY of a re-sent response; None: the original one (spec-like)
+        self.online = True                      # 98 on-line status
+        self.checkout_ok = True                 # 98 checkout ok; while False every 11 is refused
+        self._corrupt: list[str] = []
         super().__init__(ssl_context)
+
+    def corrupt(self, *commands: str) -> None:
+        """Send the next response to each of these request commands with a bad AZ."""
+        with self._lock:
+            self._corrupt.extend(commands)
+
+    def _take_corrupt(self, command: str) -> bool:
+        with self._lock:
+            if command in self._corrupt:
+                self._corrupt.remove(command)
+                return True
+            return False
+
+    def _trailer(self, body: bytes, sequence: str, spoil: bool = False) -> bytes:
+        """AY + AZ the way Koha writes them: checksum over the encoded bytes, 4 upper-case hex digits."""
+        prefix = body + b"AY" + sequence.encode("ascii") + b"AZ"
+        value = (-sum(prefix)) & 0xFFFF
+        if spoil:
+            value = (value + 1) & 0xFFFF
+        return prefix + f"{value:04X}".encode("ascii")
 
     def handle(self, conn: socket.socket) -> None:
         buffer = b""
         logged_in = False
+        last: bytes | None = None               # last response body, without AY/AZ (Koha keeps it per connection)
+        last_sequence = "0"
         while not self.stopping:
             data = self.recv(conn)
             if data is None:
@@ -432,12 +477,30 @@ class KohaQuirksAcs(_ThreadedServer):
                 frame = frame.lstrip(b"\n")
                 with self._lock:
                     self.frames.append(frame)
+                if self.error_detect and frame.startswith(b"97"):
+                    if last is not None:
+                        with self._lock:
+                            self.resends += 1
+                        self._send(conn, self._trailer(last, self.resend_sequence or last_sequence))
+                    continue
                 reply = self.respond(frame, logged_in)
                 if reply is None:
                     continue
                 if reply.startswith("941"):
                     logged_in = True
-                conn.sendall(reply.encode("utf-8") + self.terminator)
+                body = reply.encode("utf-8")
+                if self.error_detect:
+                    last = body
+                    seq = re.search(rb"AY(\d)AZ[0-9A-Fa-f]{4}\Z", frame)
+                    last_sequence = seq.group(1).decode() if seq else "0"
+                    body = self._trailer(body, last_sequence,
+                                         spoil=self._take_corrupt(frame[:2].decode("ascii", "replace")))
+                self._send(conn, body)
+
+    def _send(self, conn: socket.socket, frame: bytes) -> None:
+        with self._lock:
+            self.sent.append(frame)
+        conn.sendall(frame + self.terminator)
 
     def respond(self, frame: bytes, logged_in: bool) -> str | None:
         body = _TRAILER.sub(b"", frame).decode("utf-8", errors="replace")
@@ -456,7 +519,8 @@ class KohaQuirksAcs(_ThreadedServer):
             ok = fields.get("CN") == SIP_USER and fields.get("CO") == SIP_PASSWORD
             return "941" if ok else "940"
         if command == "99":
-            return (f"98YYYYNN020003{now}2.0EAO{INSTITUTION}|AMKoha Test|"
+            yn = {True: "Y", False: "N"}
+            return (f"98{yn[self.online]}Y{yn[self.checkout_ok]}YNN020003{now}2.0EAO{INSTITUTION}|AMKoha Test|"
                     f"BXYYYYYYYYYYYNNNNN|AN|")
         pid = fields.get("AA", "")
         patron = lib.patrons.get(pid)
@@ -485,6 +549,11 @@ class KohaQuirksAcs(_ThreadedServer):
             due = f"AH{holder[1]}|" if holder else ""
             return (f"18{lib.circulation_status(item_id)}0001{now}{due}AB{item_id}|AJ{esc(item.title)}|"
                     f"CK{item.media}|AQMAIN|APMAIN|")
+        if command == "11" and not (self.online and self.checkout_ok):
+            with lib.lock:
+                lib.checkouts.append({"patron": pid, "item": item_id, "outcome": "refused"})
+            return (f"120NUN{now}AO{INSTITUTION}|AA{pid}|AB{item_id}|AJ|AH|"
+                    f"AFCheckout not allowed at this time|")
         if command == "11":
             out = lib.checkout(pid, item_id, fixed[1:2], fixed[2:20], fixed[20:38])
             msg = f"AF{out.message}|" if out.message else ""
