@@ -50,3 +50,29 @@ def test_status_without_data(tmp_path):
     site.write_text(f"[kiosk]\ndata_dir = '{tmp_path / 'none'}'\n")
     out = kiosk("sync", "status", "--config", str(site))
     assert out.returncode == 1 and "no kiosk data" in out.stderr
+
+
+def test_drain_says_when_the_library_system_takes_no_checkouts(tmp_path, sip2_library):
+    """The ACS's 98 says 'checkout not allowed': staff's drain sends nothing and says why."""
+    from kiosk_testing.sip2_server import INSTITUTION, ITEM_NEKO, PATRON_OK, SIP_PASSWORD, SIP_USER, KohaQuirksAcs
+
+    acs = KohaQuirksAcs(sip2_library)
+    acs.checkout_ok = False
+    try:
+        (tmp_path / "sip-password").write_text(SIP_PASSWORD + "\n")
+        site = tmp_path / "kiosk.toml"
+        site.write_text(f"[kiosk]\ndata_dir = '{tmp_path / 'data'}'\n[card]\nbackend = 'none'\n"
+                        f"[catalogue]\nbackend = 'sip2'\ntimeout = 2\n[catalogue.sip2]\nhost = '127.0.0.1'\n"
+                        f"port = {acs.port}\ntls = false\nlogin_user = '{SIP_USER}'\n"
+                        f"password_file = '{tmp_path / 'sip-password'}'\ninstitution = '{INSTITUTION}'\n")
+        services = build_services(load_config(site))
+        services.outbox.append(LoanRequest(txn_id="t-held", patron_id=PATRON_OK, item_id=ITEM_NEKO,
+                                           created_at=datetime.now().astimezone()))
+        services.close()
+        held = kiosk("sync", "drain", "--config", str(site))
+        assert held.returncode == 1, held.stdout + held.stderr
+        assert "takes no checkouts now" in held.stderr and "still pending: 1" in held.stdout
+        assert "11" not in sip2_library.requests and sip2_library.checkouts == []
+        assert PATRON_OK not in held.stdout + held.stderr
+    finally:
+        acs.stop()

@@ -72,6 +72,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
         store.close()
     print(f"sent and acknowledged: {report.acknowledged}, refused: {report.refused}, "
           f"to staff review: {report.conflicts}, still pending: {report.remaining}")
+    if report.held:
+        print(f"the library system takes no checkouts now ({report.error or 'ACS status'}); "
+              "nothing was sent, the loans stay queued", file=sys.stderr)
+        return 1
     if report.unavailable:
         print("the catalogue could not be reached; the rest stays queued", file=sys.stderr)
         return 1
