@@ -26,6 +26,7 @@ import gettext
 import hashlib
 import logging
 import os
+import re
 import sys
 from datetime import date
 from functools import lru_cache
@@ -46,6 +47,11 @@ DEFAULT_LANGUAGE = "ja"
 FALLBACKS = ("en", "ja")
 # In every compiled catalogue: the SHA-256 of the .po it was compiled from.
 SOURCE_KEY = "kiosk.catalogue.source-sha256"
+
+
+# Babel reads `msgstr "text` (closing quote lost) as an empty, untranslated text: the build
+# checks every line of an entry is a keyword and a whole quoted string.
+_PO_LINE = re.compile(r'(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?"(?:[^"\\]|\\.)*"')
 
 
 class MissingText(KeyError):
@@ -164,6 +170,9 @@ def compile_catalogues(locale_dir: Path = LOCALE_DIR, out_dir: Path | None = Non
     for po in sorted(locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
         source = po.read_bytes()
         # A malformed entry fails the build instead of shipping a catalogue without it.
+        for number, line in enumerate(source.decode("utf-8").splitlines(), 1):
+            if line.strip() and not line.startswith("#") and not _PO_LINE.fullmatch(line.strip()):
+                raise ValueError(f"{po}:{number}: not a .po line (a quote missing?): {line[:60]}")
         catalog = read_po(BytesIO(source), locale=None, domain=DOMAIN, abort_invalid=True)
         for m in catalog:
             if isinstance(m.id, (tuple, list)) and not m.fuzzy and any(m.string) and not all(m.string):
