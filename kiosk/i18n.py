@@ -234,7 +234,8 @@ class Translator:
         if text is None:
             # A caller that has not moved to plural() still reads right: the count is `n`
             # or the only whole number among the parameters.
-            counts = [v for k, v in params.items() if isinstance(v, int) and (k == "n" or len(params) == 1)]
+            counts = [v for k, v in params.items()
+                      if isinstance(v, int) and not isinstance(v, bool) and (k == "n" or len(params) == 1)]
             if counts:
                 return self.plural(msgid, counts[0], **params)
         return self._format(msgid, text, own, params)
