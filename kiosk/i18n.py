@@ -12,6 +12,12 @@ the kiosk reads only the .mo, with the standard library's gettext: no .po is par
 no Babel is on the start-up path. A .mo carries the SHA-256 of the .po it was made
 from, so a test can tell a stale build. Dates use Babel's CLDR data so "due 15 January"
 reads naturally in every language.
+
+Counts use the catalogue's plural forms: an entry with `msgid_plural` (the same key twice)
+has one msgstr per form the language's Plural-Forms header declares (one for ja, zh, ko, vi;
+two for en and pt-BR), and `Translator.plural(msgid, n)` picks the form with gettext's
+ngettext. An optional plain entry `<msgid>.zero` says the n = 0 case in words ("you have
+reached your loan limit" rather than "you can borrow 0 more").
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import gettext
 import hashlib
 import logging
 import os
+import re
 import sys
 from datetime import date
 from functools import lru_cache
@@ -42,6 +49,11 @@ DEFAULT_LANGUAGE = "ja"
 FALLBACKS = ("en", "ja")
 # In every compiled catalogue: the SHA-256 of the .po it was compiled from.
 SOURCE_KEY = "kiosk.catalogue.source-sha256"
+
+
+# Babel reads `msgstr "text` (closing quote lost) as an empty, untranslated text: the build
+# checks every line of an entry is a keyword and a whole quoted string.
+_PO_LINE = re.compile(r'(?:(?:msgctxt|msgid|msgid_plural|msgstr(?:\[\d+\])?)\s+)?"(?:[^"\\]|\\.)*"')
 
 
 class MissingText(KeyError):
@@ -79,10 +91,24 @@ def source_languages(locale_dir: Path) -> list[str]:
 @lru_cache(maxsize=None)
 def messages(lang: str, locale_dir: Path) -> dict[str, str]:
     """msgid -> text for one language, read from a source .po with Babel; fuzzy and
-    untranslated entries are left out. For build tools and checks only: the running
-    kiosk reads the compiled catalogue (`lookup`)."""
+    untranslated entries are left out, and so are plural entries (`plural_messages`).
+    For build tools and checks only: the running kiosk reads the compiled catalogue (`lookup`)."""
     path = po_path(lang, locale_dir)
     return _babel_po(path.read_bytes()) if path.exists() else {}
+
+
+@lru_cache(maxsize=None)
+def plural_messages(lang: str, locale_dir: Path) -> tuple[int, dict[str, tuple[str, ...]]]:
+    """The number of plural forms the .po declares, and msgid -> its forms (as written, so a
+    check can see an empty one) for every non-fuzzy msgid_plural entry. Checks only."""
+    path = po_path(lang, locale_dir)
+    if not path.exists():
+        return 0, {}
+    from babel.messages.pofile import read_po
+
+    catalog = read_po(BytesIO(path.read_bytes()), locale=None, domain=DOMAIN)
+    return catalog.num_plurals, {m.id[0]: tuple(m.string) for m in catalog
+                                 if isinstance(m.id, (tuple, list)) and not m.fuzzy}
 
 
 def _babel_po(data: bytes) -> dict[str, str]:
@@ -103,6 +129,9 @@ class _Untranslated(gettext.NullTranslations):
     def gettext(self, message: str) -> str | None:  # type: ignore[override]
         return None
 
+    def ngettext(self, msgid1: str, msgid2: str, n: int) -> str | None:  # type: ignore[override]
+        return None
+
 
 @lru_cache(maxsize=None)
 def lookup(lang: str, locale_dir: Path = LOCALE_DIR) -> Callable[[str], str | None]:
@@ -121,6 +150,16 @@ def lookup(lang: str, locale_dir: Path = LOCALE_DIR) -> Callable[[str], str | No
     return compiled.gettext  # type: ignore[return-value]
 
 
+def plural_lookup(lang: str, locale_dir: Path = LOCALE_DIR) -> Callable[[str, int], str | None]:
+    """(msgid, n) -> the form of a msgid_plural entry for n, or None, with the language's own
+    plural rule (ngettext). Shares `lookup`'s catalogue, read once; no catalogue: always None."""
+    compiled = getattr(lookup(lang, locale_dir), "__self__", None)
+    if not isinstance(compiled, gettext.GNUTranslations):
+        return lambda msgid, n: None
+    ngettext = compiled.ngettext
+    return lambda msgid, n: ngettext(msgid, msgid, n)
+
+
 def compile_catalogues(locale_dir: Path = LOCALE_DIR, out_dir: Path | None = None) -> list[Path]:
     """Compile every .po under `locale_dir` into a .mo at the same place under `out_dir`
     (default: beside it), atomically; returns the .mo paths. Build time only (Babel)."""
@@ -132,7 +171,15 @@ def compile_catalogues(locale_dir: Path = LOCALE_DIR, out_dir: Path | None = Non
     written = []
     for po in sorted(locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
         source = po.read_bytes()
-        catalog = read_po(BytesIO(source), locale=None, domain=DOMAIN)
+        # A malformed entry fails the build instead of shipping a catalogue without it.
+        for number, line in enumerate(source.decode("utf-8").splitlines(), 1):
+            if line.strip() and not line.startswith("#") and not _PO_LINE.fullmatch(line.strip()):
+                raise ValueError(f"{po}:{number}: not a .po line (a quote missing?): {line[:60]}")
+        catalog = read_po(BytesIO(source), locale=None, domain=DOMAIN, abort_invalid=True)
+        for m in catalog:
+            if isinstance(m.id, (tuple, list)) and not m.fuzzy and any(m.string) and not all(m.string):
+                # gettext would show an empty text for the missing form's counts
+                raise ValueError(f"{po}: {m.id[0]}: {len(m.string)} plural forms needed, some are empty")
         catalog.add(SOURCE_KEY, hashlib.sha256(source).hexdigest())
         out = BytesIO()
         write_mo(out, catalog, use_fuzzy=False)
@@ -168,11 +215,40 @@ class Translator:
                 return text, False
         return None, False
 
+    def _plural_lookup(self, msgid: str, n: int) -> tuple[str | None, bool]:
+        """The first language of the chain that has the entry answers, with its own plural
+        rule; its `.zero` text wins for n = 0, and a plain (not yet plural) entry is taken too."""
+        for i, lang in enumerate((self.lang,) + self._fallbacks):
+            text = lookup(lang, self._locale_dir)(msgid + ".zero") if n == 0 else None
+            if text is None:
+                text = plural_lookup(lang, self._locale_dir)(msgid, n)
+            if text is None:
+                text = lookup(lang, self._locale_dir)(msgid)
+            if text is not None:
+                return text, i == 0
+        return None, False
+
     def has(self, msgid: str) -> bool:
-        return self._lookup(msgid)[0] is not None
+        return self._lookup(msgid)[0] is not None or self._plural_lookup(msgid, 2)[0] is not None
 
     def __call__(self, msgid: str, **params: object) -> str:
         text, own = self._lookup(msgid)
+        if text is None:
+            # A caller that has not moved to plural() still reads right: the count is `n`
+            # or the only whole number among the parameters.
+            counts = [v for k, v in params.items()
+                      if isinstance(v, int) and not isinstance(v, bool) and (k == "n" or len(params) == 1)]
+            if counts:
+                return self.plural(msgid, counts[0], **params)
+        return self._format(msgid, text, own, params)
+
+    def plural(self, msgid: str, n: int, **params: object) -> str:
+        """The msgid_plural entry's form for `n`, formatted with `n` (and `params`)."""
+        params.setdefault("n", n)
+        text, own = self._plural_lookup(msgid, n)
+        return self._format(msgid, text, own, params)
+
+    def _format(self, msgid: str, text: str | None, own: bool, params: dict[str, object]) -> str:
         if self._strict and not own:
             raise MissingText(f"{msgid} not translated into {self.lang}")
         if text is None:

@@ -46,7 +46,76 @@ def test_catalogues_have_the_same_ids_all_translated_with_the_same_placeholders(
             assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(reference[msgid])), (lang, msgid)
 
 
+# How many forms each language's counts have (CLDR / gettext): one for ja, zh, ko, vi.
+NPLURALS = {"ja": 1, "en": 2, "pt-BR": 2, "zh-Hans": 1, "ko": 1, "vi": 1}
+# Every text that shows a count; each must be a msgid_plural entry.
+COUNTED = {"common.time_left", "finishing.pending", "pin.tries_left", "scan.lent", "scan.allowance", "scan.pending",
+           "scan.holds_ready", "summary.count", "receipt.count", "staff.signin.locked", "staff.value.failing",
+           "staff.selftest.scanned", "staff.selftest.card"}
+
+
+def test_plural_entries_have_every_form_of_their_language_with_the_same_placeholders():
+    _, reference = i18n.plural_messages("ja", SOURCE)
+    assert set(reference) == COUNTED
+    assert not set(reference) & set(i18n.messages("ja", SOURCE))      # never both plain and plural
+    for lang in LANGS:
+        nplurals, msgs = i18n.plural_messages(lang, SOURCE)
+        assert nplurals == NPLURALS[lang], lang
+        assert set(msgs) == set(reference), (lang, set(reference) ^ set(msgs))
+        for msgid, forms in msgs.items():
+            assert len(forms) == nplurals and all(f.strip() for f in forms), (lang, msgid, forms)
+            for form in forms:
+                assert set(PLACEHOLDER.findall(form)) == set(PLACEHOLDER.findall(reference[msgid][0])), (lang, msgid)
+
+
+def test_zero_texts_belong_to_a_counted_text_and_need_no_count():
+    zero = {k for k in i18n.messages("ja", SOURCE) if k.endswith(".zero")}
+    assert zero == {"scan.allowance.zero", "summary.count.zero"}
+    for lang in LANGS:
+        for msgid in zero:
+            assert msgid.removesuffix(".zero") in COUNTED
+            assert not PLACEHOLDER.findall(i18n.messages(lang, SOURCE)[msgid]), (lang, msgid)
+
+
+def test_no_screen_writes_item_s_or_a_count_without_the_plural_forms():
+    for lang in LANGS:
+        texts = list(i18n.messages(lang, SOURCE).values())
+        texts += [f for forms in i18n.plural_messages(lang, SOURCE)[1].values() for f in forms]
+        assert not [x for x in texts if re.search(r"\w\((s|ns|es)\)", x)], lang      # "item(s)", "item(ns)"
+        plain_counts = [k for k, v in i18n.messages(lang, SOURCE).items() if {"n", "tries", "minutes", "seconds"}
+                        & set(PLACEHOLDER.findall(v))]
+        assert not plain_counts, (lang, plain_counts)
+
+
+@pytest.mark.parametrize("lang, n, expected", [
+    ("ja", 0, ("貸出冊数の上限に達しました", "借りた本はありません", "貸出：0冊", "入力できるのはあと0回です")),
+    ("ja", 1, ("あと1冊借りられます", "借りた本：1冊", "貸出：1冊", "入力できるのはあと1回です")),
+    ("ja", 2, ("あと2冊借りられます", "借りた本：2冊", "貸出：2冊", "入力できるのはあと2回です")),
+    ("en", 0, ("You have reached your loan limit", "No books were borrowed", "Borrowed: 0 books", "0 tries left")),
+    ("en", 1, ("You can borrow 1 more book", "You borrowed 1 book", "Borrowed: 1 book", "1 try left")),
+    ("en", 2, ("You can borrow 2 more books", "You borrowed 2 books", "Borrowed: 2 books", "2 tries left")),
+])
+def test_counts_read_right_for_none_one_and_two(lang, n, expected):
+    t = i18n.translator(lang, strict=True)
+    assert tuple(t.plural(m, n) for m in ("scan.allowance", "summary.count", "scan.lent", "pin.tries_left")) \
+        == expected
+
+
+def test_each_language_uses_its_own_plural_rule():
+    """pt-BR says 0 and 1 in the singular (n > 1), English only 1 (n != 1)."""
+    pt, en, ko = (i18n.translator(x, strict=True) for x in ("pt-BR", "en", "ko"))
+    assert [pt.plural("pin.tries_left", n) for n in (0, 1, 2)] == ["Resta 0 tentativa", "Resta 1 tentativa",
+                                                                  "Restam 2 tentativas"]
+    assert [en.plural("common.time_left", n, seconds=n) for n in (1, 5)] == [
+        "Returning to the start in 1 second", "Returning to the start in 5 seconds"]
+    assert ko.plural("staff.selftest.card", 1, kind="X", tries=1) == "X: PIN 남은 횟수 1회"
+    # a caller still writing t(msgid, n=...) gets the plural form, not the message id
+    assert en("scan.lent", n=1) == "Borrowed: 1 book" and en("staff.signin.locked", minutes=1).endswith("1 minute.")
+
+
 PO_HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+EN_HEADER = ('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
+             '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n')
 
 
 def compiled(fn) -> bool:
@@ -67,6 +136,12 @@ def test_compiled_catalogues_say_exactly_what_the_po_files_say(tmp_path):
         source = i18n.messages(lang, SOURCE)
         assert {msgid: look(msgid) for msgid in source} == source
         assert look("no.such.id") is None
+        nplurals, plurals = i18n.plural_messages(lang, SOURCE)
+        rule = gettext.c2py({1: "0", 2: "n != 1" if lang == "en" else "n > 1"}[nplurals])
+        count = i18n.plural_lookup(lang, locale)
+        for msgid, forms in plurals.items():
+            assert [count(msgid, n) for n in range(4)] == [forms[rule(n)] for n in range(4)], (lang, msgid)
+        assert count("no.such.id", 1) is None
 
 
 def test_fuzzy_and_empty_entries_are_left_out_of_compiled_catalogues(tmp_path):
@@ -78,6 +153,21 @@ def test_fuzzy_and_empty_entries_are_left_out_of_compiled_catalogues(tmp_path):
     look = i18n.lookup("xx", tmp_path)
     assert compiled(look) and i18n.messages("xx", tmp_path) == {"c": 'two lines "quoted"\n'}
     assert [look(m) for m in "abc"] == [None, None, 'two lines "quoted"\n']
+
+
+@pytest.mark.parametrize("entry", [
+    'msgid "a"\nmsgid_plural "a"\nmsgstr[0] "one"\n',                              # the "other" form missing
+    'msgid "a"\nmsgid_plural "a"\nmsgstr[0] "one"\nmsgstr[1] "two"\nmsgstr[2] "x"\n',  # more than nplurals
+    'msgid "a"\nmsgstr "A\n',                                                       # closing quote lost
+    'msgid "a"\nmsgstr "A"\nfoo "x"\n',                                              # not a .po line
+])
+def test_a_broken_catalogue_fails_the_build(tmp_path, entry):
+    po = i18n.po_path("xx", tmp_path)
+    po.parent.mkdir(parents=True)
+    po.write_text(EN_HEADER + entry, encoding="utf-8")
+    with pytest.raises(Exception):
+        i18n.compile_catalogues(tmp_path)
+    assert not i18n.mo_path("xx", tmp_path).exists()
 
 
 @pytest.mark.parametrize("damage", ["no mo", "garbage mo"])
@@ -115,7 +205,9 @@ def test_the_installed_catalogues_are_compiled_from_the_current_po_files():
 def test_translations_are_not_left_in_english():
     en = i18n.messages("en", SOURCE)
     for lang in ("ja", "zh-Hans", "ko"):
-        same = [k for k, v in i18n.messages(lang, SOURCE).items() if v == en[k] and not re.fullmatch(r"[\W\d_A-Z]*|OK|DEMO", v)]
+        # placeholders alone ("{name}: {state}") are not words left in English
+        same = [k for k, v in i18n.messages(lang, SOURCE).items()
+                if v == en[k] and not re.fullmatch(r"[\W\d_A-Z]*|OK|DEMO", PLACEHOLDER.sub("", v))]
         assert not same, (lang, same)
 
 
@@ -155,7 +247,8 @@ def test_translator_formats_and_falls_back_but_strict_raises():
     with pytest.raises(i18n.MissingText):
         i18n.translator("ko", strict=True)("no.such.id")
     with pytest.raises(KeyError):
-        i18n.translator("en", strict=True)("scan.lent")        # placeholder missing
+        i18n.translator("en", strict=True)("row.due")          # placeholder missing
+    assert i18n.translator("ko").plural("scan.lent", 3) == "대출 3권"
 
 
 def test_a_missing_translation_falls_back_to_english_then_japanese(tmp_path):
@@ -172,6 +265,11 @@ def test_a_missing_translation_falls_back_to_english_then_japanese(tmp_path):
     t = i18n.translator("fr", locale_dir=tmp_path)
     assert t("common.ok") == "D'accord"
     assert t("idle.help") == "Help"
+    assert [t.plural("scan.lent", n) for n in (1, 2)] == ["Borrowed: 1 book", "Borrowed: 2 books"]   # English's forms
+    assert t.plural("scan.allowance", 0) == "You have reached your loan limit"
+    assert t.plural("no.such.id", 2) == "no.such.id"
+    with pytest.raises(i18n.MissingText):
+        i18n.translator("fr", strict=True, locale_dir=tmp_path).plural("scan.lent", 2)
     with pytest.raises(i18n.MissingText):
         i18n.translator("fr", strict=True, locale_dir=tmp_path)("idle.help")
 
@@ -231,7 +329,9 @@ def test_the_chosen_font_draws_every_character_of_its_language():
     chosen = fonts.choose_fonts(LANGS)
     assert all(chosen.values()), "install fonts-noto-cjk (or fonts-ipaexfont + fonts-dejavu-core + fonts-nanum)"
     for lang in LANGS:
-        needed = {ord(c) for text in i18n.messages(lang, SOURCE).values() for c in text if not c.isspace()}
+        texts = list(i18n.messages(lang, SOURCE).values())
+        texts += [f for forms in i18n.plural_messages(lang, SOURCE)[1].values() for f in forms]
+        needed = {ord(c) for text in texts for c in text if not c.isspace()}
         missing = needed - _charset(chosen[lang].regular)
         assert not missing, (lang, chosen[lang].regular, "".join(sorted(map(chr, missing))))
 

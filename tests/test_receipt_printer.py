@@ -46,13 +46,30 @@ def site(tmp_path, text: str) -> dict:
 # -- what is on it ------------------------------------------------------------------------------
 
 def test_receipt_text_has_date_titles_dues_and_footer_only():
+    """Words from the catalogue, dates as the screen shows them (with the weekday), not ISO."""
     text = receipt_text(LOANS, "市立図書館", DAY, "返却は返却ポストへ\nTel 000-0000")
-    assert text[0] == "市立図書館"
-    assert any("2025-01-18" in line for line in text)
+    assert text[:3] == ["市立図書館", "貸出レシート", "貸出日：2025年1月18日(土)"]
     assert "1. 吾輩は猫である" in text and "2. Python入門 第3版" in text
-    assert sum("2025-02-01" in line for line in text) == 2
+    assert text.count("   返却期限：2025年2月1日(土)") == 2
+    assert not any("2025-" in line for line in text)
     assert text[-2:] == ["返却は返却ポストへ", "Tel 000-0000"]
-    assert "2冊 / 2 item(s)" in text
+    assert "合計2冊" in text
+
+
+def test_receipt_text_in_the_patrons_language_with_plural_forms():
+    text = receipt_text(LOANS, "City Library", DAY, "", lang="en")
+    assert text[1:3] == ["Loan receipt", "Borrowed on Sat, Jan 18, 2025"]
+    assert text.count("   Due Sat, Feb 1, 2025") == 2
+    assert text[-1] == "Total: 2 books"
+    assert receipt_text(LOANS[:1], "City Library", DAY, "", lang="en")[-1] == "Total: 1 book"
+    assert receipt_text(LOANS[:1], "市立図書館", DAY, "", lang="ja")[-1] == "合計1冊"
+
+
+def test_a_printer_prints_in_the_language_it_is_given():
+    dummy = Dummy()
+    printer = ReceiptPrinter(lambda: dummy, kanji=True, library_name="City Library", today=lambda: DAY)
+    assert printer.print_receipt(LOANS, lang="en") is True
+    assert b"Loan receipt" in dummy.output and b"Total: 2 books" in dummy.output
 
 
 def test_kanji_printer_gets_shift_jis_text():

@@ -261,7 +261,9 @@ def test_library_password_uses_the_same_pad_without_tries(make_view, kivy_window
 def test_last_try_needs_an_explicit_confirmation(make_view, kivy_window):
     view, posted = make_view()
     screen = show(view, kivy_window, "last_try", "en")
-    assert "city office" in screen.body_text.text
+    # the PIN (not the card) locks, and the patron's own municipality unlocks it (wording review #2, #3)
+    assert "the PIN will be locked" in screen.body_text.text
+    assert "city or town where you live" in screen.body_text.text
     assert view.find("digit:1", "last_try") is None    # no pad here: confirm first
     kivy_window.tap(find(view, "confirm_last_try"))
     kivy_window.tap(find(view, "cancel"))
@@ -357,7 +359,7 @@ def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make
     show(view, kivy_window, "idle", "en", help=True)
     assert screen.help_overlay is not None
     texts = " ".join(view.texts())
-    assert "notification card (通知カード) cannot be used" in texts
+    assert "Notification Card (通知カード) and the Individual Number Notification (個人番号通知書) cannot be used" in texts
     assert "counter" in texts
     kivy_window.tap(find(view, "close_help"))
     assert posted.presses()[-1] == ("close_help", None)
@@ -385,7 +387,8 @@ def test_scanning_rows_update_in_place_with_reasons_and_due_dates(make_view, kiv
     assert pending.heading.text == "こころ" and "Due Tue, Apr 15, 2025" in pending.detail.text
     refused = screen.list.rows["t2"]
     assert refused.kind == "refused" and "reserved" in refused.detail.text and "✕" in refused.mark.text
-    assert screen.counts.text.splitlines() == ["Borrowed: 1", "You can borrow 0 more"]
+    # n = 0 is said in words, not "You can borrow 0 more"
+    assert screen.counts.text.splitlines() == ["Borrowed: 1 book", "You have reached your loan limit"]
     assert screen.greeting.text == ""                     # no name unless the model has one
     show(view, kivy_window, "scanning", "en", rows=[], lent=0, pending=0, name="Maria", offline=True,
          holds_ready=1)
@@ -402,7 +405,7 @@ def test_summary_sends_unconfirmed_books_to_the_counter(make_view, kivy_window):
     assert screen.list.rows["t4"].kind == "unconfirmed"
     assert "counter" in screen.list.rows["t4"].detail.text
     assert "counter" in screen.note.text
-    assert screen.count.text == "You borrowed 1 item(s)"
+    assert screen.count.text == "You borrowed 1 book"
     show(view, kivy_window, "summary", "en", rows=rows(1))
     assert screen.note.text == ""
 

@@ -923,6 +923,12 @@ def test_receipt_lists_title_and_due_of_lent_items_only():
     assert out[0] == fx.PrintReceipt((("Kokoro", "2025-04-15"), (ITEM_C, "2025-04-22")))
     for line in out[0].lines:
         assert CARD_PATRON not in "".join(line)
+
+
+def test_the_receipt_is_printed_in_the_patrons_language():
+    d = _receipt_session()
+    d.press("language", "en")
+    assert d.of_type(fx.PrintReceipt, d.press("receipt"))[0].lang == "en"
     # The summary stays up until the printer answers: it is the fallback on paper-out.
     assert d.screen == "summary" and d.model["notice"] == "printing"
     assert d.press("done") == [] and d.press("receipt") == []

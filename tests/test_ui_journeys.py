@@ -64,11 +64,11 @@ def test_happy_path_with_my_number_card(ui_kiosk):
     screen = k.view.screens["scanning"]
     assert {r.heading.text for r in screen.list.rows.values()} == {"吾輩は猫である", "坊っちゃん"}
     assert all("返却期限" in r.detail.text for r in screen.list.rows.values())
-    assert screen.counts.text.startswith("貸出 2 冊")
+    assert screen.counts.text.startswith("貸出：2冊")
     assert k.view.last_cue == "accepted" and k.view.light_pattern == "success"
     k.tap("finish")
     k.until("summary")
-    assert k.view.screens["summary"].count.text == "2 冊借りました"
+    assert k.view.screens["summary"].count.text == "借りた本：2冊"
     k.tap("done")
     k.until("thank_you")
     k.elapse(9)
@@ -185,7 +185,8 @@ def test_over_the_limit(ui_kiosk):
     scan(k, "10000002", "ok")
     model = scan(k, "10000003", "refused")
     assert model["rows"][-1]["refusal"] == "limit_reached"
-    assert k.view.screens["scanning"].counts.text.splitlines()[:2] == ["貸出 2 冊", "あと 0 冊借りられます"]
+    # not "あと 0 冊借りられます": the limit in words (wording review #7)
+    assert k.view.screens["scanning"].counts.text.splitlines()[:2] == ["貸出：2冊", "貸出冊数の上限に達しました"]
 
 
 def test_language_switch_mid_session_redraws_every_text(ui_kiosk):

@@ -180,7 +180,7 @@ def test_menu_offers_every_action_and_shows_switches_in_words(make_view, kivy_wi
     view, posted = make_view(default_language="en")
     screen = show(view, kivy_window, "staff_menu", out_of_service=True, offline_lending=False)
     oos, offline = find(view, "out_of_service"), find(view, "offline_lending")
-    assert oos.text.endswith("Out of service: On") and "✓" in oos.text
+    assert oos.text.endswith("Out-of-service mode: On") and "✓" in oos.text
     assert offline.text == "Offline lending: Off"
     assert "s01" in screen.title.text
     for action in ("register", "out_of_service", "offline_lending", "sync_now", "status", "review", "self_test",
@@ -197,7 +197,7 @@ def test_status_is_a_readable_table(make_view, kivy_window):
     assert "Loading" in " ".join(view.texts())
     show(view, kivy_window, "staff_status")
     values = {k: w.text for k, w in screen.values.items()}
-    assert values["reader"] == "OK" and values["catalogue"] == "Failing (3 tries)"
+    assert values["reader"] == "OK" and values["catalogue"] == "Connection errors (3 in a row)"
     assert values["disk_free_mb"] == "5120 MB" and values["uptime_s"] == "2 h 3 min"
     assert values["last_sync"] == "—" and values["outbox_pending"] == "2"
     texts = " ".join(view.texts())
@@ -235,8 +235,8 @@ def test_self_test_shows_results_as_text_and_hints(make_view, kivy_window):
     show(view, kivy_window, "staff_selftest", results={"reader": {"result": "error", "code": "not_jpki"}})
     assert screen.results["reader"].text == translator("en")("error.not_jpki")
     show(view, kivy_window, "staff_selftest", results={"reader": {"result": "reading"}})
-    assert screen.results["reader"].text == "Card inserted, reading…"
-    assert "Scan any barcode" in screen.hints.text and "Insert a card" in screen.hints.text
+    assert screen.results["reader"].text == "Card found, reading…"     # contactless: placed, not inserted
+    assert "Scan any barcode" in screen.hints.text and "Place a card" in screen.hints.text
     kivy_window.tap(find(view, "test_sound"))
     assert posted.presses() == [("test_sound", None)]
 

@@ -84,6 +84,7 @@ class Withdraw:
 @dataclass(frozen=True)
 class PrintReceipt:
     lines: tuple[tuple[str, str], ...]  # (title, due date) pairs; never the patron's name
+    lang: str = "ja"                    # the patron's language: the receipt's words and dates
 
 
 @dataclass(frozen=True)

@@ -535,7 +535,7 @@ class Session:
             # The summary stays up until the receipt is out: on paper-out it is the fallback.
             self.p.printing = True
             lines = tuple((r.title or r.item_id, r.due) for r in self.p.rows if r.state == "ok")
-            return [fx.PrintReceipt(lines)] + self._go(SUMMARY, now, notice="printing")
+            return [fx.PrintReceipt(lines, self.language)] + self._go(SUMMARY, now, notice="printing")
         if s == SUMMARY and a in ("receipt", "done"):
             return self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
         if s in (ERROR, THANK_YOU) and a in ("ok", "done"):

@@ -9,6 +9,9 @@ The whole receipt is composed first (on python-escpos's Dummy), the printer is a
 whether it is there and has paper, and only then is everything sent at once. Any
 failure (printer missing, offline, paper out, cable pulled) returns False, and the
 caller shows the on-screen summary instead; nothing here raises into the kiosk.
+
+The words on it come from the message catalogues, in the patron's language, and dates read
+as on the screen (kiosk.i18n.format_due: 2025年1月15日(水)): elderly patrons need the weekday.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from kiosk.i18n import DEFAULT_LANGUAGE, format_due, translator
 from kiosk.logs import log_event
 
 if TYPE_CHECKING:
@@ -40,29 +43,25 @@ CJK_FONTS = (
 )
 
 
-def find_cjk_font(preferred: str = "") -> str | None:
-    for path in ((preferred,) if preferred else ()) + CJK_FONTS:
+def find_cjk_font(preferred: str = "", lang: str = DEFAULT_LANGUAGE) -> str | None:
+    """The configured font, else an installed CJK one; IPAex first for Japanese, Noto CJK first
+    for the other languages (IPAex has no Hangul, few simplified Chinese and Vietnamese letters)."""
+    fonts = CJK_FONTS if lang == "ja" else tuple(sorted(CJK_FONTS, key=lambda f: "Noto" not in f))
+    for path in ((preferred,) if preferred else ()) + fonts:
         if path and os.path.isfile(path):
             return path
     return None
 
 
-@dataclass(frozen=True)
-class Labels:
-    heading: str = "貸出票 Loan receipt"
-    date: str = "貸出日 Date"
-    due: str = "返却期限 Due"
-    count: str = "{n}冊 / {n} item(s)"
-
-
 def receipt_text(lines: Sequence[tuple[str, str]], library_name: str, day: date, footer: str,
-                 labels: Labels = Labels(), rule: str = "-" * 24) -> list[str]:
-    """Pure: the receipt as text lines. `lines` are (title, due) pairs, nothing else."""
-    out = [library_name, labels.heading, f"{labels.date}: {day.isoformat()}", rule]
+                 lang: str = DEFAULT_LANGUAGE, rule: str = "-" * 24) -> list[str]:
+    """Pure: the receipt as text lines in `lang`. `lines` are (title, due) pairs, nothing else."""
+    t = translator(lang)
+    out = [library_name, t("receipt.heading"), t("receipt.date", date=format_due(day.isoformat(), lang)), rule]
     for i, (title, due) in enumerate(lines, 1):
         out.append(f"{i}. {title}")
-        out.append(f"   {labels.due}: {due}")
-    out += [rule, labels.count.format(n=len(lines))]
+        out.append("   " + t("receipt.due", date=format_due(due, lang)))
+    out += [rule, t.plural("receipt.count", len(lines))]
     if footer:
         out += [""] + footer.splitlines()
     return out
@@ -141,25 +140,26 @@ class ReceiptPrinter:
 
     def __init__(self, connect: Callable[[], Any], *, kanji: bool = False, width: int = 512,
                  font_path: str = "", footer: str = "", library_name: str = "",
-                 today: Callable[[], date] = date.today, labels: Labels = Labels()) -> None:
+                 today: Callable[[], date] = date.today) -> None:
         self.connect = connect
         self.kanji = kanji
         self.width = width
+        self.preferred_font = font_path
         self.font_path = find_cjk_font(font_path)
         self.footer = footer
         self.library_name = library_name
         self.today = today
-        self.labels = labels
 
     def print_receipt(self, lines: Sequence[tuple[str, str]], library_name: str | None = None,
-                      date: date | None = None) -> bool:
-        """`lines`: (title, due) for every item lent, once every item is done."""
+                      date: date | None = None, lang: str = DEFAULT_LANGUAGE) -> bool:
+        """`lines`: (title, ISO due) for every item lent, once every item is done; the words
+        and dates in `lang`, the session's language."""
         if not lines:
             return False
         try:
-            text = receipt_text(lines, library_name or self.library_name, date or self.today(), self.footer,
-                                self.labels)
-            data = compose(text, kanji=self.kanji, font_path=self.font_path, width=self.width)
+            text = receipt_text(lines, library_name or self.library_name, date or self.today(), self.footer, lang)
+            font = self.font_path if lang == DEFAULT_LANGUAGE else find_cjk_font(self.preferred_font, lang)
+            data = compose(text, kanji=self.kanji, font_path=font, width=self.width)
         except Exception as e:
             log_event(log, "receipt.compose_failed", level=logging.ERROR, error=type(e).__name__)
             return False

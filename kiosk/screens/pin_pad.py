@@ -97,7 +97,7 @@ class PinScreen(KeypadLayout, KioskScreen):
         tries = model.get("tries_left")
         if purpose == "card" and tries is not None:
             warn = tries <= 2
-            self.tries.text = (icon(ICON_WARN) + " " if warn else "") + t("pin.tries_left", n=tries)
+            self.tries.text = (icon(ICON_WARN) + " " if warn else "") + t.plural("pin.tries_left", tries)
             self.tries.color = self.ctx.theme.palette.warn if warn else self.ctx.theme.palette.text
             self.tries.bold = warn
         else:

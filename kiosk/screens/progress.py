@@ -30,7 +30,7 @@ def _authenticating(model: dict, t: Translator) -> tuple[str, str]:
 
 
 def _finishing(model: dict, t: Translator) -> tuple[str, str]:
-    return t("finishing.title"), t("finishing.pending", n=int(model.get("pending") or 0))
+    return t("finishing.title"), t.plural("finishing.pending", int(model.get("pending") or 0))
 
 
 # The title and the line under the arc, by the name the screen is shown under.

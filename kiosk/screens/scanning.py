@@ -175,7 +175,7 @@ class ScanningScreen(KioskScreen):
             specs.append(("info", t("scan.offline"), "offline"))
         holds = int(model.get("holds_ready") or 0)
         if holds:
-            specs.append(("info", t("scan.holds_ready", n=holds), "holds_ready"))
+            specs.append(("info", t.plural("scan.holds_ready", holds), "holds_ready"))
         return specs
 
     def render_body(self, model: dict, t: Translator) -> None:
@@ -188,11 +188,11 @@ class ScanningScreen(KioskScreen):
             self.greeting.text = ""
             self.greeting.height = 0
         self.title.text = t("scan.title")
-        parts = [t("scan.lent", n=int(model.get("lent") or 0))]
+        parts = [t.plural("scan.lent", int(model.get("lent") or 0))]
         if model.get("allowance") is not None:
-            parts.append(t("scan.allowance", n=int(model["allowance"])))
+            parts.append(t.plural("scan.allowance", int(model["allowance"])))
         if model.get("pending"):
-            parts.append(t("scan.pending", n=int(model["pending"])))
+            parts.append(t.plural("scan.pending", int(model["pending"])))
         self.counts.text = "\n".join(parts)
         self.finish.text = icon(ICON_OK) + " " + t("scan.finish")
         self.list.render(list(model.get("rows") or []), t, fonts.registered(t.lang), t("scan.empty"))

@@ -58,7 +58,7 @@ class SummaryScreen(KioskScreen):
         rows = list(model.get("rows") or [])
         lent = sum(r.get("state") == "ok" for r in rows)
         self.title.text = t("summary.title")
-        self.count.text = t("summary.count", n=lent)
+        self.count.text = t.plural("summary.count", lent)
         self.list.render(rows, t, fonts.registered(t.lang), "")
         portrait = th.portrait
         if any(r.get("state") == "unconfirmed" for r in rows):

@@ -57,7 +57,7 @@ class LoanJournal(Protocol):
 
 
 class Receipts(Protocol):
-    def print_receipt(self, lines: tuple[tuple[str, str], ...]) -> bool: ...
+    def print_receipt(self, lines: tuple[tuple[str, str], ...], *, lang: str) -> bool: ...
 
 
 class StaffBackend(Protocol):
@@ -371,7 +371,7 @@ class Controller:
             return
 
         def work() -> None:
-            ok = bool(receipts.print_receipt(e.lines))
+            ok = bool(receipts.print_receipt(e.lines, lang=e.lang))
             log_event(log, "receipt.printed" if ok else "receipt.failed", lines=len(e.lines))
             self.post(ev.ReceiptDone(ok))
 

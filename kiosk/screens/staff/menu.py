@@ -43,7 +43,8 @@ class StaffMenuScreen(StaffScreen):
             words = t(f"staff.menu.{action}")
             if action in SWITCHES:
                 on = bool(model.get(action))
-                b.text = (icon(ICON_OK) + " " if on else "") + f"{words}: {t('common.on') if on else t('common.off')}"
+                state = t("common.on") if on else t("common.off")
+                b.text = (icon(ICON_OK) + " " if on else "") + t("staff.menu.switch", name=words, state=state)
                 b._bg = th.palette.selected if on else th.palette.secondary
                 b.background_color = b._bg
                 b.color = th.palette.on_selected if on else th.palette.on_secondary

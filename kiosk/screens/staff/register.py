@@ -183,7 +183,7 @@ class StaffRegisterScreen(StaffScreen):
             tries = model.get("tries_left")
             if tries is not None:
                 warn = tries <= 2
-                self.tries.text = (icon(ICON_WARN) + " " if warn else "") + t("pin.tries_left", n=tries)
+                self.tries.text = (icon(ICON_WARN) + " " if warn else "") + t.plural("pin.tries_left", tries)
                 self.tries.color = th.palette.warn if warn else th.palette.text
             else:
                 self.tries.text = ""

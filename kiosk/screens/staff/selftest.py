@@ -22,10 +22,11 @@ def selftest_value(value: str | dict | None, t: Translator) -> str:
         return t(f"staff.selftest.{value}")                  # running, done
     result = value["result"]
     if result == "scanned":
-        return icon(ICON_OK) + " " + t("staff.selftest.scanned", n=value["n"])
+        return icon(ICON_OK) + " " + t.plural("staff.selftest.scanned", int(value["n"]))
     if result == "card":
         kind = t(f"staff.selftest.kind.{value['kind']}")
-        text = kind if value["tries"] is None else t("staff.selftest.card", kind=kind, tries=value["tries"])
+        tries = value["tries"]
+        text = kind if tries is None else t.plural("staff.selftest.card", int(tries), kind=kind, tries=tries)
         return icon(ICON_OK) + " " + escape(text)
     if result == "error":
         return escape(t(f"error.{value['code']}"))

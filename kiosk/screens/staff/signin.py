@@ -45,8 +45,8 @@ class StaffSigninScreen(KeypadLayout, StaffScreen):
         self.hint.text = t("staff.signin.badge_read") if model.get("badge") else t("staff.signin.hint")
         self.dots.text = masked(int(model.get("digits") or 0), 8, "staff")
         if locked_for:
-            self.locked.text = icon(ICON_WARN) + " " + t("staff.signin.locked",
-                                                        minutes=max(1, math.ceil(locked_for / 60)))
+            minutes = max(1, math.ceil(locked_for / 60))
+            self.locked.text = icon(ICON_WARN) + " " + t.plural("staff.signin.locked", minutes, minutes=minutes)
         else:
             self.locked.text = ""
         for key in self.keys.values():

@@ -22,8 +22,8 @@ def status_value(key: str, value: object, t: Translator) -> str:
     if key in ("reader", "catalogue") and isinstance(value, str):
         if value in ("ok", "unavailable"):
             return t(f"staff.value.{value}")
-        if value.startswith("failing (") and value.endswith(")"):
-            return t("staff.value.failing", n=value[len("failing ("):-1])
+        if value.startswith("failing (") and value.endswith(")") and value[len("failing ("):-1].isdigit():
+            return t.plural("staff.value.failing", int(value[len("failing ("):-1]))
     if key in ("oldest_pending", "last_sync") and isinstance(value, str):
         return escape(value.replace("T", " ")[:16])
     if key == "disk_free_mb":

@@ -101,6 +101,6 @@ class CountdownBar(BoxLayout):
             self._start = max(1, seconds)
         self.label.font_name = font
         self.button.font_name = font
-        self.label.text = t("common.time_left", seconds=seconds)
+        self.label.text = t.plural("common.time_left", seconds, seconds=seconds)
         self.button.text = t("common.more_time")
         self.bar.fraction = seconds / self._start
