@@ -611,8 +611,10 @@ def make_tls_files(directory: Path) -> RestTls:
 
 
 def fast_catalogue(server: CatalogueServer, tls: RestTls | None, **overrides: Any) -> RestCatalogue:
-    """A client tuned for tests: 1 s timeouts, 2 retries, 10 ms back-off."""
-    settings: dict[str, Any] = dict(token=TOKEN, ca_bundle=tls.ca if tls else None, timeout=1.0,
+    """A client tuned for tests: 2 retries, 10 ms back-off, and 5 s timeouts (the server checks every
+    request and each of up to 50 loans against the OpenAPI contract: slow on a busy CI machine).
+    Tests of timeouts set their own."""
+    settings: dict[str, Any] = dict(token=TOKEN, ca_bundle=tls.ca if tls else None, timeout=5.0,
                                     retries=2, backoff=0.01, backoff_max=0.05)
     settings.update(overrides)
     return RestCatalogue(server.url, **settings)
