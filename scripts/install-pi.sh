@@ -15,6 +15,11 @@
 #
 # --files-only --root DIR puts only the files under DIR (no apt, users, venv or systemctl):
 # what the tests check, and a way to review the result before touching a Pi.
+#
+# In a chroot or a container that was not booted (no running systemd: an image being prepared,
+# the CI's Debian root) it installs the same, enables the units for the next boot without
+# starting or reloading anything, and checks the app and its configuration instead of running
+# the doctor, which needs the booted Pi's reader, screen and clock. It says so as it goes.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -207,7 +212,7 @@ main() {
       --files-only) files_only=1 ;;
       --root) root="$2"; shift ;;
       --wheel) wheel="$2"; shift ;;
-      -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; return 0 ;;
+      -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; return 0 ;;
       *) echo "unknown option: $1" >&2; return 2 ;;
     esac
     shift
