@@ -26,7 +26,8 @@ SUITE=bookworm
 MIRROR="${KIOSK_CI_MIRROR:-http://deb.debian.org/debian}"
 CACHE="${KIOSK_CI_CACHE:-/var/cache/kiosk-ci}"
 ARCH="$(dpkg --print-architecture)"
-BASE_TAR="$CACHE/debian-$SUITE-$ARCH-minbase.tar.gz"
+BASE_TAR=""
+CACHE_TMP=0
 ROOT=""
 PCSCD_PID=""
 KEEP=0
@@ -81,7 +82,8 @@ cleanup() {
       rm -rf --one-file-system "$ROOT"
     fi
   fi
-  printf '%4ds  clean-up (pcscd stopped, %d mounts undone, root removed)\n' $((SECONDS - t0)) ${#MOUNTED[@]}
+  [ "$CACHE_TMP" = 1 ] && rm -rf "$CACHE"
+  printf '%4ds  clean-up (%d mounts undone, root removed)\n' $((SECONDS - t0)) ${#MOUNTED[@]}
   printf '%4ds  in all\n' "$(($(date +%s) - T_START))"
   if [ "$rc" -ne 0 ]; then
     [ ${#TIMES[@]} -eq 0 ] || printf '%s\n' "steps that passed:" "${TIMES[@]}" >&2
@@ -100,7 +102,13 @@ host_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
       || die "could not install ${missing[*]} on this machine"
   fi
-  mkdir -p "$CACHE/debootstrap" "$CACHE/apt" "$CACHE/pip"
+  if ! mkdir -p "$CACHE/debootstrap" "$CACHE/apt" "$CACHE/pip" 2>/dev/null || [ ! -w "$CACHE" ]; then
+    CACHE="$(mktemp -d /var/tmp/kiosk-ci-cache.XXXXXX)"
+    CACHE_TMP=1
+    warn "cannot write the cache ${KIOSK_CI_CACHE:-/var/cache/kiosk-ci}: running without one"
+    mkdir -p "$CACHE/debootstrap" "$CACHE/apt" "$CACHE/pip"
+  fi
+  BASE_TAR="$CACHE/debian-$SUITE-$ARCH-minbase.tar.gz"
 }
 
 base_root() {
