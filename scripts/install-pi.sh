@@ -20,7 +20,15 @@
 # the CI's Debian root) it installs the same, enables the units for the next boot without
 # starting or reloading anything, and checks the app and its configuration instead of running
 # the doctor, which needs the booted Pi's reader, screen and clock. It says so as it goes.
-set -euo pipefail
+set -eEuo pipefail
+# Whatever fails without a message of its own still stops the install with one (a `return N`
+# comes after its own message).
+on_error() {
+  local rc="$1" line="$2" cmd="$3"
+  case "$cmd" in return*) return 0 ;; esac
+  printf '\033[31merror: install-pi.sh stopped (exit %s) at line %s: %s\033[0m\n' "$rc" "$line" "$cmd" >&2
+}
+trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX=/opt/kiosk
@@ -104,8 +112,9 @@ install_packages() {
   [ "$variant" = cage ] && pkgs+=("${APT_CAGE[@]}")
   apt-cache show liblgpio-dev >/dev/null 2>&1 && pkgs+=(liblgpio-dev)
   log "apt packages"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+  apt-get update || die "apt-get update failed: check the network and /etc/apt/sources.list*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" \
+    || die "apt could not install the packages the kiosk needs (above)"
   if dpkg-query -W -f='${Status}' vsmartcard-vpcd 2>/dev/null | grep -q "install ok installed"; then
     warn "vsmartcard-vpcd is installed: it accepts virtual cards from the network. On a kiosk: apt purge vsmartcard-vpcd"
   fi
@@ -115,13 +124,13 @@ create_user() {
   local g
   log "user $USER_NAME"
   for g in "${GROUPS_NEEDED[@]}"; do
-    getent group "$g" >/dev/null || groupadd --system "$g"
+    getent group "$g" >/dev/null || groupadd --system "$g" || die "could not create group $g"
   done
   if ! id "$USER_NAME" >/dev/null 2>&1; then
     useradd --system --user-group --home-dir /var/lib/kiosk --no-create-home --shell /usr/sbin/nologin \
-      --comment "Library kiosk" "$USER_NAME"
+      --comment "Library kiosk" "$USER_NAME" || die "could not create user $USER_NAME"
   fi
-  usermod -aG "$(IFS=,; echo "${GROUPS_NEEDED[*]}")" "$USER_NAME"
+  usermod -aG "$(IFS=,; echo "${GROUPS_NEEDED[*]}")" "$USER_NAME" || die "could not add $USER_NAME to its groups"
 }
 
 # The wheel to install: the one named with --wheel, else one built from this checkout.
