@@ -133,6 +133,7 @@ base_root() {
     > "$CACHE/debootstrap.log" 2>&1 \
     || { tail -n 20 "$CACHE/debootstrap.log" >&2; die "debootstrap $SUITE failed (log: $CACHE/debootstrap.log)"; }
   in_root apt-get clean
+  [ "$CACHE_TMP" = 0 ] || return 0
   # Saved for next time under a temporary name first: a half-written tarball is never used.
   tar -C "$ROOT" -czf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR" \
     || { rm -f "$BASE_TAR.tmp"; warn "could not cache the base root (continuing)"; }
