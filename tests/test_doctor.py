@@ -161,6 +161,15 @@ def test_display(tmp_path):
     assert doctor.check_display(config, env(tmp_path, environ={"WAYLAND_DISPLAY": "wayland-0"})).status == OK
 
 
+def test_display_declared_headless(tmp_path):
+    """SDL_VIDEODRIVER=offscreen: no /dev/dri needed, but a warning, never ok; kmsdrm is still checked."""
+    config = config_with(tmp_path)
+    for driver in ("offscreen", "dummy"):
+        check = doctor.check_display(config, env(tmp_path, environ={"SDL_VIDEODRIVER": driver}))
+        assert check.status == WARN and "headless" in check.detail and "unset SDL_VIDEODRIVER" in check.fix
+    assert doctor.check_display(config, env(tmp_path, environ={"SDL_VIDEODRIVER": "kmsdrm"})).status == FAIL
+
+
 def test_clock(tmp_path):
     config = config_with(tmp_path)
     lost = doctor.check_clock(config, env(tmp_path, now=lambda: datetime(1970, 1, 1, 0, 5, tzinfo=timezone.utc).timestamp()))

@@ -232,11 +232,22 @@ def run_install(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, timeout=60)
 
 
-def test_install_script_syntax():
-    assert subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True).returncode == 0
+ROOT_TEST = REPO / "scripts" / "test-install-root.sh"
+
+
+@pytest.mark.parametrize("script", [INSTALL, ROOT_TEST], ids=lambda p: p.name)
+def test_install_script_syntax(script):
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     if shutil.which("shellcheck"):
-        out = subprocess.run(["shellcheck", "-S", "warning", str(INSTALL)], capture_output=True, text=True)
+        out = subprocess.run(["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True)
         assert out.returncode == 0, out.stdout
+
+
+def test_ci_runs_the_installer_in_a_debian_root():
+    """After the README's test command, .ci/run installs into a fresh Debian root (the stage is not optional)."""
+    lines = [line.split("#")[0].strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in lines if line]
+    assert commands.index("scripts/setup.sh test </dev/null") < commands.index("scripts/test-install-root.sh </dev/null")
 
 
 def test_install_files_into_a_root(tmp_path):

@@ -197,6 +197,12 @@ def check_fonts(config: dict, env: Env) -> Check:
 
 
 def check_display(config: dict, env: Env) -> Check:
+    # Declared headless (smoke tests, a root without a screen): no display to look for, and
+    # never an ok, since with it nothing reaches the screen.
+    driver = env.environ.get("SDL_VIDEODRIVER", "")
+    if driver in ("offscreen", "dummy"):
+        return Check("display", WARN, f"SDL_VIDEODRIVER={driver}: headless, drawn off screen, no patron sees it",
+                     "unset SDL_VIDEODRIVER to check the screen (kiosk.service draws with kmsdrm)")
     if env.environ.get("WAYLAND_DISPLAY") or env.environ.get("DISPLAY"):
         return Check("display", OK, "inside a desktop/compositor session")
     cards = sorted(glob.glob(str(env.dev / "dri" / "card*")))
