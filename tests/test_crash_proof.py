@@ -110,6 +110,8 @@ def test_sigkill_during_checkouts_never_loses_or_doubles_a_loan(tmp_path):
     # Nothing of the loans is left on the kiosk once the ACS has them.
     leftovers = subprocess.run(
         [sys.executable, "-c", "import sys; from kiosk.store.database import open_store; "
-         "s = open_store(sys.argv[1]); print(len(s.outbox)); s.close()", str(data / "kiosk.db")],
+         "from kiosk.store.outbox import Outbox; from kiosk.store.sealed import DeviceKey; "
+         "s = open_store(sys.argv[1] + '/kiosk.db'); "
+         "print(Outbox(s, DeviceKey.load(sys.argv[1] + '/device.key'), None).count()); s.close()", str(data)],
         cwd=REPO, capture_output=True, text=True, check=True)
     assert leftovers.stdout.strip() == "0"

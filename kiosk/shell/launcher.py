@@ -229,13 +229,17 @@ def build_reader(settings: CardSettings) -> CardReader | None:
 def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
     """The store, outbox and catalogue alone, for `kiosk sync drain` (raises StoreBusy
     while the kiosk itself holds the store)."""
+    from kiosk.store.key_guard import open_device_key
     from kiosk.store.outbox import Outbox
-    from kiosk.store.sealed import DeviceKey
 
     settings = BackendSettings.from_config(config)
     data_dir = _data_dir(config)
     store = open_store(data_dir / "kiosk.db")
-    key = DeviceKey.load_or_create(data_dir / "device.key")
+    try:
+        key = open_device_key(data_dir / "device.key", store)
+    except BaseException:
+        store.close()
+        raise
     outbox = Outbox(store, key, lambda: datetime.now().astimezone())
     return store, outbox, build_catalogue(settings.catalogue)
 
@@ -258,12 +262,12 @@ def build_backends(services: Services, demo: bool = False) -> None:
     from kiosk.shell.staff_backend import StaffBackend
     from kiosk.store.audit import Audit
     from kiosk.store.link_cache import LinkCache
+    from kiosk.store.key_guard import open_device_key
     from kiosk.store.outbox import Outbox
-    from kiosk.store.sealed import DeviceKey
 
     config, data_dir, store = services.config, services.data_dir, services.store
     card_settings = services.settings.card
-    services.key = key = DeviceKey.load_or_create(data_dir / "device.key")
+    services.key = key = open_device_key(data_dir / "device.key", store)
     clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
     services.outbox = Outbox(store, key, clock)
     services.links = LinkCache(store, key, clock, max_age_days=card_settings.link_cache_days)
@@ -381,6 +385,7 @@ def connect_controller(services: Services, controller: Controller) -> None:
     backend = services.staff_backend
     staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
+    staff.failures = backend.signin_failures()     # wrong guesses before a restart still count
     hw = build_hardware(services.settings.hardware, services)
     backend.reader_ok = lambda: controller.session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk import __version__
+from kiosk.store.staff_state import LOCKED_UNTIL, StaffState
 
 if TYPE_CHECKING:
     from kiosk.store.audit import Audit
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.staff")
 
-LOCK_SETTING = "staff_signin_locked_until"
+LOCK_SETTING = LOCKED_UNTIL
 
 
 def remembered(store: Store, setting: str, default: object) -> object:
@@ -47,9 +48,20 @@ class StaffBackend:
         self.on_exit = on_exit
         self.scanner = scanner
         self.started = time.monotonic()
+        self._staff_state = StaffState(store)
 
     def audit(self, actor: str, action: str, **fields: Any) -> None:
+        # The sign-in failure count is kept with the audit entry that reports it, so a
+        # restart between wrong guesses does not reset it.
+        if action == "staff.signin_failed" and isinstance(fields.get("failures"), int):
+            self._staff_state.record_failures(fields["failures"])
+        elif action == "staff.signed_in":
+            self._staff_state.clear_failures()
         self._audit.record(actor, action, **fields)
+
+    def signin_failures(self) -> int:
+        """Wrong sign-ins since the last success or lockout, across restarts."""
+        return self._staff_state.failures()
 
     def load(self, kind: str) -> object:
         if kind == "status":
@@ -91,15 +103,14 @@ class StaffBackend:
         return remembered(self.store, setting, default)
 
     def lock_signin(self, seconds: float) -> None:
-        until = self.wall() + timedelta(seconds=seconds)
-        self.store.set_setting(LOCK_SETTING, until.isoformat())
+        self._staff_state.lock_until(self.wall() + timedelta(seconds=seconds))
 
     def signin_locked_for(self) -> float:
         """Seconds of lockout left from before a restart (a reboot must not reset it)."""
-        raw = self.store.get_setting(LOCK_SETTING)
-        if not raw:
+        until = self._staff_state.locked_until()
+        if until is None:
             return 0.0
-        return max(0.0, (datetime.fromisoformat(raw) - self.wall()).total_seconds())
+        return max(0.0, (until - self.wall()).total_seconds())
 
     def exit(self, how: str) -> None:
         if self.on_exit is not None:
