@@ -232,3 +232,6 @@ def test_anonymous_refusals_are_counted_per_cause_and_hour_and_never_evict_staff
     audit.record("central_it", "config.refused", code="too_large")
     assert [(r.cause, r.count) for r in audit.refusals()][-1] == ("too_large", 1)    # a new window
     assert len(sqlite_rows(kiosk_store.path, "refusals")) == 4
+    recent = audit.recent_refusals()                         # the last ones in detail, a ring of their own
+    assert len(recent) == 100 and recent[-1]["fields"] == {"code": "too_large"}
+    assert [e["action"] for e in audit.timeline()][:2] == ["staff.out_of_service", "config.applied"]

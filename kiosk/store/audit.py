@@ -27,6 +27,7 @@ _SCALARS = (str, int, float, bool, type(None))
 # Requests turned away before anyone was authenticated: counted, not kept one by one.
 ANONYMOUS_REFUSALS = frozenset({"config.refused", "management.rate_limited", "management.refused"})
 REFUSAL_WINDOWS_KEPT = 24 * 14          # hourly windows: two weeks of counts
+RECENT_REFUSALS_KEPT = 100              # the last refusals in detail, in their own ring
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,29 @@ class Audit:
             self._store.write("DELETE FROM refusals WHERE window NOT IN "
                               "(SELECT DISTINCT window FROM refusals ORDER BY window DESC LIMIT ?)",
                               (REFUSAL_WINDOWS_KEPT,))
+            self._store.write("INSERT INTO refusal_log (after_seq, at, action, fields) VALUES "
+                              "((SELECT coalesce(max(seq), 0) FROM audit), ?, ?, ?)",
+                              (now.isoformat(), action, json.dumps(fields, ensure_ascii=False)))
+            self._store.write("DELETE FROM refusal_log WHERE seq <= (SELECT max(seq) FROM refusal_log) - ?",
+                              (RECENT_REFUSALS_KEPT,))
 
     def entries(self) -> list[dict[str, Any]]:
         """The kept entries, oldest first: dicts with seq, at (datetime), actor, action, fields."""
         rows = self._store.query("SELECT seq, at, actor, action, fields FROM audit ORDER BY seq")
         return [{"seq": seq, "at": datetime.fromisoformat(at), "actor": actor, "action": action,
                  "fields": json.loads(fields)} for seq, at, actor, action, fields in rows]
+
+    def recent_refusals(self) -> list[dict[str, Any]]:
+        """The last anonymous refusals in detail (a ring of their own), oldest first."""
+        rows = self._store.query("SELECT seq, after_seq, at, action, fields FROM refusal_log ORDER BY seq")
+        return [{"seq": seq, "after_seq": after, "at": datetime.fromisoformat(at), "actor": "anonymous",
+                 "action": action, "fields": json.loads(fields)} for seq, after, at, action, fields in rows]
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Accountable entries and the recent refusals in the order they were recorded."""
+        merged = [((e["seq"], 0, 0), e) for e in self.entries()]
+        merged += [((r["after_seq"], 1, r["seq"]), r) for r in self.recent_refusals()]
+        return [e for _, e in sorted(merged, key=lambda pair: pair[0])]
 
     def refusals(self) -> list[RefusalCount]:
         """Anonymous refusals counted per action, cause and hour, oldest first."""

@@ -27,7 +27,7 @@ from kiosk.store.errors import KeyUnavailable, StoreBusy, StoreCorrupt, StoreErr
 from kiosk.store.json_file import AtomicJSONStorage, fsync_dir
 
 __all__ = ["AtomicJSONStorage", "KeyUnavailable", "Store", "StoreBusy", "StoreCorrupt", "StoreError",
-           "StoreReadOnly", "fsync_dir", "open_store", "SCHEMA_VERSION"]
+           "StoreReadOnly", "fsync_dir", "open_scratch_store", "open_store", "SCHEMA_VERSION"]
 
 BUSY_TIMEOUT_MS = 5000
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -80,6 +80,17 @@ MIGRATIONS: tuple[str, ...] = (
         count   INTEGER NOT NULL,
         last_at TEXT NOT NULL,
         PRIMARY KEY (action, cause, window)
+    );
+    """,
+    # 2: the last few anonymous refusals in detail, in a ring of their own (diagnosis);
+    # the counts in `refusals` stay the record.
+    """
+    CREATE TABLE refusal_log (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        after_seq INTEGER NOT NULL,
+        at        TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        fields    TEXT NOT NULL
     );
     """,
 )
@@ -244,6 +255,11 @@ def open_store(path: str | os.PathLike[str], *, snapshot: bool = False) -> Store
     _check_header(path)
     lock_fd = _acquire_lock(path)
     try:
+        _check_untouched(path)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    try:
         conn = _connect(path)
         store = Store(path, conn, lock_fd, snapshot=False)
     except BaseException:
@@ -255,6 +271,16 @@ def open_store(path: str | os.PathLike[str], *, snapshot: bool = False) -> Store
     except BaseException:
         store.close()
         raise
+    return store
+
+
+def open_scratch_store() -> Store:
+    """An in-memory store with the kiosk's schema, for a kiosk whose real store cannot be
+    used: staff can still sign in and read status while it stays out of service. Nothing
+    written here survives the process, so it must never journal a loan."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    store = Store(Path(":memory:"), conn, None, snapshot=False)
+    _migrate(store)
     return store
 
 
@@ -285,6 +311,7 @@ def _open_snapshot(path: Path) -> Store:
     if not path.exists():
         raise StoreError(f"no kiosk database at {path}")
     _check_header(path)
+    _check_untouched(path)
     uri = path.resolve().as_uri()
     last: sqlite3.Error | None = None
     # ?mode=ro needs the -shm file writable (or creatable); on a read-only mount only
@@ -325,6 +352,28 @@ def _check_header(path: Path) -> None:
     if head and head != SQLITE_HEADER:
         raise StoreCorrupt(f"{path} is not an SQLite database ({len(head)}+ bytes of something else); "
                            "kept as is for recovery")
+
+
+def _check_untouched(path: Path) -> None:
+    """After a clean close there is no WAL: check the file read-only and immutable first,
+    so a damaged one is refused before SQLite creates -wal/-shm beside it (it stays byte
+    for byte as found). With a WAL present (a crash) the main file alone may be mid-
+    checkpoint, so only the normal open, which replays the WAL, can judge it."""
+    wal = path.with_name(path.name + "-wal")
+    if not path.exists() or path.stat().st_size == 0 or (wal.exists() and wal.stat().st_size > 0):
+        return
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        raise _translate(exc, path) from exc
+    try:
+        result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.Error as exc:
+        raise StoreCorrupt(f"{path} is damaged ({exc}); kept as is for recovery") from exc
+    finally:
+        conn.close()
+    if result != ["ok"]:
+        raise StoreCorrupt(f"{path} failed its integrity check ({result[0]}); kept as is for recovery")
 
 
 def _check_integrity(store: Store) -> None:

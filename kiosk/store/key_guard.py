@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kiosk.store.database import Store
 from kiosk.store.errors import KeyUnavailable
-from kiosk.store.sealed import DeviceKey, KeyFileError, SealBroken
+from kiosk.store.sealed import KEY_BYTES, DeviceKey, KeyFileError, SealBroken
 
 KEY_CHECK = "store.key_check"
 _CHECK_AAD = b"kiosk device key check v1"
@@ -31,24 +31,27 @@ def open_device_key(path: str | os.PathLike[str], store: Store) -> DeviceKey:
     try:
         key = DeviceKey.load(path)
     except FileNotFoundError:
-        if store.holds_sealed_data() or store.get_setting(KEY_CHECK) is not None:
+        if store.holds_sealed_data():
             raise KeyUnavailable(f"the device key {path} is missing but the store holds sealed loans; "
                                  + RESTORE_HINT) from None
-        if store.snapshot:
-            raise KeyUnavailable(f"the device key {path} is missing") from None
+        if store.snapshot:                  # a reader makes no key: nothing sealed to open anyway
+            return DeviceKey(os.urandom(KEY_BYTES))
         key = DeviceKey.load_or_create(path)
     check = store.get_setting(KEY_CHECK)
-    if check is None:
+    if check is None or not store.holds_sealed_data() and not _opens(key, check):
         if not store.snapshot:
             store.set_setting(KEY_CHECK, key.seal(_CHECK_VALUE, _CHECK_AAD))
         return key
-    try:
-        ok = key.unseal(check, _CHECK_AAD) == _CHECK_VALUE
-    except SealBroken:
-        ok = False
-    if not ok:
+    if not _opens(key, check):
         raise KeyUnavailable(f"the device key {path} is not the key this store was sealed with; " + RESTORE_HINT)
     return key
+
+
+def _opens(key: DeviceKey, check: str) -> bool:
+    try:
+        return bool(key.unseal(check, _CHECK_AAD) == _CHECK_VALUE)
+    except SealBroken:
+        return False
 
 
 __all__ = ["KEY_CHECK", "KeyFileError", "KeyUnavailable", "RESTORE_HINT", "open_device_key"]
