@@ -41,6 +41,8 @@ def test_store_is_wal_full_sync_with_a_schema_version(kiosk_store):
     assert kiosk_store.query("PRAGMA journal_mode") == [("wal",)]
     assert kiosk_store.query("PRAGMA synchronous") == [(2,)]          # FULL
     assert kiosk_store.query("PRAGMA busy_timeout")[0][0] >= 1000
+    assert kiosk_store.query("PRAGMA page_size") == [(1024,)]        # fewer bytes per commit on the SD card
+    assert kiosk_store.query("PRAGMA secure_delete") == [(1,)]       # a purged loan leaves no bytes
     assert kiosk_store.schema_version() == SCHEMA_VERSION >= 1
     tables = {r[0] for r in kiosk_store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"outbox", "conflicts", "damaged", "links", "settings", "audit", "refusals"} <= tables

@@ -116,8 +116,7 @@ class Outbox:
             held = q("SELECT count(*) FROM outbox")[0][0]
             if held >= self._capacity:
                 raise OutboxFull(f"{held} loans wait for the catalogue")
-            last = q("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-            seq = 1 + (last[0][0] if last else 0)
+            seq = 1 + q("SELECT coalesce(max(seq), 0) FROM outbox")[0][0]    # after every loan held
             queued = self._clock().isoformat()
             sealed = self._key.seal(_loan_to_json(loan), _loan_aad(loan.txn_id, seq, queued))
             self._store.write("INSERT INTO outbox (seq, txn_id, state, created, attempts, sealed) "
