@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from kiosk.store.database import open_store
 from kiosk.store.link_cache import LinkCache
 from kiosk.store.sealed import DeviceKey
-from kiosk_testing.store import CANARY_CERT, CANARY_PATRON, files_containing
+from kiosk_testing.store import CANARY_CERT, CANARY_PATRON, files_containing, sqlite_rows, sqlite_write
 
 CERT_A = "a1" * 32
 CERT_B = "b2" * 32
@@ -38,7 +36,7 @@ def test_put_replaces_the_link_for_a_card(cache):
 
 def test_file_holds_neither_cert_hash_nor_patron_id(cache, kiosk_store, store_dir):
     cache.put(CANARY_CERT, CANARY_PATRON)
-    [row] = json.loads(kiosk_store.path.read_text())["links"].values()
+    [row] = sqlite_rows(kiosk_store.path, "links")
     assert set(row) == {"k", "stored", "sealed"}
     assert len(row["k"]) == 64 and row["k"] != CANARY_CERT
     kiosk_store.close()
@@ -48,7 +46,7 @@ def test_file_holds_neither_cert_hash_nor_patron_id(cache, kiosk_store, store_di
 def test_survives_reopen_with_the_same_key_only(cache, kiosk_store, store_dir, store_key, store_clock, tmp_path):
     cache.put(CERT_A, "P0001")
     kiosk_store.close()
-    with open_store(store_dir / "kiosk.json") as store:
+    with open_store(store_dir / "kiosk.db") as store:
         assert LinkCache(store, store_key, store_clock, 30).get(CERT_A) == "P0001"
         other_key = DeviceKey.load_or_create(tmp_path / "other.key")
         assert LinkCache(store, other_key, store_clock, 30).get(CERT_A) is None   # row key differs too
@@ -93,8 +91,8 @@ def test_bounded_drops_oldest(kiosk_store, store_key, store_clock):
 def test_tampered_entry_is_dropped(cache, kiosk_store):
     cache.put(CERT_A, "P0001")
     cache.put(CERT_B, "P0002")
-    a, b = kiosk_store.links.all()
-    kiosk_store.links.update({"sealed": b["sealed"]}, doc_ids=[a.doc_id])   # swap B's value onto A
+    a, b = sqlite_rows(kiosk_store.path, "links")
+    sqlite_write(kiosk_store.path, "UPDATE links SET sealed = ? WHERE k = ?", (b["sealed"], a["k"]))  # B's value onto A
     assert cache.get(CERT_A) is None
     assert cache.get(CERT_B) == "P0002"
     assert len(cache) == 1

@@ -19,12 +19,14 @@ from kiosk.store.outbox import (
     Outbox,
     OutboxFull,
 )
-from kiosk.store.sealed import SealBroken
 from kiosk_testing.store import (
     CANARY_ITEM,
     CANARY_PATRON,
     CANARY_TITLE,
     count_commits,
+    disk_bytes,
+    sqlite_rows,
+    sqlite_write,
     files_containing,
     make_loan,
 )
@@ -47,7 +49,8 @@ def refused(loan, refusal=Refusal.ON_HOLD):
 
 
 def disk_rows(store, table):
-    return list(json.loads(store.path.read_text(encoding="utf-8")).get(table, {}).values())
+    """The rows of `table` as committed on disk, read by a second, independent connection."""
+    return sqlite_rows(store.path, table)
 
 
 def test_append_is_durable_and_pending_keeps_order(outbox, kiosk_store, store_key, store_clock, store_dir):
@@ -58,7 +61,7 @@ def test_append_is_durable_and_pending_keeps_order(outbox, kiosk_store, store_ke
     assert outbox.pending() == loans
     assert [r["seq"] for r in sorted(disk_rows(kiosk_store, "outbox"), key=lambda r: r["seq"])] == [1, 2, 3, 4, 5]
     kiosk_store.close()
-    with open_store(store_dir / "kiosk.json") as reopened:
+    with open_store(store_dir / "kiosk.db") as reopened:
         assert Outbox(reopened, store_key, store_clock).pending() == loans   # dates, flags, due date
 
 
@@ -98,9 +101,10 @@ def test_acknowledge_purges_everything_and_records_last_success(outbox, kiosk_st
     outbox.acknowledge(loan.txn_id, ok(loan))
     assert outbox.pending() == []
     assert disk_rows(kiosk_store, "outbox") == []
-    assert "txn-0001" not in kiosk_store.path.read_text()     # nothing of the loan is kept
     assert outbox.stats().last_success == store_clock.now
     outbox.acknowledge(loan.txn_id, ok(loan))                  # a second ack is harmless
+    kiosk_store.close()
+    assert b"txn-0001" not in disk_bytes(kiosk_store.path)     # nothing of the loan is kept
 
 
 def test_refused_online_loan_is_simply_acknowledged(outbox):
@@ -126,7 +130,7 @@ def test_conflict_moves_loan_to_sealed_review_list(outbox, kiosk_store, store_cl
     assert c.result.title == ""                                # the title is not kept even sealed
     [row] = disk_rows(kiosk_store, "conflicts")
     assert set(row) == {"txn_id", "recorded", "sealed"}
-    assert CANARY_PATRON not in kiosk_store.path.read_text(encoding="utf-8")
+    assert CANARY_PATRON.encode() not in disk_bytes(kiosk_store.path)
     with pytest.raises(KeyError):
         outbox.conflict("never-queued", result)
 
@@ -181,10 +185,13 @@ def test_capacity_refuses_new_loans_without_touching_the_queue(kiosk_store, stor
 def test_sealed_blob_moved_to_another_row_is_detected(outbox, kiosk_store):
     outbox.append(make_loan(1, patron="P-A"))
     outbox.append(make_loan(2, patron="P-B"))
-    rows = {r["txn_id"]: r for r in kiosk_store.outbox.all()}
-    kiosk_store.outbox.update({"sealed": rows["txn-0001"]["sealed"]}, doc_ids=[rows["txn-0002"].doc_id])
-    with pytest.raises(SealBroken):
-        outbox.pending()
+    sqlite_write(kiosk_store.path, "UPDATE outbox SET sealed = (SELECT sealed FROM outbox WHERE txn_id = ?) "
+                 "WHERE txn_id = ?", ("txn-0001", "txn-0002"))
+    # The swapped row cannot be opened: it goes to the damaged list, the other one stays queued.
+    assert [l.txn_id for l in outbox.pending()] == ["txn-0001"]
+    [damaged] = outbox.damaged()
+    assert (damaged.source, damaged.txn_id, damaged.reason) == ("outbox", "txn-0002", "seal_broken")
+    assert outbox.stats().damaged == 1
 
 
 def test_no_canary_anywhere_under_the_data_dir(outbox, kiosk_store, store_dir, store_clock):
@@ -206,7 +213,7 @@ def test_withdrawing_a_loan_never_sent_purges_it(outbox, kiosk_store):
     outbox.append(make_loan(2))
     assert outbox.withdraw("txn-0001") is True
     assert [l.txn_id for l in outbox.pending()] == ["txn-0002"]
-    assert "txn-0001" not in kiosk_store.path.read_text()
+    assert [r["txn_id"] for r in disk_rows(kiosk_store, "outbox")] == ["txn-0002"]
     assert outbox.withdraw("txn-0001") is False                # already gone
     assert outbox.withdraw("never") is False
     with pytest.raises(KeyError):

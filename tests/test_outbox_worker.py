@@ -307,7 +307,7 @@ def test_stop_lets_the_loan_on_the_wire_finish_and_joins(outbox, store_clock):
 
 def test_restart_drains_the_rest_and_a_crashed_send_is_not_doubled(store_dir, store_key, store_clock):
     cat = ScriptedCatalogue()
-    store = open_store(store_dir / "kiosk.json")
+    store = open_store(store_dir / "kiosk.db")
     outbox = Outbox(store, store_key, store_clock)
     loans = [make_loan(i) for i in range(6)]
     for loan in loans:
@@ -320,7 +320,7 @@ def test_restart_drains_the_rest_and_a_crashed_send_is_not_doubled(store_dir, st
     cat.checkout(loans[2])
     store.close()
 
-    with open_store(store_dir / "kiosk.json") as store2:
+    with open_store(store_dir / "kiosk.db") as store2:
         outbox2 = Outbox(store2, store_key, store_clock)
         assert [l.txn_id for l in outbox2.pending()] == [l.txn_id for l in loans[2:]]
         assert outbox2.pending_entries()[0].sent_before
@@ -334,7 +334,7 @@ def test_restart_drains_the_rest_and_a_crashed_send_is_not_doubled(store_dir, st
 
 def test_restart_with_a_background_worker_drains_what_the_first_one_could_not(store_dir, store_key, store_clock):
     cat = ScriptedCatalogue(fail_next=10**6)         # catalogue down for the first run
-    with open_store(store_dir / "kiosk.json") as store:
+    with open_store(store_dir / "kiosk.db") as store:
         outbox = Outbox(store, store_key, store_clock)
         for i in range(4):
             outbox.append(make_loan(i, offline=True))
@@ -344,7 +344,7 @@ def test_restart_with_a_background_worker_drains_what_the_first_one_could_not(st
         w.stop(timeout=5)
     cat.fail_next = 0
     results = Results()
-    with open_store(store_dir / "kiosk.json") as store:
+    with open_store(store_dir / "kiosk.db") as store:
         outbox = Outbox(store, store_key, store_clock)
         w = worker_for(outbox, cat, store_clock, results, idle_poll=3600)
         w.start()
@@ -363,7 +363,7 @@ def test_restart_with_a_background_worker_drains_what_the_first_one_could_not(st
 def test_whole_pipeline_leaves_no_canary_on_disk(store_dir, store_key, store_clock):
     cat = ScriptedCatalogue(refuse={"I000001": Refusal.ON_HOLD}, title=CANARY_TITLE)
     results = Results()
-    with open_store(store_dir / "kiosk.json") as store:
+    with open_store(store_dir / "kiosk.db") as store:
         outbox = Outbox(store, store_key, store_clock)
         loans = [make_loan(i, patron=CANARY_PATRON, offline=True) for i in range(3)]
         loans.append(replace(make_loan(9, patron=CANARY_PATRON), item_id=CANARY_ITEM))

@@ -107,7 +107,7 @@ def test_subkeys_differ_by_purpose_and_from_each_other(store_key):
 
 
 def test_nothing_in_clear_on_disk(store_dir, store_key):
-    store = open_store(store_dir / "kiosk.json")
+    store = open_store(store_dir / "kiosk.db")
     outbox = Outbox(store, store_key, ManualClock())
     outbox.append(LoanRequest("t-1", CANARY_PATRON, CANARY_ITEM, datetime(2025, 4, 1)))
     store.set_setting("sealed_demo", store_key.seal({"title": CANARY_TITLE}, b"demo"))

@@ -1,182 +1,167 @@
-"""The local store (atomic TinyDB storage, locking, transactions) and the audit ring on top of it."""
+"""The local store (SQLite: WAL, durable commits, one writer, schema versions) and the
+audit trail on top of it, on real files."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import sqlite3
 import stat
 import threading
 
 import pytest
-from tinydb import Query, TinyDB
 
-import kiosk.store.database as store_mod
 from kiosk.store.audit import Audit, check_field_name
-from kiosk.store.database import AtomicJSONStorage, StoreBusy, StoreCorrupt, StoreError, open_store
-from kiosk_testing.store import ManualClock
+from kiosk.store.database import SCHEMA_VERSION, StoreBusy, StoreCorrupt, StoreError, open_store
+from kiosk_testing.store import ManualClock, count_commits, sqlite_rows
 
 
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-# -- AtomicJSONStorage ---------------------------------------------------------
-
-def test_storage_reads_none_when_file_missing_and_does_not_create_it(tmp_path):
-    s = AtomicJSONStorage(tmp_path / "db.json")
-    assert s.read() is None
-    assert not (tmp_path / "db.json").exists()
-    s.close()
-
-
-def test_storage_roundtrip_keeps_japanese_readable_and_file_private(tmp_path):
-    old = os.umask(0o022)
-    try:
-        db = TinyDB(tmp_path / "db.json", storage=AtomicJSONStorage, ensure_ascii=False)
-        db.table("t").insert({"title": "吾輩は猫である"})
-        db.close()
-    finally:
-        os.umask(old)
-    raw = (tmp_path / "db.json").read_bytes()
-    assert "吾輩は猫である".encode() in raw          # ensure_ascii=False reached json.dumps
-    assert mode(tmp_path / "db.json") == 0o600
-    db = TinyDB(tmp_path / "db.json", storage=AtomicJSONStorage, ensure_ascii=False)
-    assert db.table("t").all() == [{"title": "吾輩は猫である"}]
-    db.close()
-
-
-def test_write_replaces_the_file_instead_of_rewriting_it_in_place(tmp_path):
-    db = TinyDB(tmp_path / "db.json", storage=AtomicJSONStorage)
-    db.insert({"n": 1})
-    before = os.stat(tmp_path / "db.json").st_ino
-    db.insert({"n": 2})
-    assert os.stat(tmp_path / "db.json").st_ino != before      # a new file was renamed over it
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-    db.close()
-
-
-def test_leftover_temp_files_from_a_crash_are_removed_and_ignored(tmp_path):
-    db = TinyDB(tmp_path / "db.json", storage=AtomicJSONStorage)
-    db.insert({"n": 1})
-    db.close()
-    torn = tmp_path / ".db.json.abc123.tmp"
-    torn.write_bytes(b'{"_default": {"1": {"n": 1}, "2": {"n"')     # a write cut short
-    db = TinyDB(tmp_path / "db.json", storage=AtomicJSONStorage)
-    assert not torn.exists()
-    assert db.all() == [{"n": 1}]
-    db.close()
-
-
-def test_corrupt_file_is_reported_not_silently_replaced(tmp_path):
-    (tmp_path / "db.json").write_text('{"outbox": {"1": ')
-    s = AtomicJSONStorage(tmp_path / "db.json")
-    with pytest.raises(StoreCorrupt):
-        s.read()
-    s.close()
-    assert (tmp_path / "db.json").read_text() == '{"outbox": {"1": '
-
-
-def test_existing_db_file_is_tightened_to_0600(tmp_path):
-    (tmp_path / "db.json").write_text("{}")
-    os.chmod(tmp_path / "db.json", 0o644)
-    AtomicJSONStorage(tmp_path / "db.json").close()
-    assert mode(tmp_path / "db.json") == 0o600
-
-
 # -- Store -----------------------------------------------------------------------
 
-def test_open_store_creates_private_directory(tmp_path):
-    path = tmp_path / "var" / "kiosk" / "kiosk.json"
+def test_open_store_creates_private_directory_and_files(tmp_path):
+    path = tmp_path / "var" / "kiosk" / "kiosk.db"
     old = os.umask(0o022)
     try:
         store = open_store(path)
+        store.set_setting("x", 1)
+        assert mode(path.parent) == 0o700
+        assert mode(path) == 0o600
+        assert mode(path.parent / ".kiosk.db.lock") == 0o600
+        assert mode(path.parent / "kiosk.db-wal") == 0o600
     finally:
         os.umask(old)
-    store.outbox.insert({"x": 1})
-    assert mode(path.parent) == 0o700
-    assert mode(path) == 0o600
-    assert mode(path.parent / ".kiosk.json.lock") == 0o600
-    store.close()
+        store.close()
 
 
-def test_store_has_the_kiosk_tables_and_settings(kiosk_store):
-    for name in ("outbox", "conflicts", "links", "settings", "audit"):
-        assert len(getattr(kiosk_store, name)) == 0
-    assert kiosk_store.get_setting("mode", "online") == "online"
-    kiosk_store.set_setting("mode", "offline")
-    kiosk_store.set_setting("mode", "online")
-    assert kiosk_store.get_setting("mode") == "online"
-    assert len(kiosk_store.settings) == 1
+def test_store_is_wal_full_sync_with_a_schema_version(kiosk_store):
+    assert kiosk_store.query("PRAGMA journal_mode") == [("wal",)]
+    assert kiosk_store.query("PRAGMA synchronous") == [(2,)]          # FULL
+    assert kiosk_store.query("PRAGMA busy_timeout")[0][0] >= 1000
+    assert kiosk_store.query("PRAGMA page_size") == [(1024,)]        # fewer bytes per commit on the SD card
+    assert kiosk_store.query("PRAGMA secure_delete") == [(1,)]       # a purged loan leaves no bytes
+    assert kiosk_store.schema_version() == SCHEMA_VERSION >= 1
+    tables = {r[0] for r in kiosk_store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"outbox", "conflicts", "damaged", "links", "settings", "audit", "refusals"} <= tables
+
+
+def test_settings_round_trip_and_survive_reopen(store_dir):
+    with open_store(store_dir / "kiosk.db") as store:
+        assert store.get_setting("mode", "online") == "online"
+        store.set_setting("mode", "offline")
+        store.set_setting("mode", "online")
+        store.set_setting("ja", "貸出中")
+    with open_store(store_dir / "kiosk.db") as store:
+        assert store.get_setting("mode") == "online" and store.get_setting("ja") == "貸出中"
+        assert len(store.query("SELECT * FROM settings")) == 2
+
+
+def test_migrations_bring_an_old_store_up_and_a_newer_one_is_refused_untouched(store_dir):
+    path = store_dir / "kiosk.db"
+    sqlite3.connect(path).close()                                   # version 0: an empty file
+    with open_store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer kiosk"):
+        open_store(path)
+    assert path.read_bytes() == before
 
 
 def test_second_open_of_the_same_store_is_refused_until_closed(store_dir):
-    first = open_store(store_dir / "kiosk.json")
+    first = open_store(store_dir / "kiosk.db")
     with pytest.raises(StoreBusy):
-        open_store(store_dir / "kiosk.json")
+        open_store(store_dir / "kiosk.db")
     first.close()
-    second = open_store(store_dir / "kiosk.json")
+    second = open_store(store_dir / "kiosk.db")
     second.close()
 
 
+def test_snapshot_reads_beside_the_writer_but_never_writes(store_dir):
+    with open_store(store_dir / "kiosk.db") as writer:
+        writer.set_setting("a", 1)
+        with open_store(store_dir / "kiosk.db", snapshot=True) as snap:
+            assert snap.get_setting("a") == 1
+            with pytest.raises(StoreError):
+                snap.set_setting("a", 2)
+        writer.set_setting("a", 3)
+        assert writer.get_setting("a") == 3
+
+
 def test_closed_store_refuses_use(store_dir):
-    store = open_store(store_dir / "kiosk.json")
+    store = open_store(store_dir / "kiosk.db")
     store.close()
     store.close()                     # idempotent
     with pytest.raises(StoreError):
-        store.outbox.insert({"x": 1})
+        store.set_setting("x", 1)
     with pytest.raises(StoreError):
         with store.transaction():
             pass
 
 
-def test_transaction_is_one_atomic_write(kiosk_store, monkeypatch):
-    replaced = []
-    real_replace = os.replace
-    monkeypatch.setattr(store_mod.os, "replace", lambda a, b: (replaced.append(b), real_replace(a, b)))
+def test_transaction_is_one_commit_visible_inside_only(kiosk_store):
+    commits = count_commits(kiosk_store)
     with kiosk_store.transaction():
-        kiosk_store.outbox.insert({"txn_id": "a"})
-        kiosk_store.conflicts.insert({"txn_id": "b"})
-        kiosk_store.outbox.remove(Query().txn_id == "a")
-        assert replaced == []                           # nothing on disk yet
-        assert kiosk_store.conflicts.all() == [{"txn_id": "b"}]  # but visible inside
-    assert len(replaced) == 1
-    on_disk = json.loads(kiosk_store.path.read_text())
-    assert list(on_disk["conflicts"].values()) == [{"txn_id": "b"}]
-    assert on_disk["outbox"] == {}
+        kiosk_store.set_setting("a", 1)
+        kiosk_store.set_setting("b", 2)
+        kiosk_store.write("DELETE FROM settings WHERE name = 'a'")
+        assert kiosk_store.get_setting("b") == 2                       # visible inside
+        assert sqlite_rows(kiosk_store.path, "settings") == []         # not to another reader
+        assert commits == []
+    assert len(commits) == 1
+    assert sqlite_rows(kiosk_store.path, "settings") == [{"name": "b", "value": "2"}]
 
 
-def test_failed_transaction_leaves_file_and_tables_untouched(kiosk_store):
-    kiosk_store.outbox.insert({"txn_id": "keep"})
-    before = kiosk_store.path.read_bytes()
+def test_failed_transaction_leaves_the_file_and_the_store_untouched(kiosk_store):
+    kiosk_store.set_setting("keep", 1)
     with pytest.raises(RuntimeError):
         with kiosk_store.transaction():
-            kiosk_store.outbox.insert({"txn_id": "lost"})
-            kiosk_store.outbox.remove(Query().txn_id == "keep")
-            assert kiosk_store.outbox.search(Query().txn_id == "lost")   # fills the query cache
+            kiosk_store.set_setting("lost", 1)
+            kiosk_store.write("DELETE FROM settings WHERE name = 'keep'")
             raise RuntimeError("power went")
-    assert kiosk_store.path.read_bytes() == before
-    assert kiosk_store.outbox.search(Query().txn_id == "lost") == []
-    assert [d["txn_id"] for d in kiosk_store.outbox.all()] == ["keep"]
-    doc_id = kiosk_store.outbox.insert({"txn_id": "next"})
-    assert doc_id == 2 and len(kiosk_store.outbox) == 2
+    assert kiosk_store.get_setting("lost") is None and kiosk_store.get_setting("keep") == 1
+    assert [r["name"] for r in sqlite_rows(kiosk_store.path, "settings")] == ["keep"]
+    kiosk_store.set_setting("next", 2)
+    assert kiosk_store.get_setting("next") == 2
 
 
 def test_two_threads_writing_lose_nothing(kiosk_store):
-    """TinyDB is read-modify-write: without the store lock one thread's inserts vanish."""
     def writer(tag):
         for i in range(60):
-            kiosk_store.outbox.insert({"w": tag, "i": i})
-            kiosk_store.audit.insert({"w": tag, "i": i})
+            kiosk_store.set_setting(f"{tag}{i}", i)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in "ab"]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(kiosk_store.outbox) == 120
-    assert len(kiosk_store.audit) == 120
-    assert len(json.loads(kiosk_store.path.read_text())["outbox"]) == 120
+    assert len(sqlite_rows(kiosk_store.path, "settings")) == 120
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "zeroed_page"])
+def test_a_damaged_database_is_refused_and_kept_byte_for_byte(store_dir, damage):
+    path = store_dir / "kiosk.db"
+    with open_store(path) as store:
+        for i in range(200):
+            store.set_setting(f"k{i}", "x" * 200)
+    data = path.read_bytes()
+    if damage == "garbage":
+        data = os.urandom(len(data))
+    elif damage == "truncated":
+        data = data[: len(data) // 2 + 100]
+    else:
+        data = data[:4096 * 2] + b"\xff" * 4096 + data[4096 * 3:]
+    path.write_bytes(data)
+    with pytest.raises(StoreCorrupt, match="kept as is"):
+        open_store(path)
+    with pytest.raises(StoreCorrupt):
+        open_store(path, snapshot=True)
+    assert path.read_bytes() == data
 
 
 # -- Audit -------------------------------------------------------------------------
@@ -202,7 +187,7 @@ def test_audit_refuses_fields_that_could_carry_patron_data(kiosk_store, field):
     audit = Audit(kiosk_store, ManualClock())
     with pytest.raises(ValueError):
         audit.record("kiosk", "checkout", **{field: "x"})
-    assert len(kiosk_store.audit) == 0
+    assert audit.entries() == []
 
 
 @pytest.mark.parametrize("field", ["txn_id", "count", "pending", "reason", "mapping", "shipping", "mode"])
@@ -224,64 +209,31 @@ def test_audit_is_a_bounded_ring_keeping_the_newest(kiosk_store):
         audit.record("kiosk", "tick", n=i)
     entries = audit.entries()
     assert [e["fields"]["n"] for e in entries] == [7, 8, 9, 10, 11]
-    assert len(kiosk_store.audit) == 5
+    assert len(audit.entries()) == 5
 
     smaller = Audit(kiosk_store, clock, capacity=3)
     smaller.record("kiosk", "tick", n=12)
     assert [e["fields"]["n"] for e in smaller.entries()] == [10, 11, 12]
 
 
-# -- in-memory copy never runs ahead of the disk ----------------------------------------
-
-def test_failed_disk_write_leaves_memory_and_file_at_the_old_state(kiosk_store, monkeypatch):
-    kiosk_store.outbox.insert({"txn_id": "a"})
-    before = kiosk_store.path.read_bytes()
-
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(store_mod.os, "fsync", disk_full)
-    with pytest.raises(OSError):
-        kiosk_store.outbox.insert({"txn_id": "b"})
-    monkeypatch.undo()
-    assert kiosk_store.path.read_bytes() == before
-    assert [d["txn_id"] for d in kiosk_store.outbox.all()] == ["a"]
-    assert list(kiosk_store.path.parent.glob("*.tmp")) == []
-    kiosk_store.outbox.insert({"txn_id": "c"})
-    assert [d["txn_id"] for d in kiosk_store.outbox.all()] == ["a", "c"]
-
-
-def test_half_applied_tinydb_update_is_not_seen_or_written_later(kiosk_store):
-    kiosk_store.outbox.insert({"txn_id": "a", "state": "queued"})
-    kiosk_store.outbox.insert({"txn_id": "b", "state": "queued"})
-
-    def transform(doc):                     # TinyDB applies this doc by doc, in place
-        doc["state"] = "in_flight"
-        if doc["txn_id"] == "b":
-            raise ValueError("bad doc")
-
-    with pytest.raises(ValueError):
-        kiosk_store.outbox.update(transform)
-    assert [d["state"] for d in kiosk_store.outbox.all()] == ["queued", "queued"]
-    kiosk_store.settings.insert({"name": "x", "value": 1})                  # the next write
-    on_disk = json.loads(kiosk_store.path.read_text())["outbox"]
-    assert [d["state"] for d in on_disk.values()] == ["queued", "queued"]
-
-
-def test_an_error_swallowed_inside_a_transaction_still_aborts_it(kiosk_store):
-    kiosk_store.outbox.insert({"txn_id": "a", "state": "queued"})
-    before = kiosk_store.path.read_bytes()
-
-    def transform(doc):
-        doc["state"] = "in_flight"
-        raise ValueError("bad doc")
-
-    with pytest.raises(StoreError):
-        with kiosk_store.transaction():
-            kiosk_store.outbox.insert({"txn_id": "b"})
-            try:
-                kiosk_store.outbox.update(transform)
-            except ValueError:
-                pass                                   # a careless caller carries on
-    assert kiosk_store.path.read_bytes() == before
-    assert [(d["txn_id"], d["state"]) for d in kiosk_store.outbox.all()] == [("a", "queued")]
+def test_anonymous_refusals_are_counted_per_cause_and_hour_and_never_evict_staff_actions(kiosk_store):
+    clock = ManualClock()
+    audit = Audit(kiosk_store, clock, capacity=20)
+    audit.record("staff", "staff.out_of_service", on=True)
+    audit.record("central_it", "config.applied", version=7)
+    for i in range(600):                                       # a flood of forged pushes
+        clock.advance(seconds=0.01)
+        audit.record("central_it", "config.refused", code="bad_signature" if i % 2 else "too_large")
+        if i % 100 == 0:
+            audit.record("central_it", "management.rate_limited")
+    assert [e["action"] for e in audit.entries()] == ["staff.out_of_service", "config.applied"]
+    counts = {(r.action, r.cause): r.count for r in audit.refusals()}
+    assert counts == {("config.refused", "bad_signature"): 300, ("config.refused", "too_large"): 300,
+                      ("management.rate_limited", "-"): 6}
+    clock.advance(hours=1)
+    audit.record("central_it", "config.refused", code="too_large")
+    assert [(r.cause, r.count) for r in audit.refusals()][-1] == ("too_large", 1)    # a new window
+    assert len(sqlite_rows(kiosk_store.path, "refusals")) == 4
+    recent = audit.recent_refusals()                         # the last ones in detail, a ring of their own
+    assert len(recent) == 100 and recent[-1]["fields"] == {"code": "too_large"}
+    assert [e["action"] for e in audit.timeline()][:2] == ["staff.out_of_service", "config.applied"]

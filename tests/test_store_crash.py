@@ -1,12 +1,14 @@
 """Crash safety: SIGKILL a writer at random moments; the store must always reopen whole.
 
-The child appends loans to the real Outbox (and acknowledges the oldest every third
-loan) and prints a line only after each call has returned. The parent kills it at a
-random moment, reopens the store with the same storage and checks that every loan
-reported committed is there (unless reported acknowledged), in order, exactly once.
+The child appends loans to the real Outbox (acknowledges the oldest every third loan
+and forces a WAL checkpoint every fifth) and prints a line only after each call has
+returned. The parent kills it at a random moment, reopens the store and checks that
+every loan reported committed is there (unless reported acknowledged), in order,
+exactly once.
 
-The negative control shows what this guards against: TinyDB's JSONStorage writes in
-place, and a file cut short mid-write cannot be opened at all.
+The negative control shows what a plain in-place JSON rewrite does instead: a file
+cut short mid-write cannot be opened at all (the config layer's JSON file therefore
+goes through AtomicJSONStorage, tested here too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tinydb import TinyDB
 from tinydb.storages import JSONStorage
 
 from kiosk.store.database import StoreCorrupt, open_store
+from kiosk.store.json_file import AtomicJSONStorage
 from kiosk.store.outbox import Outbox
 from kiosk.store.sealed import DeviceKey
 from kiosk_testing.store import ManualClock
@@ -49,7 +52,8 @@ def say(word, txn):
 
 data, run = sys.argv[1], int(sys.argv[2])
 clock = lambda: datetime.now(timezone.utc)
-outbox = Outbox(open_store(data + "/kiosk.json"), DeviceKey.load_or_create(data + "/device.key"), clock)
+store = open_store(data + "/kiosk.db")
+outbox = Outbox(store, DeviceKey.load_or_create(data + "/device.key"), clock)
 print("ready", flush=True)
 i = 0
 while True:
@@ -61,6 +65,10 @@ while True:
         say("acking", head.txn_id)
         outbox.acknowledge(head.txn_id, LoanResult(head.txn_id, True, head.item_id))
         say("acked", head.txn_id)
+    if i % 5 == 4:
+        say("checkpoint", "-")
+        store.checkpoint()              # a kill may land mid-checkpoint
+        say("checkpointed", "-")
     i += 1
 """
 
@@ -73,7 +81,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
     acked: set[str] = set()
     in_progress: set[str] = set()    # per run, the append that may have landed unreported
     maybe_acked: set[str] = set()    # per run, the acknowledge that may have landed unreported
-    kills = torn_writes = 0
+    kills = wal_replays = mid_checkpoint = 0
     deadline = time.monotonic() + TIME_BUDGET
 
     while kills < KILLS and time.monotonic() < deadline:
@@ -96,6 +104,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
         kills += 1
 
         acking: str | None = None
+        checkpointing = False
         run_commits = 0
         for line in out.split("\n")[:-1]:       # a line cut by the kill was not reported
             word, txn = line.split()
@@ -107,14 +116,20 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
             elif word == "acked":
                 acked.add(txn)
                 acking = None
+            elif word == "checkpoint":
+                checkpointing = True
+            elif word == "checkpointed":
+                checkpointing = False
         in_progress.add(f"r{kills - 1:02d}-{run_commits:04d}")
         if acking:
             maybe_acked.add(acking)
 
-        if list(store_dir.glob(".kiosk.json.*.tmp")):
-            torn_writes += 1           # the kill landed between temp-file write and rename
+        wal = store_dir / "kiosk.db-wal"
+        if wal.exists() and wal.stat().st_size > 32:
+            wal_replays += 1           # the reopen below must recover from the WAL
+        mid_checkpoint += checkpointing
 
-        store = open_store(store_dir / "kiosk.json")          # must open, every time
+        store = open_store(store_dir / "kiosk.db")          # must open, every time
         try:
             pending = [loan.txn_id for loan in Outbox(store, DeviceKey.load_or_create(store_dir / "device.key"),
                                                       ManualClock()).pending()]
@@ -133,9 +148,9 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_loan(store_dir):
 
     assert kills >= 30, f"only {kills} kills fit in the time budget"
     assert len(committed) > kills, "the child hardly wrote anything before being killed"
-    assert torn_writes >= 1, "no kill landed mid-write, so the test proved little"
+    assert wal_replays >= 1, "no kill left a WAL to recover, so the test proved little"
     print(f"\n{kills} kills, {len(committed)} loans committed, {len(acked)} acknowledged, "
-          f"{torn_writes} kills left a half-written temp file")
+          f"{wal_replays} reopens recovered from the WAL, {mid_checkpoint} kills during a checkpoint")
 
 
 def _tinydb_file(path: Path, storage) -> None:
@@ -163,20 +178,44 @@ def test_negative_control_plain_jsonstorage_cut_mid_write_cannot_be_opened(tmp_p
 
 def test_atomic_storage_only_ever_leaves_cut_bytes_in_a_temp_file(store_dir):
     """With os.replace the torn bytes can only be in the temp file, which is dropped on open."""
-    store = open_store(store_dir / "kiosk.json")
-    for i in range(200):
-        store.outbox.insert({"txn_id": f"t{i}", "sealed": "x" * 64})
-    store.close()
-    _cut_short(store_dir / "kiosk.json", store_dir / ".kiosk.json.crash1.tmp")
+    path = store_dir / "layer.json"
+    _tinydb_file(path, AtomicJSONStorage)
+    _cut_short(path, store_dir / ".layer.json.crash1.tmp")
+    db = TinyDB(path, storage=AtomicJSONStorage)
+    assert len(db.table("outbox")) == 200
+    db.close()
+    assert not (store_dir / ".layer.json.crash1.tmp").exists()
 
-    store = open_store(store_dir / "kiosk.json")
-    assert len(store.outbox) == 200
-    store.close()
-    assert not (store_dir / ".kiosk.json.crash1.tmp").exists()
-
-    # The same torn bytes as the DB itself would be refused loudly, not read as empty.
-    _cut_short(store_dir / "kiosk.json", store_dir / "torn.json")
-    torn = open_store(store_dir / "torn.json")
+    # The same torn bytes as the file itself are refused loudly, not read as empty.
+    _cut_short(path, store_dir / "torn.json")
+    torn = AtomicJSONStorage(store_dir / "torn.json")
     with pytest.raises(StoreCorrupt):
-        len(torn.outbox)
+        torn.read()
     torn.close()
+
+
+def test_a_wal_cut_mid_commit_opens_at_the_last_whole_commit(store_dir):
+    """A power cut during a commit leaves a WAL whose last frame is torn: SQLite's frame
+    checksums drop it, and every loan committed before it is still there."""
+    key = DeviceKey.load_or_create(store_dir / "device.key")
+    path = store_dir / "kiosk.db"
+    store = open_store(path)
+    outbox = Outbox(store, key, ManualClock())
+    from kiosk_testing.store import make_loan
+    for i in range(10):
+        outbox.append(make_loan(i))
+    wal = store_dir / "kiosk.db-wal"
+    whole = wal.read_bytes()
+    outbox.append(make_loan(10))
+    full = wal.read_bytes()
+    # What the disk holds if the power went half way through the 11th commit; copy it
+    # aside as a store of its own (the open connection would otherwise clean up).
+    crashed = store_dir / "crashed"
+    crashed.mkdir()
+    import shutil as _sh
+    _sh.copy(path, crashed / "kiosk.db")
+    (crashed / "kiosk.db-wal").write_bytes(full[: len(whole) + (len(full) - len(whole)) // 2])
+    store.close()
+    with open_store(crashed / "kiosk.db") as reopened:
+        assert [l.txn_id for l in Outbox(reopened, key, ManualClock()).pending()] == \
+            [make_loan(i).txn_id for i in range(10)]

@@ -1,7 +1,7 @@
 """`kiosk doctor`: is this machine ready to lend books, and if not, what to fix.
 
 Each check looks at one thing (reader, pcscd, scanner, GPIO, fonts, display, clock,
-disk, printer) and returns ok, warn or fail with the fix in words a technician can
+disk, loan journal, printer) and returns ok, warn or fail with the fix in words a technician can
 follow on site. The checks only look: they never open the card, never grab the
 scanner from a running kiosk, never print, never drive a pin. Where to look is an
 `Env` so the tests point the checks at their own directories.
@@ -255,6 +255,19 @@ def check_disk(config: dict, env: Env) -> Check:
     return Check("disk", OK, f"{mb} MB free for {data_dir}")
 
 
+def check_store(config: dict, env: Env) -> Check:
+    """The loan journal: it opens, its device key is the one that sealed it, nothing damaged."""
+    from kiosk.store.inspect import inspect_store
+
+    data_dir = Path(config["kiosk"]["data_dir"]).expanduser()
+    report = inspect_store(data_dir)
+    if report.problem in ("", "no_store"):
+        return Check("store", OK, report.detail if report.problem == "" else f"no loans yet in {data_dir}")
+    if report.problem == "damaged_rows":
+        return Check("store", WARN, report.detail, report.fix)
+    return Check("store", FAIL, report.detail, report.fix)
+
+
 def check_printer(config: dict, env: Env) -> Check:
     hw = config["hardware"]
     kind, device = hw["printer"], hw["printer_device"]
@@ -290,7 +303,7 @@ def check_printer(config: dict, env: Env) -> Check:
 
 CHECKS: tuple[Callable[[dict, Env], Check], ...] = (
     check_pcscd, check_reader, check_vpcd, check_scanner, check_gpio, check_fonts, check_display,
-    check_clock, check_disk, check_printer,
+    check_clock, check_disk, check_store, check_printer,
 )
 
 

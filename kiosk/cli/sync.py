@@ -26,35 +26,43 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from kiosk.store.database import open_store
-    from kiosk.store.outbox import Outbox
-    from kiosk.store.sealed import DeviceKey
+    """Reads a snapshot: works beside the running kiosk, on a read-only mount, and says
+    what to do when the store or its key cannot be used (exit 1 then)."""
+    from kiosk.store.inspect import inspect_store
 
     config = _config(args)
-    data = Path(config["kiosk"]["data_dir"])
-    if not (data / "kiosk.db").exists():
+    data = Path(config["kiosk"]["data_dir"]).expanduser()
+    report = inspect_store(data)
+    if report.problem == "no_store":
         print(f"no kiosk data in {data}", file=sys.stderr)
         return 1
-    store = open_store(data / "kiosk.db", snapshot=True)
-    try:
-        key = DeviceKey.load_or_create(data / "device.key")
-        stats = Outbox(store, key, lambda: datetime.now().astimezone()).stats()
-    finally:
-        store.close()
-    out = {"pending": stats.pending, "in_flight": stats.in_flight,
-           "oldest_pending": _iso(stats.oldest_created), "last_success": _iso(stats.last_success),
-           "conflicts": stats.conflicts}
+    stats = report.stats
+    out: dict = {"pending": None, "in_flight": None, "oldest_pending": None, "last_success": None,
+                 "conflicts": None, "damaged": None}
+    if stats is not None:
+        out.update(pending=stats.pending, in_flight=stats.in_flight, oldest_pending=_iso(stats.oldest_created),
+                   last_success=_iso(stats.last_success), conflicts=stats.conflicts, damaged=stats.damaged)
+    out["problem"] = report.problem or None
+    if report.problem:
+        out["detail"], out["fix"] = report.detail, report.fix
+    if report.damaged:
+        out["damaged_rows"] = [{"id": i, "source": src, "reason": why, "found_at": when}
+                               for i, src, why, when in report.damaged]
     if args.json:
         print(json.dumps(out))
     else:
         for k, v in out.items():
-            print(f"{k:15} {v if v is not None else '-'}")
-    return 0
+            if k != "damaged_rows":
+                print(f"{k:15} {v if v is not None else '-'}")
+        for row in out.get("damaged_rows", []):
+            print(f"damaged #{row['id']:<6} {row['source']:9} {row['reason']:12} found {row['found_at']}")
+    serious = report.problem not in ("", "damaged_rows")
+    return 1 if serious else 0
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
     from kiosk.shell.launcher import open_outbox_for_drain
-    from kiosk.store.database import StoreBusy
+    from kiosk.store.database import StoreBusy, StoreError
     from kiosk.sync.outbox_worker import OutboxWorker
 
     config = _config(args)
@@ -64,6 +72,9 @@ def cmd_drain(args: argparse.Namespace) -> int:
         print("the kiosk is running and drains its outbox itself; use the staff menu's "
               "'sync now', or stop the kiosk first", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"the outbox cannot be drained: {exc}", file=sys.stderr)
+        return 1
     try:
         worker = OutboxWorker(outbox, catalogue, lambda: datetime.now().astimezone(), on_result=lambda r: None)
         report = worker.drain_once()

@@ -79,6 +79,13 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class JournalFailed:
+    """The loan `txn_id` could not be written to the journal: it must not count as lent."""
+
+    txn_id: str
+
+
+@dataclass(frozen=True)
 class SetOutOfService:
     on: bool
 
@@ -159,13 +166,13 @@ class LinkDone:
 
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
-    | PatronLoaded | Barcode | ItemDone | Press | Tick | SetOutOfService | SetOfflineLending
+    | PatronLoaded | Barcode | ItemDone | JournalFailed | Press | Tick | SetOutOfService | SetOfflineLending
     | ReceiptDone | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
-    "ItemDone", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
+    "ItemDone", "JournalFailed", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
     "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
     "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone",
 ]

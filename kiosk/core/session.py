@@ -502,6 +502,21 @@ class Session:
             return self._render(now) + cues
         return []
 
+    def _on_JournalFailed(self, e: ev.JournalFailed, now: float) -> list[fx.Effect]:
+        """Not durable, so not lent: the row says "take it to the counter", red light, refusal sound."""
+        row = next((x for x in self.p.rows if x.txn_id == e.txn_id), None)
+        if row is None or row.state not in ("ok", "pending"):
+            return []
+        row.state = "refused"
+        row.due = ""
+        row.refusal = Refusal.COUNTER_ONLY.value
+        cues: list[fx.Effect] = [fx.Cue("refused"), fx.Lights("refused")]
+        if self.screen == FINISHING and not any(x.state == "pending" for x in self.p.rows):
+            return self._go(SUMMARY, now) + cues
+        if self.screen in (SCANNING, FINISHING):
+            return self._render(now) + cues
+        return cues
+
     # ------------------------------------------------------------------ touches
 
     def _on_Press(self, e: ev.Press, now: float) -> list[fx.Effect]:

@@ -278,12 +278,31 @@ class Controller:
     # -- effects out ------------------------------------------------------------
 
     def _run(self, effects: list[fx.Effect]) -> None:
-        for effect in effects:
+        for i, effect in enumerate(effects):
             handler = getattr(self, "_do_" + type(effect).__name__)
             try:
                 handler(effect)
-            except Exception:  # one failing effect must never take the kiosk down
+            except Exception as exc:  # one failing effect must never take the kiosk down
+                if isinstance(effect, fx.Checkout):
+                    # Not durable, so not lent: what the session meant to show next (the row
+                    # as lent, green light, success sound) is dropped and the item refused.
+                    self._journal_failed(effect.loan.txn_id, exc)
+                    self._run([x for x in effects[i + 1:] if not isinstance(x, fx.Show | fx.Lights | fx.Cue)])
+                    return
                 log.exception("effect.failed", extra={"kiosk_fields": {"effect": type(effect).__name__}})
+
+    def _journal_failed(self, txn_id: str, exc: Exception) -> None:
+        from kiosk.store.outbox import OutboxFull
+
+        log_event(log, "loan.journal_failed", logging.ERROR, txn=txn_id, error=type(exc).__name__)
+        self._run(self.session.handle(ev.JournalFailed(txn_id), self.clock()))
+        if not isinstance(exc, OutboxFull):
+            # The store cannot write: no further loan could be recorded either.
+            if self.staff_backend is not None:
+                note = getattr(self.staff_backend, "store_failed", None)
+                if note is not None:
+                    note(exc)
+            self.post(ev.SetOutOfService(True))
 
     def _do_Show(self, e: fx.Show) -> None:
         if e.screen != self._screen:

@@ -31,7 +31,7 @@ from kiosk.config.settings import (
     SerialScannerSettings,
 )
 from kiosk.core.barcodes import BarcodeRules
-from kiosk.core.events import Barcode, StaffOpen
+from kiosk.core.events import Barcode, SetOutOfService, StaffOpen
 from kiosk.core.loan_rules import OfflineRules
 from kiosk.core.session import Session, SessionSettings, Timeouts
 from kiosk.logs import log_event, setup_logging
@@ -44,7 +44,7 @@ from kiosk.shell.lifecycle import (
 )
 from kiosk.shell.sd_notify import SystemdNotifier
 from kiosk.shell.staff_backend import remembered
-from kiosk.store.database import Store, open_store
+from kiosk.store.database import Store, StoreError, open_scratch_store, open_store
 
 if TYPE_CHECKING:
     from kiosk.card.identity import TrustStore
@@ -154,6 +154,7 @@ class Services:
     extras: list = field(default_factory=list)
     notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
     staff_backend: StaffBackend | None = None
+    store_problem: str = ""             # why the real store cannot be used ("" when it can)
     effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
     applier: ConfigApplier | None = None
     stop_app: Any = None                # set by make_app: stops the UI loop
@@ -248,13 +249,17 @@ def build_reader(settings: CardSettings) -> CardReader | None:
 def open_outbox_for_drain(config: dict) -> tuple[Store, Outbox, Any]:
     """The store, outbox and catalogue alone, for `kiosk sync drain` (raises StoreBusy
     while the kiosk itself holds the store)."""
+    from kiosk.store.key_guard import open_device_key
     from kiosk.store.outbox import Outbox
-    from kiosk.store.sealed import DeviceKey
 
     settings = BackendSettings.from_config(config)
     data_dir = _data_dir(config)
     store = open_store(data_dir / "kiosk.db")
-    key = DeviceKey.load_or_create(data_dir / "device.key")
+    try:
+        key = open_device_key(data_dir / "device.key", store)
+    except BaseException:
+        store.close()
+        raise
     outbox = Outbox(store, key, lambda: datetime.now().astimezone())
     return store, outbox, build_catalogue(settings.catalogue)
 
@@ -264,8 +269,40 @@ def open_services(config: dict) -> Services:
     Every backend's typed settings are built here, once, so a bad combination stops the
     kiosk before anything is opened."""
     settings = BackendSettings.from_config(config)
-    data_dir = _data_dir(config)
-    return Services(config=config, settings=settings, data_dir=data_dir, store=open_store(data_dir / "kiosk.db"))
+    data_dir = Path(config["kiosk"]["data_dir"]).expanduser()
+    try:
+        data_dir = _data_dir(config)
+        store = open_store(data_dir / "kiosk.db")
+    except (StoreError, OSError) as exc:
+        services = Services(config=config, settings=settings, data_dir=data_dir, store=open_scratch_store())
+        _store_unusable(services, exc)
+        return services
+    return Services(config=config, settings=settings, data_dir=data_dir, store=store)
+
+
+def _store_unusable(services: Services, exc: BaseException) -> None:
+    """One clear line, then out of service over a scratch store (never a crash loop, and
+    the damaged files are left exactly as they are for recovery)."""
+    from kiosk.shell.staff_backend import store_problem_code
+
+    services.store_problem = store_problem_code(exc) if isinstance(exc, Exception) else "journal_write_failed"
+    if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+        services.store_problem = "data_read_only"
+    log_event(log, "store.unusable", level=logging.CRITICAL, problem=services.store_problem,
+              reason=str(exc).replace("\n", " "))
+
+
+class _RefusingJournal:
+    """The journal of a kiosk whose store cannot be used: every loan is refused."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def append(self, loan: object) -> None:
+        raise StoreError(f"the loan journal cannot be used ({self.problem})")
+
+    def withdraw(self, txn_id: str) -> None:
+        pass
 
 
 def build_backends(services: Services, demo: bool = False) -> None:
@@ -275,12 +312,25 @@ def build_backends(services: Services, demo: bool = False) -> None:
     from kiosk.shell.staff_backend import StaffBackend
     from kiosk.store.audit import Audit
     from kiosk.store.link_cache import LinkCache
+    from kiosk.store.key_guard import open_device_key
     from kiosk.store.outbox import Outbox
-    from kiosk.store.sealed import DeviceKey
 
     config, data_dir, store = services.config, services.data_dir, services.store
     card_settings = services.settings.card
-    services.key = key = DeviceKey.load_or_create(data_dir / "device.key")
+    from kiosk.store.sealed import DeviceKey as _Key, KeyFileError
+
+    if services.store_problem:              # the store never opened: leave the key file alone too
+        key = _Key(os.urandom(32))
+    else:
+        try:
+            key = open_device_key(data_dir / "device.key", store)
+        except (StoreError, KeyFileError, OSError) as exc:
+            # Sealed loans wait under a key we do not have: touch nothing of them.
+            _store_unusable(services, exc)
+            store.close()
+            services.store = store = open_scratch_store()
+            key = _Key(os.urandom(32))
+    services.key = key
     clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
     services.outbox = Outbox(store, key, clock)
     services.links = LinkCache(store, key, clock, max_age_days=card_settings.link_cache_days)
@@ -306,6 +356,7 @@ def build_backends(services: Services, demo: bool = False) -> None:
         else "site",
         worker_status=lambda: services.worker.status if services.worker else None,
         on_exit=services.request_exit, scanner=config["hardware"]["scanner"])
+    services.staff_backend.store_problem = services.store_problem
 
 
 def build_services(config: dict, demo: bool = False) -> Services:
@@ -381,6 +432,7 @@ def first_controller(services: Services, view: View, loop: Loop) -> Controller:
     # Staff switches survive a restart: a kiosk put out of service stays out of service.
     session.out_of_service = bool(remembered(store, "out_of_service", False))
     session.offline_lending = bool(remembered(store, "offline_lending", session.offline_lending))
+    session.out_of_service = session.out_of_service or bool(services.store_problem)
     # A kiosk with no card reader says so on its first screen, not only once connected.
     session.reader_ok = services.settings.card.reader != "none"
     return Controller(session=session, view=view, loop=loop, clock=time.monotonic)
@@ -397,6 +449,7 @@ def connect_controller(services: Services, controller: Controller) -> None:
     backend = services.staff_backend
     staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
+    staff.failures = backend.signin_failures()     # wrong guesses before a restart still count
     hw = build_hardware(services.settings.hardware, services)
     backend.reader_ok = lambda: controller.session.reader_ok
     worker = OutboxWorker(services.outbox, services.catalogue, lambda: datetime.now().astimezone(),
@@ -405,9 +458,12 @@ def connect_controller(services: Services, controller: Controller) -> None:
     worker.start()
     controller.connect(
         card_reader=services.reader, card_auth=services.card, catalogue=services.catalogue,
-        resolver=services.resolver, journal=services.outbox, staff=staff, staff_backend=backend,
+        resolver=services.resolver, staff=staff, staff_backend=backend,
+        journal=_RefusingJournal(services.store_problem) if services.store_problem else services.outbox,
         leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
     )
+    if services.store_problem:
+        controller.post(SetOutOfService(True))      # found after the first frame: the key check
     if hw.scanner is not None:
         hw.scanner.start(lambda code: controller.post(Barcode(code)))
     if services.settings.hardware.reset_button is not None:
@@ -452,15 +508,19 @@ def start_management(services: Services, controller: Controller) -> None:
     config = services.config
     started = time.monotonic()
 
+    backend = services.staff_backend
+
     def health() -> dict:
         stats = services.outbox.stats()
         worker = services.worker.status if services.worker else None
-        return health_document(
+        doc = health_document(
             reader_ok=controller.session.reader_ok if services.reader is not None else None,
             scanner_ok=None, catalogue_ok=None if worker is None else worker.failures == 0,
             outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
             app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
             now=datetime.now().astimezone())
+        return with_outbox_check(doc, stats.damaged, services.store_problem
+                                 or (backend.store_problem if backend is not None else ""))
 
     if config["management"]["enabled"]:
         server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
@@ -471,6 +531,15 @@ def start_management(services: Services, controller: Controller) -> None:
         poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
         poller.start()
         services.extras.append(poller)
+
+
+def with_outbox_check(doc: dict, damaged: int, store_problem: str) -> dict:
+    """/health: damaged rows and an unusable journal are an outbox problem (the catalogue
+    may be fine), so a monitor pages the right people."""
+    doc["checks"]["outbox"] = damaged == 0 and not store_problem
+    doc["outbox_damaged"] = damaged
+    doc["store_problem"] = store_problem or None
+    return doc
 
 
 def kivy_environment(config: dict, demo: bool) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from kiosk import __version__
+from kiosk.store.staff_state import LOCKED_UNTIL, StaffState
 
 if TYPE_CHECKING:
     from kiosk.store.audit import Audit
@@ -24,7 +25,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.staff")
 
-LOCK_SETTING = "staff_signin_locked_until"
+LOCK_SETTING = LOCKED_UNTIL
+DAMAGED_PREFIX = "damaged:"          # review-list ids of damaged rows (txn ids are hex or "txn-…")
+
+
+def store_problem_code(exc: BaseException) -> str:
+    """A short, staff-readable name for why the store cannot be used (details go to the log,
+    `kiosk doctor` and `kiosk sync status`)."""
+    from kiosk.store.errors import KeyUnavailable, StoreBusy, StoreCorrupt, StoreReadOnly
+    from kiosk.store.sealed import KeyFileError
+
+    if isinstance(exc, KeyUnavailable):
+        return "device_key_missing" if "missing" in str(exc) else "device_key_mismatch"
+    if isinstance(exc, KeyFileError):
+        return "device_key_unsafe"
+    if isinstance(exc, StoreCorrupt):
+        return "database_damaged"
+    if isinstance(exc, StoreReadOnly):
+        return "data_read_only"
+    if isinstance(exc, StoreBusy):
+        return "database_busy"
+    return "journal_write_failed"
 
 
 def remembered(store: Store, setting: str, default: object) -> object:
@@ -47,18 +68,35 @@ class StaffBackend:
         self.on_exit = on_exit
         self.scanner = scanner
         self.started = time.monotonic()
+        self._staff_state = StaffState(store)
+        self.store_problem = ""             # why the kiosk cannot record loans ("" when it can)
 
     def audit(self, actor: str, action: str, **fields: Any) -> None:
+        # The sign-in failure count is kept with the audit entry that reports it, so a
+        # restart between wrong guesses does not reset it.
+        if action == "staff.signin_failed" and isinstance(fields.get("failures"), int):
+            self._staff_state.record_failures(fields["failures"])
+        elif action == "staff.signed_in":
+            self._staff_state.clear_failures()
         self._audit.record(actor, action, **fields)
+
+    def signin_failures(self) -> int:
+        """Wrong sign-ins since the last success or lockout, across restarts."""
+        return self._staff_state.failures()
 
     def load(self, kind: str) -> object:
         if kind == "status":
             return self.status()
         if kind == "conflicts":
+            # Damaged rows join the review list: nothing in them can be read, so staff check
+            # the loans at the counter and settle the row by hand.
             return [{"id": c.id, "item_id": c.loan.item_id, "patron_id": c.loan.patron_id,
                      "reason": c.reason, "refusal": c.result.refusal.value if c.result.refusal else None,
                      "offline": c.loan.offline, "recorded_at": c.recorded_at.isoformat(timespec="minutes")}
-                    for c in self.outbox.conflicts()]
+                    for c in self.outbox.conflicts()] + [
+                    {"id": DAMAGED_PREFIX + str(d.id), "item_id": None, "patron_id": None, "reason": d.reason,
+                     "refusal": "damaged_row", "offline": False,
+                     "recorded_at": d.found_at.isoformat(timespec="minutes")} for d in self.outbox.damaged()]
         raise ValueError(kind)
 
     def status(self) -> dict[str, Any]:
@@ -74,13 +112,22 @@ class StaffBackend:
             "oldest_pending": stats.oldest_created.isoformat(timespec="minutes") if stats.oldest_created else "",
             "last_sync": stats.last_success.isoformat(timespec="minutes") if stats.last_success else "",
             "conflicts": stats.conflicts,
+            "damaged": stats.damaged,
+            "store_problem": self.store_problem,
             "config_version": self.config_version(),
             "app_version": __version__,
             "disk_free_mb": disk.free // (1024 * 1024),
             "uptime_s": int(time.monotonic() - self.started),
         }
 
+    def store_failed(self, exc: BaseException) -> None:
+        """The journal could not write: staff see why on the status screen."""
+        self.store_problem = store_problem_code(exc)
+
     def resolve_conflict(self, conflict_id: str) -> None:
+        if conflict_id.startswith(DAMAGED_PREFIX) and conflict_id[len(DAMAGED_PREFIX):].isdigit():
+            self.outbox.discard_damaged(int(conflict_id[len(DAMAGED_PREFIX):]))
+            return
         self.outbox.resolve_conflict(conflict_id)
 
     def remember(self, setting: str, value: object) -> None:
@@ -91,15 +138,14 @@ class StaffBackend:
         return remembered(self.store, setting, default)
 
     def lock_signin(self, seconds: float) -> None:
-        until = self.wall() + timedelta(seconds=seconds)
-        self.store.set_setting(LOCK_SETTING, until.isoformat())
+        self._staff_state.lock_until(self.wall() + timedelta(seconds=seconds))
 
     def signin_locked_for(self) -> float:
         """Seconds of lockout left from before a restart (a reboot must not reset it)."""
-        raw = self.store.get_setting(LOCK_SETTING)
-        if not raw:
+        until = self._staff_state.locked_until()
+        if until is None:
             return 0.0
-        return max(0.0, (datetime.fromisoformat(raw) - self.wall()).total_seconds())
+        return max(0.0, (until - self.wall()).total_seconds())
 
     def exit(self, how: str) -> None:
         if self.on_exit is not None:

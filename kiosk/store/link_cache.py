@@ -15,12 +15,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from tinydb import Query
-
 from kiosk.store.database import Store
 from kiosk.store.sealed import DeviceKey, SealBroken
 
-_Q = Query()
 _log = logging.getLogger(__name__)
 
 # A Pi has no RTC: after a bad boot the clock may run behind. Entries stamped more
@@ -47,59 +44,55 @@ class LinkCache:
     def put(self, cert_hash: str, patron_id: str) -> None:
         row_key = self._row_key(cert_hash)
         stored = self._clock().isoformat()
-        doc = {
-            "k": row_key,
-            "stored": stored,
-            "sealed": self._key.seal({"patron_id": patron_id}, _aad(row_key, stored)),
-        }
+        sealed = self._key.seal({"patron_id": patron_id}, _aad(row_key, stored))
         with self._store.transaction():
-            links = self._store.links
-            links.remove(_Q.k == row_key)
-            rows = links.all()
-            overflow = len(rows) + 1 - self._capacity
+            self._store.write("DELETE FROM links WHERE k = ?", (row_key,))
+            held = self._store.query("SELECT count(*) FROM links")[0][0]
+            overflow = held + 1 - self._capacity
             if overflow > 0:
-                oldest = sorted(rows, key=lambda r: (r["stored"], r.doc_id))[:overflow]
-                links.remove(doc_ids=[r.doc_id for r in oldest])
-            links.insert(doc)
+                self._store.write("DELETE FROM links WHERE k IN "
+                                  "(SELECT k FROM links ORDER BY stored, rowid LIMIT ?)", (overflow,))
+            self._store.write("INSERT INTO links (k, stored, sealed) VALUES (?, ?, ?)", (row_key, stored, sealed))
 
     def get(self, cert_hash: str) -> str | None:
         """The cached library card number, or None (unknown, expired, or unreadable)."""
         row_key = self._row_key(cert_hash)
-        row = self._store.links.get(_Q.k == row_key)
-        if row is None:
+        rows = self._store.query("SELECT stored, sealed FROM links WHERE k = ?", (row_key,))
+        if not rows:
             return None
-        if self._expired(row, self._clock()):
-            self._store.links.remove(doc_ids=[row.doc_id])
+        stored, sealed = rows[0]
+        if self._expired(stored, self._clock()):
+            self._store.write("DELETE FROM links WHERE k = ?", (row_key,))
             return None
         try:
-            return self._key.unseal(row["sealed"], _aad(row_key, row["stored"]))["patron_id"]
+            return str(self._key.unseal(sealed, _aad(row_key, stored))["patron_id"])
         except (SealBroken, KeyError, TypeError):
             _log.warning("link cache: dropping an entry that failed to unseal")
-            self._store.links.remove(doc_ids=[row.doc_id])
+            self._store.write("DELETE FROM links WHERE k = ?", (row_key,))
             return None
 
     def forget(self, cert_hash: str) -> None:
-        self._store.links.remove(_Q.k == self._row_key(cert_hash))
+        self._store.write("DELETE FROM links WHERE k = ?", (self._row_key(cert_hash),))
 
     def purge_expired(self) -> int:
         """Remove every expired entry; returns how many went."""
         now = self._clock()
         with self._store.transaction():
-            stale = [r.doc_id for r in self._store.links.all() if self._expired(r, now)]
+            stale = [(k,) for k, stored in self._store.query("SELECT k, stored FROM links")
+                     if self._expired(stored, now)]
             if stale:
-                self._store.links.remove(doc_ids=stale)
+                self._store.write_many("DELETE FROM links WHERE k = ?", stale)
         return len(stale)
 
     def __len__(self) -> int:
-        return len(self._store.links)
+        return int(self._store.query("SELECT count(*) FROM links")[0][0])
 
     def _row_key(self, cert_hash: str) -> str:
         return hmac.new(self._hmac_key, cert_hash.lower().encode("ascii"), hashlib.sha256).hexdigest()
 
-    def _expired(self, row: dict[str, Any], now: datetime) -> bool:
+    def _expired(self, stored_at: Any, now: datetime) -> bool:
         try:
-            stored = datetime.fromisoformat(row["stored"])
-            age = now - stored
+            age = now - datetime.fromisoformat(stored_at)
         except (KeyError, TypeError, ValueError):
             return True
         return age > self._max_age or age < -CLOCK_SKEW

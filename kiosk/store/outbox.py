@@ -10,22 +10,22 @@ list for staff, who need patron id, item id and the reason.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Iterator, Sequence
 
-from tinydb import Query
-
 from kiosk.core.catalogue import LoanRequest, LoanResult, Refusal
 from kiosk.store.database import Store
-from kiosk.store.sealed import DeviceKey
+from kiosk.store.sealed import DeviceKey, SealBroken
+
+_log = logging.getLogger(__name__)
 
 QUEUED = "queued"
 IN_FLIGHT = "in_flight"      # sent at least once: the catalogue may already hold it
 WITHDRAWN = "withdrawn"      # sent, then the patron left unconfirmed: never send it again
 LAST_SUCCESS = "outbox.last_success"
-
-_Q = Query()
 
 
 class OutboxFull(Exception):
@@ -74,72 +74,88 @@ class OutboxStats:
     oldest_created: datetime | None     # when the oldest pending loan was queued
     last_success: datetime | None       # last time the catalogue answered a queued loan
     conflicts: int
+    damaged: int = 0                    # rows that could not be opened (staff review)
+
+
+@dataclass(frozen=True)
+class DamagedRow:
+    """A row that could not be unsealed or parsed: kept (sealed, as found) for staff and
+    recovery, out of the queue so the rest drains. No patron or item id is readable."""
+
+    id: int
+    source: str                 # "outbox" or "conflicts"
+    txn_id: str | None
+    found_at: datetime
+    reason: str
+
+
+_ROW = "seq, txn_id, state, created, attempts, sealed"
 
 
 class Outbox:
-    """Ordered, idempotent, encrypted queue of loans over `Store` tables outbox/conflicts."""
+    """Ordered, idempotent, encrypted queue of loans over `Store` tables outbox/conflicts.
+
+    A row that cannot be opened (a flipped bit, a swapped blob) moves to the damaged
+    list the moment it is met; the queue goes on with the next one."""
 
     def __init__(self, store: Store, key: DeviceKey, clock: Callable[[], datetime], capacity: int = 5000) -> None:
         self._store = store
         self._key = key
         self._clock = clock
         self._capacity = capacity
-        self._doc_ids: dict[str, int] = {}      # txn_id -> TinyDB doc id: a hint, every hit is checked
 
     def append(self, loan: LoanRequest) -> None:
-        """Queue `loan`; durable on return. A txn_id already held (pending or conflict) is a no-op."""
+        """Queue `loan`; durable (committed and fsynced) on return. A txn_id already held
+        (pending or conflict) is a no-op. OutboxFull or a StoreError: nothing was added."""
         with self._store.transaction():
-            if self._store.outbox.contains(_Q.txn_id == loan.txn_id):
+            q = self._store.query
+            if q("SELECT 1 FROM outbox WHERE txn_id = ?", (loan.txn_id,)):
                 return
-            if self._store.conflicts.contains(_Q.txn_id == loan.txn_id):
+            if q("SELECT 1 FROM conflicts WHERE txn_id = ?", (loan.txn_id,)):
                 return
-            rows = self._store.outbox.all()
-            if len(rows) >= self._capacity:
-                raise OutboxFull(f"{len(rows)} loans wait for the catalogue")
-            seq = 1 + max((r["seq"] for r in rows), default=0)
+            held = q("SELECT count(*) FROM outbox")[0][0]
+            if held >= self._capacity:
+                raise OutboxFull(f"{held} loans wait for the catalogue")
+            seq = 1 + q("SELECT coalesce(max(seq), 0) FROM outbox")[0][0]    # after every loan held
             queued = self._clock().isoformat()
-            self._doc_ids[loan.txn_id] = self._store.outbox.insert({
-                "txn_id": loan.txn_id,
-                "seq": seq,
-                "state": QUEUED,
-                "created": queued,
-                "attempts": 0,
-                "sealed": self._key.seal(_loan_to_json(loan), _loan_aad(loan.txn_id, seq, queued)),
-            })
+            sealed = self._key.seal(_loan_to_json(loan), _loan_aad(loan.txn_id, seq, queued))
+            self._store.write("INSERT INTO outbox (seq, txn_id, state, created, attempts, sealed) "
+                              "VALUES (?, ?, ?, ?, 0, ?)", (seq, loan.txn_id, QUEUED, queued, sealed))
 
     def pending_entries(self) -> list[PendingLoan]:
-        """Every unacknowledged loan in queue order, with its retry state."""
-        rows = sorted(self._store.outbox.all(), key=lambda r: r["seq"])
-        return [self._open(r) for r in rows]
+        """Every unacknowledged loan in queue order, with its retry state (damaged rows
+        are moved aside, not returned)."""
+        return self._opened(self._store.query(f"SELECT {_ROW} FROM outbox ORDER BY seq"))
 
     def next_pending(self) -> PendingLoan | None:
         """The head of the queue (unseals only that one)."""
-        rows = self._store.outbox.all()
-        if not rows:
-            return None
-        return self._open(min(rows, key=lambda r: r["seq"]))
+        head = self.head(1)
+        return head[0] if head else None
 
     def head(self, n: int) -> list[PendingLoan]:
-        """The first `n` loans in queue order (unseals only those)."""
-        rows = sorted(self._store.outbox.all(), key=lambda r: r["seq"])[:n]
-        return [self._open(r) for r in rows]
+        """The first `n` readable loans in queue order (unseals only those)."""
+        while True:
+            rows = self._store.query(f"SELECT {_ROW} FROM outbox ORDER BY seq LIMIT ?", (n,))
+            opened = self._opened(rows)
+            if len(opened) == len(rows):
+                return opened
+            # damaged rows were moved aside: read the window again
 
     def count(self) -> int:
-        """Loans not yet acknowledged (cheap: no unsealing, no sorting)."""
-        return len(self._store.outbox)
+        """Loans not yet acknowledged (cheap: no unsealing)."""
+        return int(self._store.query("SELECT count(*) FROM outbox")[0][0])
 
     def state(self, txn_id: str) -> str | None:
         return self.states([txn_id])[txn_id]
 
     def states(self, txn_ids: Sequence[str]) -> dict[str, str | None]:
-        """Each loan's state now (None: no longer queued), in one pass over the table."""
+        """Each loan's state now (None: no longer queued)."""
         rows = self._rows(txn_ids)
-        return {t: rows[t]["state"] if t in rows else None for t in txn_ids}
+        return {t: rows[t][2] if t in rows else None for t in txn_ids}
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Several outbox changes as one atomic, fsynced write (the worker's bookkeeping for
-        a window of loans: one write instead of one per loan keeps a backlog drain linear)."""
+        """Several outbox changes as one commit (the worker's bookkeeping for a window)."""
         with self._store.transaction():
             yield
 
@@ -149,9 +165,10 @@ class Outbox:
     def unmark_many(self, txn_ids: Sequence[str]) -> None:
         """Marked in flight but never put on the wire (the catalogue failed first): queued again."""
         with self._store.transaction():
-            ids = [r.doc_id for r in self._rows(txn_ids).values() if r["state"] == IN_FLIGHT]
-            if ids:
-                self._store.outbox.update(_requeue, doc_ids=ids)
+            seqs = [(r[0],) for r in self._rows(txn_ids).values() if r[2] == IN_FLIGHT]
+            if seqs:
+                self._store.write_many("UPDATE outbox SET state = 'queued', attempts = max(0, attempts - 1) "
+                                       "WHERE seq = ?", seqs)
 
     def forget_unsent(self, txn_id: str) -> None:
         self.forget_unsent_many([txn_id])
@@ -159,9 +176,9 @@ class Outbox:
     def forget_unsent_many(self, txn_ids: Sequence[str]) -> None:
         """Withdrawn while they waited in the worker's window and never sent: nothing was lent."""
         with self._store.transaction():
-            ids = [r.doc_id for r in self._rows(txn_ids).values() if r["state"] == WITHDRAWN]
-            if ids:
-                self._store.outbox.remove(doc_ids=ids)
+            seqs = [(r[0],) for r in self._rows(txn_ids).values() if r[2] == WITHDRAWN]
+            if seqs:
+                self._store.write_many("DELETE FROM outbox WHERE seq = ?", seqs)
 
     def pending(self) -> list[LoanRequest]:
         return [entry.loan for entry in self.pending_entries()]
@@ -178,14 +195,15 @@ class Outbox:
         return marked
 
     def mark_sent_many(self, txn_ids: Sequence[str]) -> dict[str, bool | None]:
-        """`mark_sent` for a window of loans in one write: True marked, False withdrawn
+        """`mark_sent` for a window of loans in one commit: True marked, False withdrawn
         (must not be sent again), None not queued any more."""
         with self._store.transaction():
             rows = self._rows(txn_ids)
-            ids = [r.doc_id for r in rows.values() if r["state"] != WITHDRAWN]
-            if ids:
-                self._store.outbox.update(_mark_in_flight, doc_ids=ids)
-        return {t: (rows[t]["state"] != WITHDRAWN) if t in rows else None for t in txn_ids}
+            seqs = [(r[0],) for r in rows.values() if r[2] != WITHDRAWN]
+            if seqs:
+                self._store.write_many("UPDATE outbox SET state = 'in_flight', attempts = attempts + 1 "
+                                       "WHERE seq = ?", seqs)
+        return {t: (rows[t][2] != WITHDRAWN) if t in rows else None for t in txn_ids}
 
     def withdraw(self, txn_id: str) -> bool:
         """The patron left before this loan was confirmed, so it must not be lent.
@@ -195,13 +213,13 @@ class Outbox:
         the catalogue lent it (False). Unknown or already answered: False.
         """
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
+            row = self._rows([txn_id]).get(txn_id)
             if row is None:
                 return False
-            if row["state"] == QUEUED:
-                self._store.outbox.remove(doc_ids=[row.doc_id])
+            if row[2] == QUEUED:
+                self._store.write("DELETE FROM outbox WHERE seq = ?", (row[0],))
                 return True
-            self._store.outbox.update({"state": WITHDRAWN}, doc_ids=[row.doc_id])
+            self._store.write("UPDATE outbox SET state = ? WHERE seq = ?", (WITHDRAWN, row[0]))
             return False
 
     def settle(self, txn_id: str, result: LoanResult, refused_is_conflict: bool) -> str:
@@ -214,137 +232,147 @@ class Outbox:
         return self.settle_many([(txn_id, result, refused_is_conflict)])[0]
 
     def settle_many(self, answers: Sequence[tuple[str, LoanResult, bool]]) -> list[str]:
-        """`settle` for a window of answers (txn_id, result, refused_is_conflict), in one write."""
+        """`settle` for a window of answers (txn_id, result, refused_is_conflict), in one commit."""
         outcomes: list[str] = []
         with self._store.transaction():
             rows = self._rows([txn_id for txn_id, _, _ in answers])
-            purged: list[int] = []
+            purged: list[tuple[int]] = []
             moved: list[tuple[Any, LoanResult, str]] = []
             for txn_id, result, refused_is_conflict in answers:
                 row = rows.pop(txn_id, None)          # pop: an answer given twice settles once
                 if row is None:
                     outcomes.append("gone")
-                elif result.ok and row["state"] == WITHDRAWN:
+                elif result.ok and row[2] == WITHDRAWN:
                     moved.append((row, result, WITHDRAWN_BUT_LENT))
                     outcomes.append("conflict")
-                elif not result.ok and refused_is_conflict and row["state"] != WITHDRAWN:
+                elif not result.ok and refused_is_conflict and row[2] != WITHDRAWN:
                     moved.append((row, result, REFUSED))
                     outcomes.append("conflict")
                 else:
-                    purged.append(row.doc_id)
+                    purged.append((row[0],))
                     outcomes.append("accepted" if result.ok else "refused")
             if moved:
                 self._move_to_conflicts(moved)
             if purged:
-                self._store.outbox.remove(doc_ids=purged)
+                self._store.write_many("DELETE FROM outbox WHERE seq = ?", purged)
                 self._store.set_setting(LAST_SUCCESS, self._clock().isoformat())
         return outcomes
 
     def acknowledge(self, txn_id: str, result: LoanResult) -> None:
         """The catalogue answered (accepted, or refused an online loan): purge every trace of it."""
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
-            if row is not None:
-                self._purge(row)
+            if self._store.write("DELETE FROM outbox WHERE txn_id = ?", (txn_id,)):
+                self._store.set_setting(LAST_SUCCESS, self._clock().isoformat())
 
     def conflict(self, txn_id: str, result: LoanResult, reason: str = REFUSED) -> None:
-        """Move `txn_id` to the sealed review list in one atomic write (idempotent)."""
+        """Move `txn_id` to the sealed review list in one commit (idempotent)."""
         with self._store.transaction():
-            row = self._store.outbox.get(_Q.txn_id == txn_id)
+            row = self._rows([txn_id]).get(txn_id)
             if row is None:
-                if self._store.conflicts.contains(_Q.txn_id == txn_id):
+                if self._store.query("SELECT 1 FROM conflicts WHERE txn_id = ?", (txn_id,)):
                     return
                 raise KeyError(txn_id)
             self._move_to_conflicts([(row, result, reason)])
 
     def conflicts(self) -> list[Conflict]:
-        rows = sorted(self._store.conflicts.all(), key=lambda r: (r["recorded"], r.doc_id))
+        """The review list, oldest first; an entry that cannot be opened moves to damaged."""
+        rows = self._store.query("SELECT txn_id, recorded, sealed FROM conflicts ORDER BY recorded, rowid")
         out = []
-        for r in rows:
-            payload = self._key.unseal(r["sealed"], _conflict_aad(r["txn_id"], r["recorded"]))
-            out.append(Conflict(
-                id=r["txn_id"],
-                loan=_loan_from_json(payload["loan"]),
-                result=_result_from_json(payload["result"]),
-                recorded_at=datetime.fromisoformat(r["recorded"]),
-                reason=payload.get("reason", REFUSED),
-            ))
+        for txn_id, recorded, sealed in rows:
+            try:
+                payload = self._key.unseal(sealed, _conflict_aad(txn_id, recorded))
+                out.append(Conflict(
+                    id=txn_id,
+                    loan=_loan_from_json(payload["loan"]),
+                    result=_result_from_json(payload["result"]),
+                    recorded_at=datetime.fromisoformat(recorded),
+                    reason=payload.get("reason", REFUSED),
+                ))
+            except (SealBroken, KeyError, TypeError, ValueError) as exc:
+                self._quarantine("conflicts", txn_id, {"txn_id": txn_id, "recorded": recorded, "sealed": sealed},
+                                 exc, "DELETE FROM conflicts WHERE txn_id = ?", txn_id)
         return out
 
     def resolve_conflict(self, conflict_id: str) -> bool:
         """Staff dealt with it: purge. False if there was no such conflict."""
-        return bool(self._store.conflicts.remove(_Q.txn_id == conflict_id))
+        return bool(self._store.write("DELETE FROM conflicts WHERE txn_id = ?", (conflict_id,)))
+
+    def damaged(self) -> list[DamagedRow]:
+        """Rows that could not be opened, oldest first (no reading record is readable here)."""
+        return [DamagedRow(id=r[0], source=r[1], txn_id=r[2], found_at=datetime.fromisoformat(r[3]), reason=r[4])
+                for r in self._store.query("SELECT id, source, txn_id, found_at, reason FROM damaged ORDER BY id")]
+
+    def discard_damaged(self, damaged_id: int) -> bool:
+        """Staff settled a damaged row by hand (at the counter, with the catalogue): drop it."""
+        return bool(self._store.write("DELETE FROM damaged WHERE id = ?", (damaged_id,)))
 
     def stats(self) -> OutboxStats:
         with self._store.lock:
-            rows = self._store.outbox.all()
-            n_conflicts = len(self._store.conflicts)
+            q = self._store.query
+            pending, in_flight = q("SELECT count(*), coalesce(sum(state != 'queued'), 0) FROM outbox")[0]
+            oldest = q("SELECT created FROM outbox ORDER BY seq LIMIT 1")
+            n_conflicts = q("SELECT count(*) FROM conflicts")[0][0]
+            n_damaged = q("SELECT count(*) FROM damaged")[0][0]
             last = self._store.get_setting(LAST_SUCCESS)
-        oldest = min((r["created"] for r in rows), default=None, key=datetime.fromisoformat)
         return OutboxStats(
-            pending=len(rows),
-            in_flight=sum(1 for r in rows if r["state"] != QUEUED),
-            oldest_created=datetime.fromisoformat(oldest) if oldest else None,
+            pending=pending,
+            in_flight=in_flight,
+            oldest_created=datetime.fromisoformat(oldest[0][0]) if oldest else None,
             last_success=datetime.fromisoformat(last) if last else None,
             conflicts=n_conflicts,
+            damaged=n_damaged,
         )
 
-    def _purge(self, row: Any) -> None:
-        # Call inside a transaction.
-        self._store.outbox.remove(doc_ids=[row.doc_id])
-        self._store.set_setting(LAST_SUCCESS, self._clock().isoformat())
-
     def _move_to_conflicts(self, moves: Sequence[tuple[Any, LoanResult, str]]) -> None:
-        # Call inside a transaction: inserts + removes land in one atomic write.
+        # Call inside a transaction: inserts + deletes land in one commit.
         recorded = self._clock().isoformat()
         docs = []
         for row, result, reason in moves:
-            loan = self._open(row).loan
+            loan = self._open_row(row).loan
             payload = {"loan": _loan_to_json(loan), "result": _result_to_json(result), "reason": reason}
-            docs.append({
-                "txn_id": row["txn_id"],
-                "recorded": recorded,
-                "sealed": self._key.seal(payload, _conflict_aad(row["txn_id"], recorded)),
-            })
-        self._store.conflicts.insert_multiple(docs)
-        self._store.outbox.remove(doc_ids=[row.doc_id for row, _, _ in moves])
+            docs.append((row[1], recorded, self._key.seal(payload, _conflict_aad(row[1], recorded))))
+        self._store.write_many("INSERT OR REPLACE INTO conflicts (txn_id, recorded, sealed) VALUES (?, ?, ?)", docs)
+        self._store.write_many("DELETE FROM outbox WHERE seq = ?", [(row[0],) for row, _, _ in moves])
         if any(reason in (REFUSED, WITHDRAWN_BUT_LENT) for _, _, reason in moves):   # the catalogue did answer
             self._store.set_setting(LAST_SUCCESS, recorded)
 
     def _rows(self, txn_ids: Sequence[str]) -> dict[str, Any]:
-        """The outbox rows of these loans by txn_id. The worker asks about each loan just
-        before it goes out, so lookups go by doc id (O(1)); a miss rescans the table once."""
-        table = self._store.outbox
+        """The outbox rows of these loans by txn_id (by the unique index: no table scan)."""
         found: dict[str, Any] = {}
-        for txn_id in txn_ids:
-            doc_id = self._doc_ids.get(txn_id)
-            row = None if doc_id is None else table.get(doc_id=doc_id)
-            if row is not None and row["txn_id"] == txn_id:
-                found[txn_id] = row
-        if len(found) < len(set(txn_ids)):
-            rows = table.all()
-            self._doc_ids = {r["txn_id"]: r.doc_id for r in rows}
-            wanted = set(txn_ids)
-            found.update((r["txn_id"], r) for r in rows if r["txn_id"] in wanted)
+        for txn_id in dict.fromkeys(txn_ids):
+            rows = self._store.query(f"SELECT {_ROW} FROM outbox WHERE txn_id = ?", (txn_id,))
+            if rows:
+                found[txn_id] = rows[0]
         return found
 
-    def _open(self, row: dict[str, Any]) -> PendingLoan:
-        data = self._key.unseal(row["sealed"], _loan_aad(row["txn_id"], row["seq"], row["created"]))
-        return PendingLoan(
-            loan=_loan_from_json(data),
-            seq=row["seq"],
-            state=row["state"],
-            attempts=row["attempts"],
-            queued_at=datetime.fromisoformat(row["created"]),
-        )
+    def _opened(self, rows: Sequence[Any]) -> list[PendingLoan]:
+        out = []
+        for row in rows:
+            try:
+                out.append(self._open_row(row))
+            except (SealBroken, KeyError, TypeError, ValueError) as exc:
+                raw = dict(zip(("seq", "txn_id", "state", "created", "attempts", "sealed"), row))
+                self._quarantine("outbox", row[1], raw, exc, "DELETE FROM outbox WHERE seq = ?", row[0])
+        return out
 
+    def _quarantine(self, source: str, txn_id: str | None, raw: dict[str, Any], exc: Exception,
+                    delete_sql: str, key: Any) -> None:
+        """Move one unreadable row to `damaged` in one commit: kept sealed, as found."""
+        reason = "seal_broken" if isinstance(exc, SealBroken) else "unparsable"
+        with self._store.transaction():
+            self._store.write("INSERT INTO damaged (source, txn_id, found_at, reason, raw) VALUES (?, ?, ?, ?, ?)",
+                              (source, txn_id, self._clock().isoformat(), reason, json.dumps(raw)))
+            self._store.write(delete_sql, (key,))
+        _log.error("outbox.row_damaged source=%s reason=%s", source, reason)
 
-def _mark_in_flight(doc: dict[str, Any]) -> None:
-    doc.update(state=IN_FLIGHT, attempts=doc["attempts"] + 1)
-
-
-def _requeue(doc: dict[str, Any]) -> None:
-    doc.update(state=QUEUED, attempts=max(0, doc["attempts"] - 1))
+    def _open_row(self, row: Sequence[Any]) -> PendingLoan:
+        seq, txn_id, state, created, attempts, sealed = row
+        data = self._key.unseal(sealed, _loan_aad(txn_id, seq, created))
+        loan = _loan_from_json(data)
+        if loan.txn_id != txn_id:
+            raise ValueError("sealed loan belongs to another transaction")
+        return PendingLoan(loan=loan, seq=seq, state=state, attempts=attempts,
+                           queued_at=datetime.fromisoformat(created))
 
 
 def _loan_aad(txn_id: str, seq: int, created: str) -> bytes:

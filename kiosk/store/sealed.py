@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from kiosk.store.database import fsync_dir
+from kiosk.store.json_file import fsync_dir
 
 KEY_BYTES = 32          # AES-256
 NONCE_BYTES = 12        # 96-bit GCM nonce, fresh and random for every seal
@@ -44,6 +44,11 @@ class DeviceKey:
             raise ValueError(f"device key must be {KEY_BYTES} bytes")
         self._key = bytes(key)
         self._aead = AESGCM(self._key)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DeviceKey:
+        """Load the key file; FileNotFoundError when there is none (nothing is created)."""
+        return cls(_read_key_file(Path(path)))
 
     @classmethod
     def load_or_create(cls, path: str | os.PathLike[str]) -> DeviceKey:

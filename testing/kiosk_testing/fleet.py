@@ -178,7 +178,8 @@ class FleetKiosk:
         return Audit(self.store, self.clock).entries()
 
     def actions(self) -> list[tuple[str, dict]]:
-        return [(e["action"], e["fields"]) for e in self.audit()]
+        """Accountable actions and the recent anonymous refusals, in recorded order."""
+        return [(e["action"], e["fields"]) for e in Audit(self.store, self.clock).timeline()]
 
     def close(self) -> None:
         if self.server is not None:

@@ -6,6 +6,7 @@ with other areas' plugins.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -168,15 +169,42 @@ def store_clock() -> ManualClock:
 
 @pytest.fixture
 def kiosk_store(store_dir: Path) -> Iterator[Store]:
-    store = open_store(store_dir / "kiosk.json")
+    store = open_store(store_dir / "kiosk.db")
     yield store
     store.close()
 
 
 def count_commits(store) -> list[int]:
-    """A list that grows by one at every durable write of `store` (for write-count assertions)."""
-    storage = store._storage
+    """A list that grows by one at every durable commit of `store` (for write-count assertions)."""
     commits: list[int] = []
-    real = storage._commit
-    storage._commit = lambda data: (commits.append(1), real(data))[1]
+    real = store._commit
+    store._commit = lambda: (commits.append(1), real())[1]
     return commits
+
+
+def sqlite_rows(path: Path, table: str) -> list[dict]:
+    """Every row of `table` in the kiosk DB at `path`, read by a separate connection
+    (what a thief with the SD card would see, minus the sealing)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+    finally:
+        conn.close()
+
+
+def sqlite_write(path: Path, sql: str, params: tuple = ()) -> None:
+    """Change the kiosk DB behind the store's back (tampering, damage), committed."""
+    conn = sqlite3.connect(path, timeout=5)
+    try:
+        with conn:
+            conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def disk_bytes(path: Path) -> bytes:
+    """The raw bytes of the DB file and its WAL (if any), as on the SD card."""
+    data = path.read_bytes()
+    wal = path.with_name(path.name + "-wal")
+    return data + (wal.read_bytes() if wal.exists() else b"")

@@ -26,6 +26,8 @@ def status_value(key: str, value: object, t: Translator) -> str:
             return t.plural("staff.value.failing", int(value[len("failing ("):-1]))
     if key in ("oldest_pending", "last_sync") and isinstance(value, str):
         return escape(value.replace("T", " ")[:16])
+    if key == "store_problem" and isinstance(value, str) and t.has(f"staff.store_problem.{value}"):
+        return t(f"staff.store_problem.{value}")
     if key == "disk_free_mb":
         return f"{value} MB"
     if key == "uptime_s" and isinstance(value, int):
