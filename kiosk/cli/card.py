@@ -111,6 +111,13 @@ def load_card_settings(args: argparse.Namespace) -> CardSettings:
     return settings
 
 
+def load_card_setup(args: argparse.Namespace) -> tuple[CardSettings, TrustStore]:
+    """What `info` and `verify` both start from: the card settings and the trust store the
+    kiosk would use. ValueError: the configuration or an override is unusable."""
+    settings = load_card_settings(args)
+    return settings, load_trust(settings)
+
+
 def load_trust(settings: CardSettings) -> TrustStore:
     """The very trust store the kiosk builds from these settings."""
     from kiosk.shell.launcher import build_trust
@@ -262,8 +269,7 @@ def cmd_info(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        settings = load_card_settings(args)
-        trust = load_trust(settings)
+        settings, trust = load_card_setup(args)
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE
@@ -353,8 +359,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     out, err = out or sys.stdout, err or sys.stderr
     pin_source = pin_source or read_pin
     try:
-        settings = load_card_settings(args)
-        trust = load_trust(settings)
+        settings, trust = load_card_setup(args)
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return EXIT_USAGE

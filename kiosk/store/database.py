@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import sqlite3
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from kiosk.store.errors import KeyUnavailable, StoreBusy, StoreCorrupt, StoreError, StoreReadOnly
-from kiosk.store.json_file import AtomicJSONStorage, fsync_dir
+from kiosk.store.json_file import AtomicJSONStorage, fsync_dir, lock_exclusively, lock_path_for
 
 __all__ = ["AtomicJSONStorage", "KeyUnavailable", "Store", "StoreBusy", "StoreCorrupt", "StoreError",
            "StoreReadOnly", "fsync_dir", "open_scratch_store", "open_store", "SCHEMA_VERSION"]
@@ -403,7 +402,7 @@ def _migrate(store: Store) -> None:
 
 
 def _acquire_lock(path: Path) -> int:
-    lock_path = path.parent / f".{path.name}.lock"
+    lock_path = lock_path_for(path)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -415,13 +414,8 @@ def _acquire_lock(path: Path) -> int:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
             os.fchmod(fd, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+    except OSError:
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise StoreBusy(
-                f"{path} is open elsewhere (another kiosk process, or the store was "
-                "opened twice); two writers would lose each other's loans"
-            ) from exc
         raise
+    lock_exclusively(fd, path)
     return fd

@@ -20,6 +20,25 @@ from typing import Any, Iterator
 from kiosk.store.errors import StoreBusy, StoreCorrupt, StoreError
 
 
+def lock_path_for(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def lock_exclusively(fd: int, path: Path) -> None:
+    """The one-writer lock on `path`'s open lock file (the JSON files and the SQLite journal alike).
+    When another process or handle holds it: StoreBusy, with `fd` closed."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise StoreBusy(
+                f"{path} is open elsewhere (another kiosk process, or the store was "
+                "opened twice); two writers would lose each other's loans"
+            ) from exc
+        raise
+
+
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename or a new file in `directory` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -157,18 +176,8 @@ class AtomicJSONStorage:
         fsync_dir(self._dir)
 
     def _acquire_lock(self) -> int:
-        lock_path = self._dir / f".{self._path.name}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreBusy(
-                    f"{self._path} is open elsewhere (another kiosk process, or the store was "
-                    "opened twice); two writers would lose each other's loans"
-                ) from exc
-            raise
+        fd = os.open(lock_path_for(self._path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock_exclusively(fd, self._path)
         return fd
 
     def _clean_temp_files(self) -> None:
