@@ -337,7 +337,7 @@ def test_bad_bundle_leaves_everything_untouched(fleet_kiosk, fleet_keys):
 
 
 def test_cross_key_rule_reason_names_the_key(fleet_kiosk, fleet_keys):
-    kiosk = fleet_kiosk(serve=False)
+    kiosk = fleet_kiosk(serve=False, extra="push_catalogue_endpoints = true\n")     # under [management]
     outcome = kiosk.applier.apply(make_bundle(fleet_keys.private, {"catalogue": {"backend": "sip2"}}, 1))
     assert outcome.code == "unusable" and outcome.reason.startswith("catalogue.sip2.host: is needed")
 

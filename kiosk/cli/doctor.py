@@ -301,8 +301,21 @@ def check_printer(config: dict, env: Env) -> Check:
     return Check("printer", OK, f"USB {device}")
 
 
+def check_identity(config: dict, env: Env) -> Check:
+    """A kiosk needs its own id before central IT may manage it (targeted bundles)."""
+    from kiosk.config.load import identity_problem
+
+    problem = identity_problem(config)
+    if problem:
+        return Check("identity", FAIL, problem, "set [kiosk] id = \"<branch>-<number>\" in the site file")
+    if not config["kiosk"]["id"]:
+        return Check("identity", WARN, "kiosk.id is not set (management is off)",
+                     "set [kiosk] id in the site file before enabling [management]")
+    return Check("identity", OK, config["kiosk"]["id"])
+
+
 CHECKS: tuple[Callable[[dict, Env], Check], ...] = (
-    check_pcscd, check_reader, check_vpcd, check_scanner, check_gpio, check_fonts, check_display,
+    check_identity, check_pcscd, check_reader, check_vpcd, check_scanner, check_gpio, check_fonts, check_display,
     check_clock, check_disk, check_store, check_printer,
 )
 

@@ -26,7 +26,7 @@ def _add_exit_when_ready_arg(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from kiosk.shell.launcher import load_site, run_app
 
-    return run_app(load_site(args.config), demo=False, exit_when_ready=args.exit_when_ready)
+    return run_app(load_site(args.config, starting=True), demo=False, exit_when_ready=args.exit_when_ready)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -37,14 +37,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from kiosk.config.load import ConfigError, describe, load_config
+    from kiosk.config.load import ConfigError, describe, identity_problem, load_config
 
     try:
         config = load_config(Path(args.file))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    problem = identity_problem(config)
+    if problem:
+        print(f"error: {args.file}: kiosk.id: {problem}", file=sys.stderr)
+        return 1
     print(f"{args.file}: OK")
+    if not config["kiosk"]["id"]:
+        print(f"note: {args.file}: kiosk.id is not set (needed before central IT's management is enabled)")
     if args.verbose:
         for line in describe(config):
             print("  " + line)

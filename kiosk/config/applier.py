@@ -22,11 +22,15 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kiosk.card.identity import load_anchors
-from kiosk.config.layer_store import SignedLayerStore, load_signed_bundle
+from kiosk.config.layer_store import SignedLayerStore, verify_stored
+from kiosk.config.push_scope import OutOfScope, check_push_scope
+from kiosk.config.rollback import LayerState, Rollback
+from kiosk.config.usable import check_usable
 from kiosk.config.load import ConfigError, check_combination, load_config, merge
 from kiosk.config.schema import field_at
 from kiosk.config.signed import (
     MAX_BUNDLE_BYTES,
+    PROTECTED,
     Bundle,
     BundleRefused,
     effective_layer,
@@ -77,6 +81,7 @@ class EffectiveConfig:
     base: dict                                  # defaults + site file
     bundle: Bundle | None                       # the signed layer in force, if any
     keys: dict[str, Ed25519PublicKey] = field(repr=False, default_factory=dict)
+    state: LayerState | None = None             # version, high-water mark, last rollback (None: not read)
 
 
 def compose(base: dict, layer: dict, source: str) -> dict:
@@ -90,23 +95,89 @@ def pinned_keys(config: dict) -> dict[str, Ed25519PublicKey]:
     return load_public_keys(config["management"]["trusted_keys"])
 
 
-def load_effective_config(site: Path | None) -> EffectiveConfig:
-    """Start-up: the site configuration with the stored signed layer, when it still verifies
-    and still fits. Raises ConfigError only for the site file itself (as load_config does)."""
+def build_layer(base: dict, layer: dict, source: str) -> dict:
+    """The configuration `layer` gives over `base`, once everything it changes builds:
+    push scope, cross-key rules, files, fonts, secrets, TLS material, patterns.
+    ConfigError for the first fault. The one check of a push and of a start-up."""
+    check_push_scope(layer, base)
+    config = compose(base, layer, source)
+    check_files(config, layer)
+    check_usable(config, layer, source)
+    return config
+
+
+def load_effective_config(site: Path | None, *, starting: bool = False) -> EffectiveConfig:
+    """The site configuration with the stored signed layer, when it still verifies and
+    still builds. Raises ConfigError only for the site file itself (as load_config does).
+
+    Last known good: the layer in force is tried first, then the last layer that reached
+    READY, then the site file alone. The layer in force is passed over when it does not
+    build, or (`starting`, the app itself) when the previous start with it never
+    reached READY. A fall-back is recorded on disk (the high-water mark stays), logged
+    and reported in `state`; tools (`starting=False`) only read."""
     base = load_config(site)
     keys = pinned_keys(base)
-    bundle = load_signed_bundle(Path(base["kiosk"]["data_dir"]), keys, base["kiosk"]["id"])
-    if bundle is None:
-        return EffectiveConfig(base, base, None, keys)
+    store = SignedLayerStore(Path(base["kiosk"]["data_dir"]))
     try:
-        config = compose(base, bundle.layer, f"signed layer v{bundle.version}")
-        check_files(config, bundle.layer)
-    except ConfigError as e:
-        log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=UNUSABLE, reason=str(e),
-                  version=bundle.version)
-        return EffectiveConfig(base, base, None, keys)
-    log_event(log, "config.signed_layer_loaded", version=bundle.version, digest=bundle.digest[:16])
-    return EffectiveConfig(config, base, bundle, keys)
+        stored = store.read()
+    except (StoreError, OSError) as e:
+        log_event(log, "config.signed_layer_unreadable", level=logging.ERROR, error=type(e).__name__)
+        stored = None
+    if stored is None:
+        return EffectiveConfig(base, base, None, keys, LayerState(None, None, None, False))
+    kiosk_id = base["kiosk"]["id"]
+    candidates: list[tuple[bytes, int | None]] = []
+    if stored.raw is not None:
+        candidates.append((stored.raw, stored.current_version))
+    if stored.good is not None and stored.good != stored.raw:
+        candidates.append((stored.good, None))
+    chosen: tuple[Bundle, dict] | None = None
+    first_fault = ""
+    for n, (raw, version) in enumerate(candidates):
+        try:
+            bundle = verify_stored(raw, keys, kiosk_id, version)
+        except BundleRefused as e:
+            log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=e.code, reason=e.reason,
+                      version=e.version)
+            first_fault = first_fault or f"{e.code}: {e.reason}"
+            continue
+        if starting and n == 0 and stored.trial == bundle.digest and stored.good_digest != bundle.digest:
+            first_fault = "the app did not reach READY with this layer"
+            log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code="not_ready",
+                      reason=first_fault, version=bundle.version)
+            continue
+        try:
+            chosen = (bundle, build_layer(base, bundle.layer, f"signed layer v{bundle.version}"))
+            break
+        except ConfigError as e:
+            reason = f"{e.key}: {e.reason}" if e.key else e.reason
+            log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=UNUSABLE, reason=reason,
+                      version=bundle.version)
+            first_fault = first_fault or reason
+    bundle, config = chosen if chosen is not None else (None, base)
+    rollback, now_rolled = stored.rollback, False
+    in_force = stored.current_version if stored.raw is not None else None
+    if stored.raw is not None and (bundle is None or bundle.raw != stored.raw):
+        rollback = Rollback(at=_wall().isoformat(timespec="seconds"), reason=first_fault[:300],
+                            from_version=in_force, to_version=None if bundle is None else bundle.version)
+        now_rolled = True
+        log_event(log, "config.rolled_back", level=logging.CRITICAL, reason=rollback.reason,
+                  from_version=rollback.from_version, to_version=rollback.to_version)
+        if starting:
+            try:
+                store.roll_back(bundle, rollback)
+            except (StoreError, OSError) as e:
+                log_event(log, "config.rollback_not_stored", level=logging.ERROR, error=type(e).__name__)
+    elif starting and bundle is not None and stored.good_digest != bundle.digest:
+        try:
+            store.begin_trial(bundle.digest)
+        except (StoreError, OSError) as e:
+            log_event(log, "config.trial_not_stored", level=logging.ERROR, error=type(e).__name__)
+    if bundle is not None:
+        log_event(log, "config.signed_layer_loaded", version=bundle.version, digest=bundle.digest[:16])
+    state = LayerState(version=None if bundle is None else bundle.version, high_water=stored.version,
+                       last_rollback=rollback, rolled_back_at_start=now_rolled)
+    return EffectiveConfig(config, base, bundle, keys, state)
 
 
 def check_files(config: dict, layer: dict) -> None:
@@ -164,7 +235,7 @@ class ConfigApplier:
         *,
         audit: AuditTrail | None = None,
         clock: Callable[[], datetime] = _wall,
-        check: Callable[[dict, dict], None] = check_files,
+        build: Callable[[dict, dict, str], dict] = build_layer,
         max_bytes: int = MAX_BUNDLE_BYTES,
     ) -> None:
         self._base = effective.base
@@ -176,12 +247,13 @@ class ConfigApplier:
         self._on_new_config = on_new_config
         self._audit = audit
         self._clock = clock
-        self._check = check
+        self._build = build
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._restart_pending = False
         self._applied_at: str | None = None
         self._last_refusal: dict[str, Any] | None = None
+        self._state = effective.state or LayerState(self.version, self.version, None, False)
 
     @property
     def config(self) -> dict:
@@ -194,6 +266,13 @@ class ConfigApplier:
     @property
     def digest(self) -> str | None:
         return None if self._bundle is None else self._bundle.digest
+
+    def layer_state(self) -> LayerState:
+        """The layer in force, the high-water mark and the last rollback (for /health, metrics)."""
+        with self._lock:
+            state = self._state
+            return LayerState(version=self.version, high_water=state.high_water,
+                              last_rollback=state.last_rollback, rolled_back_at_start=state.rolled_back_at_start)
 
     def apply(self, raw: bytes, source: str = "push", client: str = "") -> ApplyOutcome:
         """Verify, check, persist, then hand over. Never raises for a bad bundle."""
@@ -211,11 +290,11 @@ class ConfigApplier:
             except BundleRefused as e:
                 return self._refused(e.code, e.reason, e.version, floor, source, client)
             try:
-                new_config = compose(self._base, bundle.layer, f"bundle v{bundle.version}")
-                self._check(new_config, bundle.layer)
+                new_config = self._build(self._base, bundle.layer, f"bundle v{bundle.version}")
             except ConfigError as e:
                 reason = f"{e.key}: {e.reason}" if e.key else e.reason
-                return self._refused(UNUSABLE, reason, bundle.version, floor, source, client)
+                code = PROTECTED if isinstance(e, OutOfScope) else UNUSABLE
+                return self._refused(code, reason, bundle.version, floor, source, client)
             try:
                 self._store.save(bundle, now)
             except (StoreError, OSError) as e:
@@ -224,6 +303,8 @@ class ConfigApplier:
             live, restart = live_and_restart_keys(self._config, new_config)
             restart_needed = bool(live_and_restart_keys(self._started, new_config)[1])
             self._config, self._bundle = new_config, bundle
+            self._state = LayerState(bundle.version, bundle.version, self._state.last_rollback,
+                                     self._state.rolled_back_at_start)
             self._applied_at = now.isoformat(timespec="seconds")
             self._restart_pending = restart_needed
             outcome = ApplyOutcome(True, APPLIED, version=bundle.version, current_version=bundle.version,

@@ -197,14 +197,48 @@ def check_combination(config: dict, source: str) -> None:
         raise ConfigError(source, "card.test_anchors", "is needed when card.accept_test_pki is true")
 
 
-def read_secret(path: str) -> str:
-    """The content of a secret file (a password, a token). Never logged or printed."""
-    if not path:
-        return ""
+MAX_SECRET_BYTES = 4096
+
+
+def decode_secret(data: bytes, source: str) -> str:
+    """A secret file's text: one line of UTF-8 at most (a trailing newline is fine).
+    ConfigError names the fault, never the content."""
+    if len(data) > MAX_SECRET_BYTES:
+        raise ConfigError(source, "", f"secret file is larger than {MAX_SECRET_BYTES} bytes")
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "secret file is not UTF-8 text") from None
+    text = text.strip()
+    if "\n" in text or "\r" in text:
+        raise ConfigError(source, "", "secret file must hold exactly one line")
+    if not text.isprintable():
+        raise ConfigError(source, "", "secret file holds control characters")
+    return text
+
+
+def read_secret_file(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(path, "", f"secret file cannot be read ({e.strerror})") from None
+    return decode_secret(data, path)
+
+
+def identity_problem(config: dict) -> str | None:
+    """Why central IT's management may not start with this configuration, or None.
+    Without its own id a kiosk would take bundles aimed at any other kiosk that forgot
+    to set one (the old shipped default was the same `kiosk-01` everywhere)."""
+    m = config["management"]
+    if (m["enabled"] or m["poll_url"]) and not config["kiosk"]["id"]:
+        return ("kiosk.id is not set: give this kiosk its own id (e.g. chuo-01) in the site file; "
+                "central IT's management stays off until then")
+    return None
+
+
+def read_secret(path: str) -> str:
+    """The content of a secret file (a password, a token). Never logged or printed."""
+    return read_secret_file(path) if path else ""
 
 
 def describe(config: dict) -> list[str]:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kiosk.core.patterns import pattern_error
+
 LANGUAGES = ("ja", "en", "pt-BR", "zh-Hans", "ko", "vi")
 
 
@@ -27,19 +29,21 @@ class Field:
 
 
 def _regex(value: Any) -> str | None:
+    """Configured patterns run under RE2 (kiosk.core.patterns): linear time, whatever is pushed."""
     values = value if isinstance(value, list) else [value]
     for v in values:
-        try:
-            re.compile(v)
-        except re.error as e:
-            return f"not a valid regular expression ({e})"
-        except (OverflowError, RecursionError):        # a{99999999999}, or ((((...)))) 500 deep
-            return "regular expression too large to compile"
+        reason = pattern_error(v)
+        if reason:
+            return reason
     return None
 
 
 def _kiosk_id(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) else "use 1-64 letters, digits, '.', '_' or '-'"
+
+
+def _kiosk_id_or_unset(value: str) -> str | None:
+    return None if value == "" else _kiosk_id(value)
 
 
 def _languages(value: list[str]) -> str | None:
@@ -80,7 +84,7 @@ _CHECKS = ("none", "mod10w31", "mod10w21", "luhn", "mod11w27", "mod11", "7dr", "
 
 SCHEMA: dict[str, Any] = {
     "kiosk": {
-        "id": Field("str", check=_kiosk_id, live=False),
+        "id": Field("str", check=_kiosk_id_or_unset, live=False),     # "": not set (management stays off)
         "group": Field("str", check=_kiosk_id),
         "mode": Field("str", choices=("kiosk", "counter"), live=False),
         "data_dir": Field("path", live=False),
@@ -234,6 +238,11 @@ SCHEMA: dict[str, Any] = {
         "poll_url": Field("str", check=_management_poll_url, live=False),
         "poll_interval": Field("float", min=30, max=86400, live=False),
         "poll_ca": Field("path", live=False),
+        # What a push may touch (kiosk/config/push_scope.py): secret files only under
+        # secrets_dir; catalogue endpoints and staff accounts only when allowed here.
+        "secrets_dir": Field("path", live=False),
+        "push_catalogue_endpoints": Field("bool", live=False),
+        "push_staff_accounts": Field("bool", live=False),
     },
 }
 

@@ -17,6 +17,8 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from kiosk.core.patterns import fullmatch
+
 PARTIAL_MARK = "\x18"   # ASCII CAN, appended by a scanner backend when a scan stopped mid-code
 
 
@@ -284,10 +286,10 @@ class BarcodeRules:
         if not code.isascii():
             # Full-width or Arabic-Indic digits: a wedge typing through an IME, not a label.
             return Scan(BarcodeKind.INVALID, "", Rejection.GARBAGE)
-        # re.ASCII: a bare \d would also take full-width or Arabic-Indic digits as a barcode.
+        # RE2 (kiosk.core.patterns): linear time, and \d takes ASCII digits only.
         for kind, pattern, scheme in ((BarcodeKind.ITEM, self.item_pattern, self.item_check),
                                       (BarcodeKind.PATRON, self.patron_pattern, self.patron_check)):
-            if re.fullmatch(pattern, code, re.ASCII):
+            if fullmatch(pattern, code):
                 if symbology is not None and symbology.value not in self.symbologies:
                     return Scan(BarcodeKind.INVALID, code, Rejection.SYMBOLOGY, symbology)
                 framed = self._strip_aim(raw.strip())[0]

@@ -8,11 +8,11 @@ under the library's local rules, the local limit, loan period and refused types.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kiosk.core.catalogue import PatronStatus, Refusal
+from kiosk.core.patterns import fullmatch
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class OfflineRules:
         return today + timedelta(days=self.loan_days)
 
     def refuses(self, item_id: str) -> bool:
-        return any(re.fullmatch(p, item_id) for p in self.refused_patterns)
+        return any(fullmatch(p, item_id) for p in self.refused_patterns)
 
 
 def allowance(status: PatronStatus, in_session: int, offline: OfflineRules | None) -> int | None:

@@ -28,7 +28,6 @@ Screens (`Show.model` keys; every model also has `countdown` and `notice`):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable
@@ -36,6 +35,7 @@ from typing import Any, Callable
 from kiosk.core import effects as fx
 from kiosk.core import events as ev
 from kiosk.core.card import CardError, CardIdentity
+from kiosk.core.patterns import fullmatch
 
 CLOSED = "closed"
 SIGNIN = "staff_signin"
@@ -68,7 +68,7 @@ class StaffSettings:
     patron_pattern: str = r"^2\d{7,13}$"
 
     def is_badge(self, code: str) -> bool:
-        return bool(code) and re.fullmatch(self.badge_pattern, code.strip(), re.ASCII) is not None
+        return bool(code) and fullmatch(self.badge_pattern, code.strip())
 
 
 @dataclass
@@ -318,7 +318,7 @@ class StaffMode:
             return self._render(now)
         if s == REGISTER and self._reg.step == "scan":
             code = e.code.strip()
-            if re.fullmatch(self.settings.patron_pattern, code, re.ASCII) is None:
+            if not fullmatch(self.settings.patron_pattern, code):
                 return self._go(REGISTER, now, notice="not_a_library_card")
             self._reg.patron_id = code
             self._reg.step = "confirm"

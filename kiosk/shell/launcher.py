@@ -70,15 +70,16 @@ STOP_BUDGET = 1.0
 DEMO_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kiosk-demo"
 
 
-def load_site(explicit: str | None) -> EffectiveConfig:
-    """Defaults + site file + the stored signed layer from central IT (re-verified)."""
+def load_site(explicit: str | None, starting: bool = False) -> EffectiveConfig:
+    """Defaults + site file + the stored signed layer from central IT (re-verified, and
+    `starting` the app: set aside for the last good one when it would not run)."""
     from kiosk.config.applier import load_effective_config
 
     path = site_path(explicit)
     if explicit is None and not path.exists():
         log_event(log, "config.no_site_file", level=logging.WARNING, path=str(path))
-        return load_effective_config(None)
-    return load_effective_config(path)
+        return load_effective_config(None, starting=starting)
+    return load_effective_config(path, starting=starting)
 
 
 def load_site_config(explicit: str | None) -> dict:
@@ -157,6 +158,8 @@ class Services:
     store_problem: str = ""             # why the real store cannot be used ("" when it can)
     effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
     applier: ConfigApplier | None = None
+    controller: Controller | None = None    # once the first frame is drawn
+    pending_switch: Any = None          # a new layer accepted before the controller existed
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
 
@@ -334,7 +337,8 @@ def build_backends(services: Services, demo: bool = False) -> None:
     clock = lambda: datetime.now().astimezone()  # noqa: E731 - wall clock for records
     services.outbox = Outbox(store, key, clock)
     services.links = LinkCache(store, key, clock, max_age_days=card_settings.link_cache_days)
-    services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
+    if services.audit is None or services.store_problem:     # a replaced store needs its own audit
+        services.audit = Audit(store, clock, logging.getLogger("kiosk.audit"))
     services.catalogue = catalogue = build_catalogue(services.settings.catalogue)
     services.extras.append(catalogue)
     demo_anchors: list[Path] = []
@@ -474,10 +478,14 @@ def connect_controller(services: Services, controller: Controller) -> None:
             services.extras.append(button)
     if services.demo is not None:
         services.demo.attach_controller(controller)
-    if services.effective is not None:
-        start_management(services, controller)
+    services.controller = controller
+    if services.effective is not None and services.applier is None:
+        start_management(services)
+    if services.pending_switch is not None:
+        services.pending_switch()
     notifier = services.notifier
     notifier.ready()
+    mark_layer_good(services)
     if notifier.ping_interval():
         controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
 
@@ -489,39 +497,86 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     return controller
 
 
-def start_management(services: Services, controller: Controller) -> None:
+def mark_layer_good(services: Services) -> None:
+    """The app is READY on the signed layer in force: it becomes the last known good one."""
+    applier = services.applier
+    if applier is None or applier.digest is None:
+        return
+    from kiosk.config.layer_store import SignedLayerStore
+
+    try:
+        if SignedLayerStore(services.data_dir).mark_good(applier.digest):
+            log_event(log, "config.layer_good", version=applier.version)
+    except (StoreError, OSError) as e:
+        log_event(log, "config.layer_good_not_stored", level=logging.ERROR, error=type(e).__name__)
+
+
+def start_management(services: Services) -> None:
     """Central IT's signed configuration: the HTTPS endpoint and/or polling, as configured.
-    A new layer takes effect at the next idle moment: live keys in place, others by a
-    restart (systemd starts the kiosk again)."""
+    Started before anything a pushed layer can change (fonts, backends, hardware) is built,
+    so a fix can always be pushed. A new layer takes effect at the next idle moment: live
+    keys in place, others by a restart (systemd starts the kiosk again)."""
     from kiosk.config.applier import ConfigApplier
+    from kiosk.config.load import identity_problem
+    from kiosk.store.audit import Audit
     from kiosk.sync.config_poll import ConfigPoller
     from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
 
+    assert services.effective is not None
+    if services.audit is None:
+        services.audit = Audit(services.store, lambda: datetime.now().astimezone(), logging.getLogger("kiosk.audit"))
+
     def on_new_config(new_config: dict, restart_needed: bool) -> None:
-        if restart_needed:
-            controller.when_idle(lambda: services.request_exit("restart"))
+        def switch() -> None:
+            controller = services.controller
+            assert controller is not None
+            services.pending_switch = None
+            if restart_needed:
+                controller.when_idle(lambda: services.request_exit("restart"))
+            else:
+                def live() -> None:
+                    controller.apply_settings(session_settings(new_config))
+                    mark_layer_good(services)
+                controller.when_idle(live)
+
+        if services.controller is None:
+            services.pending_switch = switch        # connect_controller runs it
         else:
-            controller.when_idle(lambda: controller.apply_settings(session_settings(new_config)))
+            switch()
 
     applier = ConfigApplier(services.effective, on_new_config=on_new_config, audit=services.audit)
     services.applier = applier
+    state = services.effective.state
+    if state is not None and state.rolled_back_at_start and state.last_rollback is not None:
+        rb = state.last_rollback
+        from kiosk.store.audit import log_and_audit
+
+        log_and_audit(log, services.audit, "central_it", "config.rolled_back", failure="config.audit_failed",
+                      reason=rb.reason, from_version=rb.from_version, to_version=rb.to_version)
     config = services.config
     started = time.monotonic()
 
-    backend = services.staff_backend
-
     def health() -> dict:
-        stats = services.outbox.stats()
+        outbox, backend, controller = services.outbox, services.staff_backend, services.controller
+        stats = outbox.stats() if outbox is not None else None
         worker = services.worker.status if services.worker else None
         doc = health_document(
-            reader_ok=controller.session.reader_ok if services.reader is not None else None,
+            reader_ok=controller.session.reader_ok if services.reader is not None and controller else None,
             scanner_ok=None, catalogue_ok=None if worker is None else worker.failures == 0,
-            outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
+            outbox_pending=stats.pending if stats else 0, oldest_pending=stats.oldest_created if stats else None,
+            last_sync=stats.last_success if stats else None,
             app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
             now=datetime.now().astimezone())
-        return with_outbox_check(doc, stats.damaged, services.store_problem
-                                 or (backend.store_problem if backend is not None else ""))
+        doc = with_outbox_check(doc, stats.damaged if stats else 0, services.store_problem
+                                or (backend.store_problem if backend is not None else ""))
+        doc.update(applier.layer_state().to_json())
+        doc["ready"] = controller is not None and services.worker is not None
+        return doc
 
+    problem = identity_problem(config)
+    if problem:
+        log_event(log, "management.refused", level=logging.CRITICAL, reason=problem)
+        return
     if config["management"]["enabled"]:
         server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
                                   status=applier.status, audit=services.audit)
@@ -578,6 +633,8 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
     services = open_services(config)
     services.effective = effective
     try:
+        if effective is not None:
+            start_management(services)          # before fonts and backends: a fix can always be pushed
         if demo_panel:
             build_backends(services, demo)
         from kiosk.screens.app import KioskApp
