@@ -135,26 +135,27 @@ def load_effective_config(site: Path | None, *, starting: bool = False) -> Effec
     first_fault = ""
     for n, (raw, version) in enumerate(candidates):
         try:
-            bundle = verify_stored(raw, keys, kiosk_id, version)
+            candidate = verify_stored(raw, keys, kiosk_id, version)
         except BundleRefused as e:
             log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=e.code, reason=e.reason,
                       version=e.version)
             first_fault = first_fault or f"{e.code}: {e.reason}"
             continue
-        if starting and n == 0 and stored.trial == bundle.digest and stored.good_digest != bundle.digest:
+        if starting and n == 0 and stored.trial == candidate.digest and stored.good_digest != candidate.digest:
             first_fault = "the app did not reach READY with this layer"
             log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code="not_ready",
-                      reason=first_fault, version=bundle.version)
+                      reason=first_fault, version=candidate.version)
             continue
         try:
-            chosen = (bundle, build_layer(base, bundle.layer, f"signed layer v{bundle.version}"))
+            chosen = (candidate, build_layer(base, candidate.layer, f"signed layer v{candidate.version}"))
             break
         except ConfigError as e:
             reason = f"{e.key}: {e.reason}" if e.key else e.reason
             log_event(log, "config.signed_layer_ignored", level=logging.ERROR, code=UNUSABLE, reason=reason,
-                      version=bundle.version)
+                      version=candidate.version)
             first_fault = first_fault or reason
-    bundle, config = chosen if chosen is not None else (None, base)
+    bundle: Bundle | None = chosen[0] if chosen is not None else None
+    config = chosen[1] if chosen is not None else base
     rollback, now_rolled = stored.rollback, False
     in_force = stored.current_version if stored.raw is not None else None
     if stored.raw is not None and (bundle is None or bundle.raw != stored.raw):
