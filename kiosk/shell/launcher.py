@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,6 +161,7 @@ class Services:
     applier: ConfigApplier | None = None
     controller: Controller | None = None    # once the first frame is drawn
     pending_switch: Any = None          # a new layer accepted before the controller existed
+    handoff: threading.Lock = field(default_factory=threading.Lock)    # guards the two above
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
 
@@ -478,14 +480,17 @@ def connect_controller(services: Services, controller: Controller) -> None:
             services.extras.append(button)
     if services.demo is not None:
         services.demo.attach_controller(controller)
-    services.controller = controller
+    with services.handoff:
+        services.controller = controller
+        pending, services.pending_switch = services.pending_switch, None
     if services.effective is not None and services.applier is None:
         start_management(services)
-    if services.pending_switch is not None:
-        services.pending_switch()
+    if pending is not None:
+        pending(controller)
     notifier = services.notifier
     notifier.ready()
-    mark_layer_good(services)
+    if services.effective is not None and services.effective.bundle is not None:
+        mark_layer_good(services, services.effective.bundle.digest)    # the layer this start runs on
     if notifier.ping_interval():
         controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
 
@@ -497,16 +502,16 @@ def build_controller(services: Services, view: View, loop: Loop) -> Controller:
     return controller
 
 
-def mark_layer_good(services: Services) -> None:
-    """The app is READY on the signed layer in force: it becomes the last known good one."""
-    applier = services.applier
-    if applier is None or applier.digest is None:
+def mark_layer_good(services: Services, digest: str | None) -> None:
+    """The app is READY (or switched live) on the signed layer `digest`: it becomes the last
+    known good one, unless another layer has been stored since."""
+    if digest is None:
         return
     from kiosk.config.layer_store import SignedLayerStore
 
     try:
-        if SignedLayerStore(services.data_dir).mark_good(applier.digest):
-            log_event(log, "config.layer_good", version=applier.version)
+        if SignedLayerStore(services.data_dir).mark_good(digest):
+            log_event(log, "config.layer_good", digest=digest[:16])
     except (StoreError, OSError) as e:
         log_event(log, "config.layer_good_not_stored", level=logging.ERROR, error=type(e).__name__)
 
@@ -527,22 +532,22 @@ def start_management(services: Services) -> None:
         services.audit = Audit(services.store, lambda: datetime.now().astimezone(), logging.getLogger("kiosk.audit"))
 
     def on_new_config(new_config: dict, restart_needed: bool) -> None:
-        def switch() -> None:
-            controller = services.controller
-            assert controller is not None
-            services.pending_switch = None
+        digest = services.applier.digest if services.applier else None     # the layer just stored
+
+        def switch(controller: Controller) -> None:
             if restart_needed:
                 controller.when_idle(lambda: services.request_exit("restart"))
             else:
                 def live() -> None:
                     controller.apply_settings(session_settings(new_config))
-                    mark_layer_good(services)
+                    mark_layer_good(services, digest)
                 controller.when_idle(live)
 
-        if services.controller is None:
-            services.pending_switch = switch        # connect_controller runs it
-        else:
-            switch()
+        with services.handoff:
+            if services.controller is None:
+                services.pending_switch = switch        # connect_controller runs it
+                return
+        switch(services.controller)
 
     applier = ConfigApplier(services.effective, on_new_config=on_new_config, audit=services.audit)
     services.applier = applier
