@@ -168,6 +168,9 @@ def _audit(tmp_path: Path) -> list[tuple[str, dict]]:
 def test_every_breaking_layer_is_refused_before_it_is_stored(kiosk, tmp_path, fleet_keys, fleet_pki):
     layers = _breaking_layers(tmp_path, fleet_pki)
     kiosk.wait_serving()
+    log = kiosk.log_text()
+    # Central IT's endpoint listens before the window, fonts and backends a layer could break are built.
+    assert log.index("management.listening") < log.index("kivy:") < log.index("screen=idle"), log[-3000:]
     for version, (name, layer) in enumerate(layers.items(), start=1):
         reply = kiosk.push(make_bundle(fleet_keys.private, layer, version, now=_now()))
         assert reply.status_code == 422, (name, reply.text)

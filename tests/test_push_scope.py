@@ -213,3 +213,23 @@ def test_tools_only_read_the_layer_file(fleet_kiosk, fleet_keys):
     assert (kiosk.data_dir / LAYER_FILE).read_bytes() == before
     load_effective_config(kiosk.site, starting=True)                # the app: a trial start begins
     assert "trial" in json.loads((kiosk.data_dir / LAYER_FILE).read_text())
+
+
+def test_management_does_not_start_without_a_kiosk_id(tmp_path, fleet_keys, fleet_pki):
+    from kiosk.shell.launcher import load_site, open_services, start_management
+    from kiosk.sync.management_server import ManagementServer
+    from kiosk_testing.fleet import free_port, site_text
+
+    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
+    for kiosk_id, serves in (("", False), ("chuo-03", True)):
+        site = tmp_path / "kiosk.toml"
+        site.write_text(text.replace('id = "kiosk-01"', f'id = "{kiosk_id}"').replace("[management]\n",
+                        f"[management]\nport = {free_port()}\n"), encoding="utf-8")
+        effective = load_site(str(site))
+        services = open_services(effective.config)
+        services.effective = effective
+        try:
+            start_management(services)
+            assert any(isinstance(x, ManagementServer) for x in services.extras) is serves, kiosk_id
+        finally:
+            services.close()
