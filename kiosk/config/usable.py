@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from kiosk.config.load import ConfigError, read_secret_file
-from kiosk.config.schema import field_at
 from kiosk.config.settings import BackendSettings
 from kiosk.core.patterns import pattern_error
 
@@ -68,8 +67,8 @@ def _ca_error(path: str) -> str | None:
         context.load_verify_locations(cafile=path)
     except (OSError, ssl.SSLError, ValueError) as e:
         return f"not a usable CA certificate file ({type(e).__name__})"
-    if not context.get_ca_certs():
-        return "holds no CA certificate"
+    if not context.cert_store_stats()["x509"]:
+        return "holds no certificate"
     return None
 
 
