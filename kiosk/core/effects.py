@@ -163,8 +163,20 @@ class UnlinkCard:
     serial: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class HandOver:
+    """Counter mode: type the identified patron's library card number and Enter into the
+    staff PC through the USB keyboard gadget. Never logged; the answer is HandedOver."""
+
+    patron_id: str
+    serial: int = 0
+
+    def __repr__(self) -> str:
+        return "HandOver(<hidden>)"
+
+
 Effect = (
     Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout
     | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
-    | ReadBirthDate | LookupLink | LinkCard | UnlinkCard
+    | ReadBirthDate | LookupLink | LinkCard | UnlinkCard | HandOver
 )

@@ -150,11 +150,27 @@ class StaffRegisterModel(StaffModel):
     error: str | None
 
 
+class StaffCounterModel(StaffModel):
+    staff_id: str | None
+    last: str | None                # "identified" or an error code: never a number or a name
+
+
+class CounterIdentifyModel(StaffModel):
+    step: Literal["insert", "reading", "pin", "last_try", "authenticating", "resolving", "identified", "error"]
+    digits: int
+    tries_left: int | None
+    error: str | None
+    bars: list[int] | None          # the barcode's bar/space widths in modules (kiosk/core/barcode_symbols.py)
+    symbology: str | None
+    keyboard: Literal["typing", "typed", "failed"] | None
+    wipe_in: int | None             # seconds until the barcode is wiped
+
+
 ScreenModel = (
     IdleModel | ReadingCardModel | PinModel | LastTryModel | AuthenticatingModel | LibraryCardModel
     | TakeCardModel | ScanningModel | FinishingModel | SummaryModel | ThankYouModel | ErrorModel
     | OutOfServiceModel | StaffSigninModel | StaffMenuModel | StaffStatusModel | StaffReviewModel
-    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel
+    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel | StaffCounterModel | CounterIdentifyModel
 )
 
 MODELS: dict[str, type] = {
@@ -178,6 +194,8 @@ MODELS: dict[str, type] = {
     "staff_selftest": StaffSelftestModel,
     "staff_confirm": StaffConfirmModel,
     "staff_register": StaffRegisterModel,
+    "staff_counter": StaffCounterModel,
+    "counter_identify": CounterIdentifyModel,
 }
 
 
