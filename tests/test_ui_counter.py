@@ -1,0 +1,258 @@
+"""Counter terminals in a real Kivy window: the counter screens in every language, the on-screen
+barcode decoded by zbar from screenshots at every display size, and identification journeys
+through the real app (launcher, counter controller, card service, local catalogue) with the
+virtual My Number Card behind a real pcscd (vpcd), driven by real touches. The USB keyboard
+writes its reports to a file, decoded back to the number through the kernel's key mapping.
+
+A counter terminal never lends: with staff signed out it shows sign-in, and no touch, card or
+scan reaches the patron session.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kiosk.core.barcode_symbols import encode
+from kiosk.i18n import translator
+from kiosk.screens.widgets.layout import layout_overflow
+from kiosk_testing.kivy_app import ARTIFACTS, running_kiosk
+from test_counter_handover import decode_reports
+
+pytestmark = pytest.mark.ui
+
+LANGS = ("ja", "en", "pt-BR", "zh-Hans", "ko", "vi")
+STAFF_PIN = "2468"
+NUMBER = "20000001"                  # the demo catalogue links card "registered-1" to this library card
+SIZES = [(800, 480, 131), (1024, 600, 170), (1280, 800, 149), (1920, 1080, 102), (720, 1280, 210),
+         (1080, 1920, 102)]
+
+
+def zbar(path: Path) -> list[str]:
+    exe = shutil.which("zbarimg")
+    assert exe is not None, "zbarimg (Debian zbar-tools) is needed: scripts/setup.sh test installs it"
+    out = subprocess.run([exe, "--quiet", "--raw", "-Scodabar.enable", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    return out.stdout.splitlines()
+
+
+def identify_model(**extra) -> dict:
+    m = dict(countdown=None, notice=None, step="insert", digits=0, tries_left=None, error=None, bars=None,
+             symbology=None, keyboard=None, wipe_in=None)
+    m.update(extra)
+    return m
+
+
+def identified(symbology: str = "nw7", **extra) -> dict:
+    return identify_model(step="identified", bars=list(encode(NUMBER, symbology).widths), symbology=symbology,
+                          wipe_in=9, **extra)
+
+
+VARIANTS = {
+    "staff_counter": ("staff_counter", dict(countdown=None, notice=None, staff_id="s01", last=None)),
+    "staff_counter_last": ("staff_counter", dict(countdown=9, notice=None, staff_id="s01", last="not_registered")),
+    "counter_insert": ("counter_identify", identify_model()),
+    "counter_reading": ("counter_identify", identify_model(step="reading")),
+    "counter_pin": ("counter_identify", identify_model(step="pin", digits=2, tries_left=2, notice="pin_wrong")),
+    "counter_last_try": ("counter_identify", identify_model(step="last_try", tries_left=1)),
+    "counter_authenticating": ("counter_identify", identify_model(step="authenticating")),
+    "counter_resolving": ("counter_identify", identify_model(step="resolving")),
+    "counter_identified": ("counter_identify", identified(keyboard="failed", countdown=12)),
+    "counter_identified_keyboard": ("counter_identify", identify_model(step="identified", keyboard="typed")),
+    "counter_error": ("counter_identify", identify_model(step="error", error="catalogue_unavailable")),
+    "counter_error_cert": ("counter_identify", identify_model(step="error", error="cert_expired")),
+}
+
+
+def show(view, h, screen: str, model: dict):
+    view.show(screen, model)
+    h.settle()
+    return view.screens[screen]
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_counter_screen_renders_in_every_language(make_view, kivy_window, lang):
+    view, _ = make_view(strict_text=True, default_language=lang)
+    for name, (screen, model) in VARIANTS.items():
+        show(view, kivy_window, screen, model)
+        problems = layout_overflow(view, kivy_window.Window.size)
+        assert not problems, (lang, name, problems[:3])
+        assert not any(NUMBER in x for x in view.texts()), name      # never the number as text
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_screenshots_of_every_counter_screen(make_view, kivy_window, lang):
+    kivy_window.set_size(1024, 600, 170)
+    view, _ = make_view(default_language=lang)
+    for name, (screen, model) in VARIANTS.items():
+        show(view, kivy_window, screen, model)
+        assert kivy_window.screenshot(ARTIFACTS / lang / f"{name}.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("width, height, dpi", SIZES, ids=[f"{w}x{h}" for w, h, _ in SIZES])
+def test_zbar_reads_the_on_screen_barcode_at_every_display_size(make_view, kivy_window, tmp_path, width, height,
+                                                                  dpi):
+    kivy_window.set_size(width, height, dpi)
+    view, _ = make_view(default_language="pt-BR")
+    for symbology, expected in (("nw7", f"A{NUMBER}A"), ("code39", NUMBER), ("code128", NUMBER)):
+        screen = show(view, kivy_window, "counter_identify", identified(symbology, keyboard="typed"))
+        assert not layout_overflow(view, (width, height))
+        symbol = screen.symbol
+        assert 0.25 <= symbol.module_mm <= 0.6, symbol.module_mm        # physical module width
+        assert kivy_window.Window.size == (width, height)
+        shot = kivy_window.screenshot(tmp_path / f"{symbology}.png")
+        assert zbar(shot) == [expected], (symbology, width, height)
+    show(view, kivy_window, "counter_identify", identify_model())
+    assert screen.symbol.module_px == 0                                 # wiped with the step
+
+
+def test_counter_home_offers_identify_register_menu_and_sign_out_and_never_self_checkout(make_view, kivy_window):
+    view, posted = make_view(default_language="en")
+    screen = show(view, kivy_window, "staff_counter", VARIANTS["staff_counter"][1])
+    for action in ("identify", "register", "menu", "exit"):
+        kivy_window.tap(view.find(action))
+    assert posted.presses() == [("identify", None), ("register", None), ("menu", None), ("exit", None)]
+    assert screen.last.text == translator("en")("counter.ready")
+    show(view, kivy_window, "staff_counter", VARIANTS["staff_counter_last"][1])
+    assert translator("en")("counter.error.not_registered") in screen.last.text
+
+
+# -- the real app, the virtual card behind pcscd -----------------------------------------------------
+
+@pytest.fixture
+def counter_kiosk(kivy_window, tmp_path: Path, demo_pki, pcsc_readers):
+    from kiosk.core.staff_pins import hash_pin
+
+    hidg = tmp_path / "hidg0"
+    hidg.touch()
+
+    def counter(config: dict) -> None:
+        config["kiosk"]["mode"] = "counter"
+        config["card"]["backend"] = "pcsc"
+        config["counter"].update({"keyboard": True, "keyboard_device": str(hidg), "keyboard_layout": "jis",
+                                  "barcode_seconds": 8})
+        config["staff"].update({"accounts": [{"id": "s01", "badge": "S00001",
+                                              "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}]})
+
+    kivy_window.set_size(1024, 600, 170)
+    with running_kiosk(kivy_window, tmp_path, demo_pki, counter) as kiosk:
+        kiosk.hidg = hidg
+        kiosk.readers = pcsc_readers
+        yield kiosk
+
+
+def insert(k, name: str):
+    from kiosk.card.virtual_card import VirtualJpkiCard
+
+    card = VirtualJpkiCard(k.services.demo.pki.profile(name))
+    k.readers.insert(card)
+    return card
+
+
+def sign_in(k) -> None:
+    k.until("staff_signin")
+    k.enter_pin(STAFF_PIN)
+    k.until("staff_counter")
+
+
+def start_identify(k, card: str) -> dict:
+    k.tap("identify")
+    k.until("counter_identify")
+    insert(k, card)
+    return k.until_model(lambda m: m.get("step") not in ("insert", "reading"))
+
+
+def audit_actions(k) -> list[tuple[str, dict]]:
+    return [(e["action"], e.get("fields", {})) for e in k.services.audit.entries()]
+
+
+def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path):
+    k = counter_kiosk
+    t = translator("ja")
+    sign_in(k)
+    screen = k.view.screens.get
+
+    # Success: the PIN on the terminal, the barcode on the screen, the number typed into the PC.
+    model = start_identify(k, "registered-1")
+    assert model["step"] == "pin" and model["tries_left"] == 3
+    k.enter_pin("1234")
+    model = k.until_model(lambda m: m.get("step") in ("identified", "error"))
+    assert model["step"] == "identified", model
+    k.until_model(lambda m: m.get("keyboard") == "typed")
+    assert decode_reports(k.hidg.read_bytes(), "jis") == [NUMBER]
+    shot = k.h.screenshot(tmp_path / "identified.png")
+    assert zbar(shot) == [f"A{NUMBER}A"]
+    texts = " ".join(k.view.texts())
+    assert NUMBER not in texts and t("counter.identified") in texts
+    k.readers.remove()
+    k.elapse(9)                                             # the barcode's time is up: wiped
+    model = k.until_model(lambda m: m.get("step") == "insert")
+    assert model["bars"] is None and screen("counter_identify").symbol.module_px == 0
+    assert zbar(k.h.screenshot(tmp_path / "wiped.png")) == []
+
+    # Wrong PIN: asked again with the tries left, then the next patron's card.
+    insert(k, "registered-2")
+    k.until_model(lambda m: m.get("step") == "pin")
+    k.enter_pin("9999")
+    model = k.until_model(lambda m: m.get("notice") == "pin_wrong")
+    assert model["step"] == "pin" and model["tries_left"] == 2
+    k.tap("back")
+    k.until("staff_counter")
+    k.readers.remove()
+
+    # An unregistered card, an expired certificate, a locked PIN: the reason, nothing else.
+    for card, pin, reason in (("unregistered", "1234", "not_registered"), ("expired", "1234", "cert_expired"),
+                              ("pin-locked", None, "pin_locked")):
+        model = start_identify(k, card)
+        if pin is not None:
+            k.enter_pin(pin)
+            model = k.until_model(lambda m: m.get("step") in ("identified", "error"))
+        assert model["step"] == "error" and model["error"] == reason, (card, model)
+        assert model["bars"] is None and k.view.find("digit:1") is None
+        k.readers.remove()
+        k.tap("back")
+        k.until("staff_counter")
+    assert k.model["last"] == "pin_locked"
+    assert decode_reports(k.hidg.read_bytes(), "jis") == [NUMBER]      # typed once, for the one success
+
+    actions = audit_actions(k)
+    assert [a for a, _ in actions if a.startswith("counter.")] == [
+        "counter.identified", "counter.identify_failed", "counter.identify_failed", "counter.identify_failed"]
+    assert [f["reason"] for a, f in actions if a == "counter.identify_failed"] == [
+        "not_registered", "cert_expired", "pin_locked"]
+    assert not any(NUMBER in str(f) for _, f in actions)
+
+    # Signing out comes back to sign-in, never to a patron screen.
+    k.tap("exit")
+    k.until("staff_signin")
+
+
+def test_a_counter_terminal_cannot_lend(counter_kiosk):
+    k = counter_kiosk
+    k.until("staff_signin")
+    insert(k, "registered-1")                              # a patron tries self-checkout
+    k.pump()
+    k.elapse(2)
+    k.h.type_keys(NUMBER)
+    k.h.type_keys("10000007")
+    k.elapse(2)
+    assert k.screen == "staff_signin" and k.controller.session.screen == "idle"
+    sign_in(k)
+    assert k.view.find("identify") is not None and k.view.find("language:en") is None
+    k.h.type_keys("10000007")                              # an item scanned at the counter screen
+    k.elapse(1)
+    k.tap("identify")
+    k.until("counter_identify")
+    k.until_model(lambda m: m.get("step") == "pin")
+    k.enter_pin("1234")
+    k.until_model(lambda m: m.get("step") == "identified")
+    k.h.type_keys("10000007")
+    k.elapse(1)
+    assert k.screen == "counter_identify" and k.controller.session.screen == "idle"
+    assert k.services.outbox.stats().pending == 0 and not k.controller.session.in_session
+    k.readers.remove()
