@@ -46,6 +46,13 @@ def identify_model(**extra) -> dict:
     return m
 
 
+def register_model(**extra) -> dict:
+    m = dict(countdown=None, notice=None, step="insert", digits=0, tries_left=None, patron_id=None, valid_until=None,
+             linked_before=False, error=None, first_pin_tried=False)
+    m.update(extra)
+    return m
+
+
 def identified(symbology: str = "nw7", **extra) -> dict:
     return identify_model(step="identified", bars=list(encode(NUMBER, symbology).widths), symbology=symbology,
                           wipe_in=9, **extra)
@@ -64,6 +71,10 @@ VARIANTS = {
     "counter_identified_keyboard": ("counter_identify", identify_model(step="identified", keyboard="typed")),
     "counter_error": ("counter_identify", identify_model(step="error", error="catalogue_unavailable")),
     "counter_error_cert": ("counter_identify", identify_model(step="error", error="cert_expired")),
+    # registration's additions: the last try of the 券面事項入力補助 PIN, and a second PIN already tried
+    "staff_register_last_try2": ("staff_register", register_model(step="last_try2", tries_left=1)),
+    "staff_register_pin2_tried": ("staff_register", register_model(step="pin2", tries_left=2, digits=1,
+                                                                   first_pin_tried=True, notice="pin_wrong")),
 }
 
 
@@ -122,6 +133,20 @@ def test_counter_home_offers_identify_register_menu_and_sign_out_and_never_self_
     assert translator("en")("counter.error.not_registered") in screen.last.text
 
 
+def test_registration_says_when_the_first_pin_cost_the_second_a_try_and_asks_before_its_last(make_view,
+                                                                                              kivy_window):
+    t = translator("en")
+    view, posted = make_view(default_language="en")
+    screen = show(view, kivy_window, "staff_register", register_model(step="pin2", tries_left=2))
+    assert t("staff.register.pin2_tried") not in screen.detail.text
+    show(view, kivy_window, "staff_register", register_model(step="pin2", tries_left=2, first_pin_tried=True))
+    assert t("staff.register.pin2_tried") in screen.detail.text
+    show(view, kivy_window, "staff_register", register_model(step="last_try2", tries_left=1))
+    assert t("staff.register.last_try2") in screen.message.text and view.find("digit:1") is None
+    kivy_window.tap(view.find("confirm_last_try"))
+    assert posted.presses() == [("confirm_last_try", None)]
+
+
 # -- the real app, the virtual card behind pcscd -----------------------------------------------------
 
 @pytest.fixture
@@ -150,7 +175,11 @@ def insert(k, name: str):
     from kiosk.card.virtual_card import VirtualJpkiCard
 
     card = VirtualJpkiCard(k.services.demo.pki.profile(name))
-    k.readers.insert(card)
+    try:
+        k.readers.insert(card)
+    except TimeoutError:        # vpcd slow to take a new card straight after a removal on a loaded machine
+        k.readers.remove()
+        k.readers.insert(card, timeout=30)
     return card
 
 

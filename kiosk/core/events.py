@@ -142,6 +142,7 @@ class RegistrationRead:
     birth_date: date | None = None
     second_pin_tries: int | None = None
     serial: int | None = None
+    first_pin_tried: bool = False       # the same PIN went to the 券面事項入力補助 PIN: a try of it spent
 
 
 @dataclass(frozen=True)

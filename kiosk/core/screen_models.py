@@ -13,7 +13,7 @@ Plain Python (no Kivy): the core, the screens and the tests all import it.
 
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 
 class PatronModel(TypedDict):
@@ -140,14 +140,15 @@ class StaffConfirmModel(StaffModel):
 
 
 class StaffRegisterModel(StaffModel):
-    step: Literal["insert", "pin", "last_try", "authenticating", "pin2", "reading", "scan", "confirm",
-                  "linking", "done", "error"]
+    step: Literal["insert", "pin", "last_try", "authenticating", "pin2", "last_try2", "reading", "scan",
+                  "confirm", "linking", "done", "error"]
     digits: int
     tries_left: int | None
     patron_id: str | None
     valid_until: str | None         # ISO date
     linked_before: bool
     error: str | None
+    first_pin_tried: NotRequired[bool]  # pin2: the same PIN already cost the 券面事項入力補助 PIN a try
 
 
 class StaffCounterModel(StaffModel):

@@ -24,8 +24,9 @@ Screens (`Show.model` keys; every model also has `countdown` and `notice`):
 - staff_counter (counter terminals, kiosk.mode = "counter"): staff_id, last (the last
   identification's outcome: "identified", an error code, or None)
 - counter_identify: see kiosk/core/counter.py
-- staff_register: step (insert, pin, last_try, authenticating, pin2, reading, scan, confirm,
-  linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error
+- staff_register: step (insert, pin, last_try, authenticating, pin2, last_try2, reading, scan,
+  confirm, linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error,
+  first_pin_tried (the same PIN already cost the 券面事項入力補助 PIN a try: pin2 says so)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any, Callable
 
 from kiosk.core import effects as fx
 from kiosk.core import events as ev
-from kiosk.core.card import CardError, CardIdentity
+from kiosk.core.card import CardError, CardIdentity, PinPrompt, pin_prompt
 from kiosk.core.counter import CounterSettings, Identification
 
 CLOSED = "closed"
@@ -89,6 +90,7 @@ class _Registration:
     linked_to: str | None = None        # the library card this card was linked to before
     birth_date_sent: bool = False
     error: str | None = None
+    first_pin_tried: bool = False
 
     def wipe(self) -> None:
         for i in range(len(self.pin)):
@@ -186,7 +188,7 @@ class StaffMode:
             r = self._reg
             m.update(step=r.step, digits=len(r.pin), tries_left=r.tries_left, patron_id=r.patron_id,
                      valid_until=r.identity.not_after.date().isoformat() if r.identity else None,
-                     linked_before=r.linked_to is not None, error=r.error)
+                     linked_before=r.linked_to is not None, error=r.error, first_pin_tried=r.first_pin_tried)
         return m
 
     def _render(self, now: float) -> list[fx.Effect]:
@@ -464,7 +466,8 @@ class StaffMode:
         if self.screen == IDENTIFY and self._ident is not None:
             return self._identify_event(lambda i: i.card_removed(), now)
         r = self._reg
-        if self.screen == REGISTER and r.step in ("reading", "pin", "last_try", "authenticating", "pin2"):
+        if self.screen == REGISTER and r.step in ("reading", "pin", "last_try", "authenticating", "pin2",
+                                                               "last_try2"):
             return self._register_error(CardError.CARD_REMOVED.value, now)
         return []
 
@@ -503,8 +506,8 @@ class StaffMode:
             self.serial += 1                     # a late reply from this attempt is now stale
             return [fx.Audit(self.staff_id, "staff.registration_cancelled"), fx.StaffCommand("release_card"),
                     fx.StaffCommand("card_mode", "kiosk"), *self._go(self.home, now)]
-        if r.step == "last_try" and a == "confirm_last_try":
-            r.step = "pin"
+        if r.step in ("last_try", "last_try2") and a == "confirm_last_try":
+            r.step = "pin" if r.step == "last_try" else "pin2"
             return self._go(REGISTER, now)
         if r.step in ("pin", "pin2"):
             if a == "digit" and value is not None and len(value) == 1 and value in "0123456789":
@@ -559,11 +562,12 @@ class StaffMode:
         assert identity is not None, "an ok outcome carries the identity"
         r.identity = identity
         r.birth_date = e.birth_date
+        r.first_pin_tried = e.first_pin_tried
         if self.settings.birth_date and e.birth_date is None:
             if e.second_pin_tries is not None and e.second_pin_tries <= 0:
                 return self._register_error("second_pin_locked", now)
             r.tries_left = e.second_pin_tries
-            r.step = "pin2"
+            r.step = _second_pin_step(e.second_pin_tries)
             return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
         r.step = "scan"
         return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
@@ -581,7 +585,7 @@ class StaffMode:
             return self._register_error("birth_date_unreadable", now)
         if e.tries_left:
             r.tries_left = e.tries_left
-            r.step = "pin2"
+            r.step = _second_pin_step(e.tries_left)
             return self._go(REGISTER, now, notice="pin_wrong")
         return self._register_error("second_pin_locked", now)
 
@@ -602,6 +606,12 @@ class StaffMode:
             "staff.card_relinked" if r.linked_to is not None else "staff.card_linked")
         r.wipe()
         return [fx.Audit(self.staff_id, action, kenhojo_read=r.birth_date_sent)] + self._go(REGISTER, now)
+
+
+def _second_pin_step(tries: int | None) -> str:
+    """The 券面事項入力補助 PIN follows the user-authentication PIN's last-try rule: at one
+    try left the patron confirms first (a wrong PIN then locks it)."""
+    return "last_try2" if pin_prompt(tries) is PinPrompt.CONFIRM_LAST_TRY else "pin2"
 
 
 def _wiped(buf: bytearray) -> bytearray:

@@ -455,7 +455,13 @@ def connect_controller(services: Services, controller: Controller) -> None:
 
     config = services.config
     backend = services.staff_backend
-    staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
+    settings = staff_settings(config)
+    if settings.birth_date and not getattr(services.catalogue, "checks_birth_date", True):
+        from dataclasses import replace
+
+        log_event(log, "registration.birth_date_not_read", level=logging.WARNING, reason="catalogue_cannot_check")
+        settings = replace(settings, birth_date=False)
+    staff = StaffMode(settings, check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
     staff.failures = backend.signin_failures()     # wrong guesses before a restart still count
     hw = build_hardware(services.settings.hardware, services)
