@@ -196,3 +196,27 @@ def test_gadget_script_builds_a_boot_keyboard_and_says_what_is_missing(tmp_path)
     assert (hid / "report_desc").read_bytes() == BOOT_KEYBOARD
     assert (hid / "protocol").read_text().strip() == "1" and (hid / "report_length").read_text().strip() == "8"
     assert (configfs / "usb_gadget" / "kiosk" / "configs" / "c.1" / "hid.usb0").is_symlink()
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+def test_counter_settings_are_typed_and_a_counter_needs_a_route():
+    from kiosk.config.load import ConfigError, load_config
+    from kiosk.config.settings import CounterSettings
+
+    def settings(**counter):
+        return CounterSettings.from_config(load_config(None, [("site", {"kiosk": {"mode": "counter"},
+                                                                          "counter": counter})]))
+
+    s = settings()
+    assert (s.enabled, s.barcode, s.symbology, s.codabar_guards, s.keyboard_device) == (True, True, "nw7", "AA", None)
+    s = settings(keyboard=True, keyboard_layout="jis", barcode_symbology="code128")
+    assert s.keyboard_device == "/dev/hidg0" and s.keyboard_layout == "jis" and s.symbology == "code128"
+    with pytest.raises(ConfigError, match="counter.barcode"):
+        settings(barcode=False)
+    with pytest.raises(ConfigError, match="codabar_guards"):
+        settings(codabar_guards="AZ")
+    with pytest.raises(ConfigError, match="barcode_symbology"):
+        settings(barcode_symbology="qr")
+    off = CounterSettings.from_config(load_config(None, [("site", {"counter": {"barcode": False}})]))
+    assert not off.enabled                      # a self-checkout kiosk need not hand anything over

@@ -10,6 +10,7 @@ scan reaches the patron session.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -200,7 +201,8 @@ def audit_actions(k) -> list[tuple[str, dict]]:
     return [(e["action"], e.get("fields", {})) for e in k.services.audit.entries()]
 
 
-def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path):
+def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     k = counter_kiosk
     t = translator("ja")
     sign_in(k)
@@ -255,6 +257,11 @@ def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path):
     assert [f["reason"] for a, f in actions if a == "counter.identify_failed"] == [
         "not_registered", "cert_expired", "pin_locked"]
     assert not any(NUMBER in str(f) for _, f in actions)
+    # The log says that and when an identification happened, and how it went: never the number.
+    logged = [r.getMessage() + " " + str(getattr(r, "kiosk_fields", "")) for r in caplog.records]
+    assert any("counter.identified" in line for line in logged)
+    assert any("counter.handed_over" in line for line in logged)
+    assert not [line for line in logged if NUMBER in line]
 
     # Signing out comes back to sign-in, never to a patron screen.
     k.tap("exit")
