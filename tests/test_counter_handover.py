@@ -220,3 +220,23 @@ def test_counter_settings_are_typed_and_a_counter_needs_a_route():
         settings(barcode_symbology="qr")
     off = CounterSettings.from_config(load_config(None, [("site", {"counter": {"barcode": False}})]))
     assert not off.enabled                      # a self-checkout kiosk need not hand anything over
+
+
+def test_gadget_unit_verifies_and_runs_before_the_kiosk(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    text = (REPO / "systemd" / "kiosk-hid-gadget.service").read_text(encoding="utf-8")
+    assert "Before=kiosk.service kiosk-cage.service" in text and "Type=oneshot" in text
+    unit = tmp_path / "kiosk-hid-gadget.service"
+    unit.write_text(text.replace("/usr/local/libexec/kiosk-hid-gadget", str(stub)).replace("/sbin/modprobe",
+                                                                                          str(stub)))
+    out = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SYSTEMD_LOG_COLOR": "0"})
+    problems = [line for line in out.stderr.splitlines() if str(unit) in line or "kiosk-hid-gadget" in line]
+    assert out.returncode == 0 and not problems, out.stderr
+    install = (REPO / "scripts" / "install-pi.sh").read_text()
+    assert "scripts/hid-gadget.sh\" \"$root/usr/local/libexec/kiosk-hid-gadget\"" in install
