@@ -32,6 +32,11 @@ def test_sign_in_first_registration_without_a_birth_date_nobody_can_check_and_ne
     services, controller, view, loop = make_kiosk(tmp_path, demo_pki, registration_birth_date=True)
     try:
         assert view.screen == SIGNIN
+        from kiosk.shell.launcher import session_settings
+
+        controller.apply_settings(session_settings(services.config))     # central IT's live layer
+        loop.run_pending()
+        assert view.screen == SIGNIN                                    # no patron screen drawn over it
         assert not controller.staff.settings.birth_date          # the local catalogue cannot check it
         assert any("registration.birth_date_not_read" in r.getMessage() for r in caplog.records)
         for d in STAFF_PIN:

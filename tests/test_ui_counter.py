@@ -201,6 +201,7 @@ def audit_actions(k) -> list[tuple[str, dict]]:
     return [(e["action"], e.get("fields", {})) for e in k.services.audit.entries()]
 
 
+@pytest.mark.pcsc
 def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     k = counter_kiosk
@@ -268,6 +269,7 @@ def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path, c
     k.until("staff_signin")
 
 
+@pytest.mark.pcsc
 def test_a_counter_terminal_cannot_lend(counter_kiosk):
     k = counter_kiosk
     k.until("staff_signin")

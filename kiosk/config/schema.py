@@ -224,12 +224,13 @@ SCHEMA: dict[str, Any] = {
         "registration_birth_date": Field("bool"),
     },
     # kiosk.mode = "counter": how an identified patron's library card number reaches the
-    # staff's own circulation client (kiosk/core/counter.py).
+    # staff's own circulation client (kiosk/core/counter.py). Staff mode's settings are built
+    # once at start: a change takes effect by a restart (at the next idle moment).
     "counter": {
-        "barcode": Field("bool"),
-        "barcode_symbology": Field("str", choices=("nw7", "code39", "code128")),
-        "codabar_guards": Field("str", check=_codabar_guards),
-        "barcode_seconds": Field("float", min=3, max=60),
+        "barcode": Field("bool", live=False),
+        "barcode_symbology": Field("str", choices=("nw7", "code39", "code128"), live=False),
+        "codabar_guards": Field("str", check=_codabar_guards, live=False),
+        "barcode_seconds": Field("float", min=3, max=60, live=False),
         "keyboard": Field("bool", live=False),
         "keyboard_device": Field("path", live=False),
         "keyboard_layout": Field("str", choices=("us", "jis"), live=False),

@@ -95,6 +95,11 @@ class CounterController(Controller):
             except Exception as exc:
                 log_event(log, "idle_task.failed", logging.ERROR, error=type(exc).__name__)
 
+    def apply_settings(self, settings) -> None:
+        """Live configuration: the session's rules change, and nothing of the patron's is drawn."""
+        self.session.settings = settings
+        log_event(log, "config.applied_live")
+
     def _staff_leave(self, _value: Any) -> None:
         """Staff signed out (or timed out): straight back to sign-in, never the patron screen."""
         staff = self.staff
