@@ -89,6 +89,27 @@ def test_nw7_widths_are_well_formed(text):
     assert set(w) <= {1, 3} and len(w) == 8 * (len(text) + 2) - 1
 
 
+@FUZZ
+@given(st.text(max_size=40), st.sampled_from(["nw7", "code39", "code128", "qr", ""]), st.text(max_size=3))
+def test_encode_only_ever_refuses_with_symbol_error(text, symbology, guards):
+    try:
+        symbol = encode(text, symbology, guards)
+    except SymbolError:
+        return
+    w = symbol.widths
+    assert w and len(w) % 2 == 1 and min(w) >= 1 and max(w) <= 4 and symbol.modules == sum(w)
+
+
+@FUZZ
+@given(st.text(max_size=40), st.sampled_from(["us", "jis", "dvorak"]))
+def test_reports_only_ever_refuse_with_value_error_and_always_release(text, layout):
+    try:
+        out = reports(text, layout)
+    except ValueError:
+        return
+    assert all(len(r) == REPORT_LEN for r in out) and out[-1] == RELEASE and len(out) == 2 * (len(text) + 1)
+
+
 # -- USB keyboard ---------------------------------------------------------------------------------
 
 # Linux drivers/hid/hid-input.c hid_keyboard[]: HID usage -> evdev key code, for the usages typed.
