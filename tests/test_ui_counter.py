@@ -280,8 +280,16 @@ def test_a_counter_terminal_cannot_lend(counter_kiosk):
     k.h.type_keys("10000007")
     k.elapse(2)
     assert k.screen == "staff_signin" and k.controller.session.screen == "idle"
+    from kiosk.core.events import Press
+
+    k.controller.post(Press("library_card"))               # the idle screen's own way in, even if sent
+    k.pump()
+    assert k.screen == "staff_signin" and k.controller.session.screen == "idle"
     sign_in(k)
     assert k.view.find("identify") is not None and k.view.find("language:en") is None
+    k.controller.post(Press("library_card"))
+    k.pump()
+    assert k.screen == "staff_counter" and k.controller.session.screen == "idle"
     k.h.type_keys("10000007")                              # an item scanned at the counter screen
     k.elapse(1)
     k.tap("identify")
