@@ -57,7 +57,7 @@ def test_a_counter_terminal_lands_on_the_counter_screen_and_its_menu_comes_back_
     s.sign_in()
     assert s.screen == COUNTER and s.model == {"countdown": None, "notice": None, "staff_id": "alice", "last": None}
     s.press("menu")
-    assert s.screen == MENU
+    assert s.screen == MENU and s.model["counter"] is True
     s.press("exit")                                 # from the menu: back to the counter, still signed in
     assert s.screen == COUNTER and s.mode.staff_id == "alice"
     s.press("register")

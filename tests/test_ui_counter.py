@@ -62,6 +62,8 @@ def identified(symbology: str = "nw7", **extra) -> dict:
 VARIANTS = {
     "staff_counter": ("staff_counter", dict(countdown=None, notice=None, staff_id="s01", last=None)),
     "staff_counter_last": ("staff_counter", dict(countdown=9, notice=None, staff_id="s01", last="not_registered")),
+    "staff_menu_counter": ("staff_menu", dict(countdown=None, notice=None, staff_id="s01", out_of_service=False,
+                                              offline_lending=False, registration=True, counter=True)),
     "counter_insert": ("counter_identify", identify_model()),
     "counter_reading": ("counter_identify", identify_model(step="reading")),
     "counter_pin": ("counter_identify", identify_model(step="pin", digits=2, tries_left=2, notice="pin_wrong")),
@@ -132,6 +134,8 @@ def test_counter_home_offers_identify_register_menu_and_sign_out_and_never_self_
     assert screen.last.text == translator("en")("counter.ready")
     show(view, kivy_window, "staff_counter", VARIANTS["staff_counter_last"][1])
     assert translator("en")("counter.error.not_registered") in screen.last.text
+    menu = show(view, kivy_window, "staff_menu", VARIANTS["staff_menu_counter"][1])
+    assert menu.buttons["exit"].text == translator("en")("counter.back_to_counter")
 
 
 def test_registration_says_when_the_first_pin_cost_the_second_a_try_and_asks_before_its_last(make_view,

@@ -121,6 +121,7 @@ class StaffMenuModel(StaffModel):
     out_of_service: bool
     offline_lending: bool
     registration: bool
+    counter: NotRequired[bool]      # a counter terminal: "exit" goes back to the counter screen
 
 
 class StaffStatusModel(StaffModel):

@@ -172,6 +172,8 @@ class StaffMode:
         elif s == MENU:
             m.update(staff_id=self.staff_id, out_of_service=self.out_of_service,
                      offline_lending=self.offline_lending, registration=True)
+            if self.counter:
+                m["counter"] = True             # its exit goes back to the counter screen
         elif s == STATUS:
             m.update(status=self._data.get("status", {}))
         elif s == REVIEW:
