@@ -261,3 +261,20 @@ def test_gadget_unit_verifies_and_runs_before_the_kiosk(tmp_path):
     assert out.returncode == 0 and not problems, out.stderr
     install = (REPO / "scripts" / "install-pi.sh").read_text()
     assert "scripts/hid-gadget.sh\" \"$root/usr/local/libexec/kiosk-hid-gadget\"" in install
+
+
+def test_doctor_checks_the_counter_keyboard_gadget(tmp_path):
+    from kiosk.cli.doctor import FAIL, OK, Env, check_counter
+    from kiosk.config.load import load_config
+
+    def check(**counter):
+        config = load_config(None, [("site", {"kiosk": {"mode": "counter"}, "counter": counter})])
+        return check_counter(config, Env())
+
+    assert check_counter(load_config(None), Env()).status == OK
+    assert check().status == OK and "barcode" in check().detail
+    missing = check(keyboard=True, keyboard_device=str(tmp_path / "hidg0"))
+    assert missing.status == FAIL and "dtoverlay=dwc2" in missing.fix
+    (tmp_path / "hidg0").touch()
+    found = check(keyboard=True, keyboard_device=str(tmp_path / "hidg0"), keyboard_layout="jis")
+    assert found.status == OK and "layout jis" in found.detail

@@ -293,6 +293,6 @@ def test_command_json_and_exit_code(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     names = [c["name"] for c in result["checks"]]
     assert names == ["config", "pcscd", "reader", "vpcd", "scanner", "gpio", "fonts", "display", "clock", "disk",
-                     "store", "printer"]
+                     "store", "printer", "counter"]
     scanner = next(c for c in result["checks"] if c["name"] == "scanner")
     assert scanner["status"] == FAIL and code == 1 and result["ok"] is False
