@@ -306,3 +306,6 @@ def test_a_counter_terminal_cannot_lend(counter_kiosk):
     assert k.screen == "counter_identify" and k.controller.session.screen == "idle"
     assert k.services.outbox.stats().pending == 0 and not k.controller.session.in_session
     k.readers.remove()
+    k.elapse(61)                                           # staff gone: the staff idle timeout locks it
+    k.until("staff_signin")
+    assert k.view.screens["counter_identify"].symbol.module_px == 0
