@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -182,9 +183,13 @@ def insert(k, name: str):
     card = VirtualJpkiCard(k.services.demo.pki.profile(name))
     try:
         k.readers.insert(card)
-    except TimeoutError:        # vpcd slow to take a new card straight after a removal on a loaded machine
+    except TimeoutError:        # vpcd now and then misses a new card right after a removal: plug it again
         k.readers.remove()
         k.readers.insert(card, timeout=30)
+    deadline = time.monotonic() + 10
+    while not k.controller.card_present:
+        assert time.monotonic() < deadline, "the kiosk never saw the card"
+        k.pump()
     return card
 
 
@@ -195,9 +200,11 @@ def sign_in(k) -> None:
 
 
 def start_identify(k, card: str) -> dict:
+    """The card goes in first, at the counter screen (which ignores it), then staff tap identify:
+    the card already in the reader is read at once."""
+    insert(k, card)
     k.tap("identify")
     k.until("counter_identify")
-    insert(k, card)
     return k.until_model(lambda m: m.get("step") not in ("insert", "reading"))
 
 
@@ -309,3 +316,78 @@ def test_a_counter_terminal_cannot_lend(counter_kiosk):
     k.elapse(61)                                           # staff gone: the staff idle timeout locks it
     k.until("staff_signin")
     assert k.view.screens["counter_identify"].symbol.module_px == 0
+
+
+@pytest.mark.pcsc
+def test_registration_at_the_counter_reads_the_birth_date_with_the_last_try_rule(kivy_window, tmp_path, demo_pki,
+                                                                                pcsc_readers, make_rest_server,
+                                                                                rest_tls):
+    """With a catalogue that checks it (REST), the birth date is read: the 券面事項入力補助 PIN's last
+    try needs the patron's confirmation, and its screen says when the same PIN already cost it a try."""
+    from kiosk.core.staff_pins import hash_pin
+    from kiosk_testing.rest_server import TOKEN, RestLibrary, seed
+
+    t = translator("ja")
+    data = seed()
+    newcomer = "2000000099999"
+    data["patrons"].append({"id": newcomer, "name": "登録 太郎", "password": "pw-9", "limit": 10, "charged": 0,
+                            "blocked": [], "birth_date": "1993-07-17"})     # demo card "second-pin-1-try"'s
+    library = RestLibrary(data)
+    server = make_rest_server(library)
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+
+    def counter(config: dict) -> None:
+        config["kiosk"]["mode"] = "counter"
+        config["card"]["backend"] = "pcsc"
+        config["catalogue"]["backend"] = "rest"
+        config["catalogue"]["rest"].update({"base_url": server.url, "token_file": str(token),
+                                            "ca_bundle": str(rest_tls.ca)})
+        config["staff"].update({"registration_birth_date": True, "accounts": [
+            {"id": "s01", "badge": "", "pin_hash": hash_pin(STAFF_PIN.encode(), log2_n=10)}]})
+
+    kivy_window.set_size(1024, 600, 170)
+    with running_kiosk(kivy_window, tmp_path, demo_pki, counter) as k:
+        k.readers = pcsc_readers
+        sign_in(k)
+        assert k.controller.staff.settings.birth_date
+        screen = k.view.screens.get
+
+        # The same PIN cost the second PIN a try: the screen says so.
+        insert(k, "second-pin-differs")
+        k.tap("register")
+        k.until("staff_register")
+        k.until_model(lambda m: m.get("step") == "pin")
+        k.enter_pin("1234")
+        model = k.until_model(lambda m: m.get("step") not in ("authenticating", "reading"))
+        assert model["step"] == "pin2" and model["first_pin_tried"] is True and model["tries_left"] == 2
+        assert t("staff.register.pin2_tried") in screen("staff_register").detail.text
+        k.tap("cancel")
+        k.until("staff_counter")
+        k.readers.remove()
+
+        # One try left on the second PIN: never tried with the first, confirmed before it is asked.
+        insert(k, "second-pin-1-try")
+        k.tap("register")
+        k.until("staff_register")
+        k.until_model(lambda m: m.get("step") == "pin")
+        k.enter_pin("1234")
+        model = k.until_model(lambda m: m.get("step") not in ("authenticating", "reading"))
+        assert model["step"] == "last_try2" and model["first_pin_tried"] is False, model
+        assert k.view.find("digit:1") is None
+        k.tap("confirm_last_try")
+        k.until_model(lambda m: m.get("step") == "pin2")
+        assert t("staff.register.pin2_tried") not in screen("staff_register").detail.text
+        k.enter_pin("1234")
+        k.until_model(lambda m: m.get("step") == "scan")
+        k.h.type_keys(newcomer)
+        k.pump()
+        k.until_model(lambda m: m.get("step") == "confirm")
+        k.tap("link")
+        model = k.until_model(lambda m: m.get("step") in ("done", "error"))
+        assert model["step"] == "done", model
+        assert library.links[k.services.demo.pki.cards["second-pin-1-try"].cert_hash] == newcomer
+        k.readers.remove()
+        k.tap("done")
+        k.until("staff_counter")                           # the next patron can start at once
