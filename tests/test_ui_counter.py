@@ -388,6 +388,7 @@ def test_registration_at_the_counter_reads_the_birth_date_with_the_last_try_rule
         model = k.until_model(lambda m: m.get("step") in ("done", "error"))
         assert model["step"] == "done", model
         assert library.links[k.services.demo.pki.cards["second-pin-1-try"].cert_hash] == newcomer
+        assert ("staff.card_linked", {"kenhojo_read": True}) in audit_actions(k)     # sent with the birth date
         k.readers.remove()
         k.tap("done")
         k.until("staff_counter")                           # the next patron can start at once
