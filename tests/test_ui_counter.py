@@ -313,6 +313,10 @@ def test_a_counter_terminal_cannot_lend(counter_kiosk):
     assert k.screen == "counter_identify" and k.controller.session.screen == "idle"
     assert k.services.outbox.stats().pending == 0 and not k.controller.session.in_session
     k.readers.remove()
+    deadline = time.monotonic() + 10
+    while k.controller.card_present:                       # the kiosk has seen the card go
+        assert time.monotonic() < deadline
+        k.pump()
     k.elapse(61)                                           # staff gone: the staff idle timeout locks it
     k.until("staff_signin")
     assert k.view.screens["counter_identify"].symbol.module_px == 0
