@@ -78,6 +78,9 @@ install_files() {
   install_file "$HERE/systemd/kiosk.service" "$root/etc/systemd/system/kiosk.service" 0644
   install_file "$HERE/systemd/kiosk-cage.service" "$root/etc/systemd/system/kiosk-cage.service" 0644
   install_file "$HERE/systemd/kiosk-power-request" "$root/usr/local/libexec/kiosk-power-request" 0755
+  # Counter terminals with the USB keyboard hand-over: installed, enabled only by IT (README, "Counter").
+  install_file "$HERE/scripts/hid-gadget.sh" "$root/usr/local/libexec/kiosk-hid-gadget" 0755
+  install_file "$HERE/systemd/kiosk-hid-gadget.service" "$root/etc/systemd/system/kiosk-hid-gadget.service" 0644
   install_file "$HERE/systemd/journald-kiosk.conf" "$root/etc/systemd/journald.conf.d/kiosk.conf" 0644
   install_file "$HERE/systemd/99-kiosk-scanner.rules" "$root/etc/udev/rules.d/99-kiosk-scanner.rules" 0644
   mkdir -p "$root/etc/systemd/logind.conf.d"

@@ -292,7 +292,7 @@ def test_command_json_and_exit_code(tmp_path, capsys):
     code = args.func(args)
     result = json.loads(capsys.readouterr().out)
     names = [c["name"] for c in result["checks"]]
-    assert names == ["config", "identity", "pcscd", "reader", "vpcd", "scanner", "gpio", "fonts", "display", "clock", "disk",
-                     "store", "printer"]
+    assert names == ["config", "identity", "pcscd", "reader", "vpcd", "scanner", "gpio", "fonts", "display", "clock",
+                     "disk", "store", "printer", "counter"]
     scanner = next(c for c in result["checks"] if c["name"] == "scanner")
     assert scanner["status"] == FAIL and code == 1 and result["ok"] is False

@@ -109,6 +109,7 @@ def test_different_pin_costs_one_try_then_the_patron_enters_it(service, insert, 
     outcome, born, second = register(service)
     assert outcome.ok and born is None and second == 2
     assert card.tries_left("kenhojo/0011") == 2 and len(kenhojo_verifies(apdu_log)) == 1
+    assert service.same_pin_tried                               # staff tell the patron a try went
     secret = pin(DEMO_SUPPORT_PIN_DIFFERENT)
     assert service.read_birth_date(secret) == (demo_pki.cards["second-pin-differs"].birth_date, None)
     assert secret == bytearray(4)
@@ -149,6 +150,7 @@ def test_one_try_left_is_asked_rather_than_tried(service, insert, apdu_log, demo
     outcome, born, second = register(service)
     assert outcome.ok and born is None and second == 1
     assert kenhojo_verifies(apdu_log) == [] and card.tries_left("kenhojo/0011") == 1
+    assert not service.same_pin_tried
     assert [a for a in kenhojo_apdus(apdu_log) if a[1] == 0x20] == [H("00200080")]   # only the count
     assert service.read_birth_date(pin("1234")) == (demo_pki.cards["second-pin-1-try"].birth_date, None)
     assert card.tries_left("kenhojo/0011") == 3

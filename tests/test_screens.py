@@ -103,7 +103,7 @@ def test_every_screen_the_session_or_staff_mode_shows_has_its_class(make_view):
     from kiosk.screens.view import SCREEN_CLASSES, screen_class
 
     staff_screens = {staff.SIGNIN, staff.MENU, staff.STATUS, staff.REVIEW, staff.SELFTEST, staff.CONFIRM,
-                     staff.REGISTER}
+                     staff.REGISTER, staff.COUNTER, staff.IDENTIFY}
     assert set(SCREEN_CLASSES) == set(SESSION_SCREENS) | staff_screens
     view, _ = make_view()
     for name in SCREEN_CLASSES:

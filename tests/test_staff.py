@@ -512,7 +512,8 @@ def test_registration_start():
     assert audits(out) == ["staff.registration_started"] and commands(out) == [("card_mode", "counter")]
     assert s.screen == REGISTER
     assert s.model == {"countdown": None, "notice": None, "step": "insert", "digits": 0, "tries_left": None,
-                       "patron_id": None, "valid_until": None, "linked_before": False, "error": None}
+                       "patron_id": None, "valid_until": None, "linked_before": False, "error": None,
+                       "first_pin_tried": False}
 
 
 def test_registration_whole_flow_link():
@@ -797,19 +798,36 @@ def test_second_pin_wrong_then_right():
     s.read(birth=None, second=2)
     s.enter_pin("0000")
     s.send(ev.BirthDateRead(None, tries_left=1, serial=s.mode.serial))
-    assert s.model["step"] == "pin2" and s.model["tries_left"] == 1 and s.model["notice"] == "pin_wrong"
+    assert s.model["step"] == "last_try2" and s.model["tries_left"] == 1 and s.model["notice"] == "pin_wrong"
+    s.press("confirm_last_try")
     s.enter_pin("5678")
     s.send(ev.BirthDateRead(BORN, serial=s.mode.serial))
     assert s.model["step"] == "scan"
 
 
-def test_second_pin_with_one_try_left_is_asked_showing_the_count():
+def test_second_pin_with_one_try_left_is_asked_only_after_a_last_try_confirmation():
     s = Staff()
     s.start_registration(birth_date=True)
     s.to_pin()
     s.enter_pin()
     s.read(birth=None, second=1)
-    assert s.model["step"] == "pin2" and s.model["tries_left"] == 1
+    assert s.model["step"] == "last_try2" and s.model["tries_left"] == 1
+    assert s.type("5678") == [] or s.model["digits"] == 0       # no pad before the confirmation
+    assert not of(s.press("ok"), fx.ReadBirthDate)
+    s.press("confirm_last_try")
+    assert s.model["step"] == "pin2" and s.model["tries_left"] == 1 and s.model["digits"] == 0
+    s.type("5678")
+    assert of(s.press("ok"), fx.ReadBirthDate)
+
+
+def test_the_second_pin_screen_says_when_the_first_pin_already_cost_it_a_try():
+    for tried in (True, False):
+        s = Staff()
+        s.start_registration(birth_date=True)
+        s.to_pin()
+        s.enter_pin()
+        s.send(ev.RegistrationRead(OK, None, 2, serial=s.mode.serial, first_pin_tried=tried))
+        assert s.model["step"] == "pin2" and s.model["first_pin_tried"] is tried
 
 
 def test_second_pin_locked_by_a_wrong_last_try():
@@ -818,6 +836,7 @@ def test_second_pin_locked_by_a_wrong_last_try():
     s.to_pin()
     s.enter_pin()
     s.read(birth=None, second=1)
+    s.press("confirm_last_try")
     s.enter_pin("0000")
     out = s.send(ev.BirthDateRead(None, tries_left=0, serial=s.mode.serial))
     assert s.model["step"] == "error" and s.model["error"] == "second_pin_locked"
@@ -938,7 +957,7 @@ def test_unreadable_birth_date_is_not_called_a_locked_pin():
     s.start_registration(birth_date=True)
     s.to_pin()
     s.enter_pin()
-    s.read(birth=None, second=1)           # the patron is asked for the second PIN
+    s.read(birth=None, second=2)           # the patron is asked for the second PIN
     s.enter_pin("5678")
     s.send(ev.BirthDateRead(None, None, serial=s.mode.serial))
     assert s.model["step"] == "error" and s.model["error"] == "birth_date_unreadable"

@@ -54,6 +54,9 @@ class CardService:
         self._cert: bytes | None = None
         self._mode = getattr(reader, "mode", "kiosk")
         self._registered = False        # the open card passed authenticate_for_registration
+        # The last registration sent the user-authentication PIN to the 券面事項入力補助 PIN
+        # (one of its tries spent, whatever the answer): staff tell the patron so.
+        self.same_pin_tried = False
 
     # -- probe ---------------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class CardService:
         before the card is touched.
         """
         self._registered = False
+        self.same_pin_tried = False
         try:
             self._require_counter()
             outcome = self._outcome(pin)
@@ -277,6 +281,7 @@ class CardService:
                 return None, tries
             if len(pin) != 4 or not all(0x30 <= b <= 0x39 for b in pin):
                 return None, tries      # never sent, so no try is spent
+            self.same_pin_tried = same_pin
             result = kenhojo.verify_pin(pin)
             if not result.ok:
                 return None, result.tries_left

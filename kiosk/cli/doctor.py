@@ -314,9 +314,28 @@ def check_identity(config: dict, env: Env) -> Check:
     return Check("identity", OK, config["kiosk"]["id"])
 
 
+def check_counter(config: dict, env: Env) -> Check:
+    """A counter terminal's USB keyboard hand-over: the HID gadget device the kiosk writes to."""
+    if config["kiosk"]["mode"] != "counter":
+        return Check("counter", OK, "not a counter terminal")
+    c = config["counter"]
+    routes = [r for r, on in (("barcode", c["barcode"]), ("keyboard", c["keyboard"])) if on]
+    if not c["keyboard"]:
+        return Check("counter", OK, "hand-over: " + ", ".join(routes))
+    device = str(c["keyboard_device"])
+    if not os.path.exists(device):
+        return Check("counter", FAIL, f"USB keyboard gadget {device} not found",
+                     "dtoverlay=dwc2,dr_mode=peripheral in /boot/firmware/config.txt, reboot, then "
+                     "systemctl enable --now kiosk-hid-gadget.service (README: Counter terminals)")
+    if not os.access(device, os.W_OK):
+        return Check("counter", FAIL, f"{device}: no permission to write",
+                     f"the gadget unit gives the kiosk group write access; check: ls -l {device}")
+    return Check("counter", OK, f"hand-over: {', '.join(routes)} ({device}, layout {c['keyboard_layout']})")
+
+
 CHECKS: tuple[Callable[[dict, Env], Check], ...] = (
     check_identity, check_pcscd, check_reader, check_vpcd, check_scanner, check_gpio, check_fonts, check_display,
-    check_clock, check_disk, check_store, check_printer,
+    check_clock, check_disk, check_store, check_printer, check_counter,
 )
 
 

@@ -78,6 +78,11 @@ def _staff_accounts(value: list[dict]) -> str | None:
     return None
 
 
+def _codabar_guards(value: str) -> str | None:
+    ok = len(value) == 2 and all(c in "ABCD" for c in value)
+    return None if ok else "two of A, B, C, D: the NW-7 start and stop characters, e.g. \"AA\""
+
+
 _SECONDS = Field("float", min=5, max=900)     # a screen timeout; one Field serves them all (frozen)
 _PIN = Field("int", min=-1, max=27, live=False)
 _CHECKS = ("none", "mod10w31", "mod10w21", "luhn", "mod11w27", "mod11", "7dr", "7dsr", "mod43", "mod16")
@@ -221,6 +226,18 @@ SCHEMA: dict[str, Any] = {
         "idle_timeout": Field("float", min=10, max=900),
         "badge_pattern": Field("str", check=_regex),
         "registration_birth_date": Field("bool"),
+    },
+    # kiosk.mode = "counter": how an identified patron's library card number reaches the
+    # staff's own circulation client (kiosk/core/counter.py). Staff mode's settings are built
+    # once at start: a change takes effect by a restart (at the next idle moment).
+    "counter": {
+        "barcode": Field("bool", live=False),
+        "barcode_symbology": Field("str", choices=("nw7", "code39", "code128"), live=False),
+        "codabar_guards": Field("str", check=_codabar_guards, live=False),
+        "barcode_seconds": Field("float", min=3, max=60, live=False),
+        "keyboard": Field("bool", live=False),
+        "keyboard_device": Field("path", live=False),
+        "keyboard_layout": Field("str", choices=("us", "jis"), live=False),
     },
     # Central IT's endpoint and pinned signing keys: site file only, never pushable
     # (kiosk/signed_config.py PUSH_PROTECTED).

@@ -231,6 +231,36 @@ class HardwareSettings:
         )
 
 
+# -- counter -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CounterSettings:
+    """kiosk.mode = "counter": the terminal identifies patrons for staff and never lends.
+    The routes by which an identified patron's library card number reaches staff."""
+
+    enabled: bool                       # kiosk.mode == "counter"
+    barcode: bool
+    symbology: Literal["nw7", "code39", "code128"]
+    codabar_guards: str
+    barcode_seconds: float
+    keyboard_device: str | None         # the HID gadget; None: no USB keyboard hand-over
+    keyboard_layout: Literal["us", "jis"]
+
+    @classmethod
+    def from_config(cls, config: Config) -> CounterSettings:
+        c = config["counter"]
+        enabled = config["kiosk"]["mode"] == "counter"
+        if enabled and not c["barcode"] and not c["keyboard"]:
+            raise ConfigError(SOURCE, "counter.barcode", "a counter terminal needs the barcode or the keyboard "
+                                                         "(counter.keyboard) to hand the number over")
+        if c["keyboard"] and not c["keyboard_device"]:
+            raise ConfigError(SOURCE, "counter.keyboard_device", "must be set when counter.keyboard is on")
+        return cls(enabled=enabled, barcode=bool(c["barcode"]), symbology=c["barcode_symbology"],
+                   codabar_guards=c["codabar_guards"], barcode_seconds=float(c["barcode_seconds"]),
+                   keyboard_device=str(c["keyboard_device"]) if c["keyboard"] else None,
+                   keyboard_layout=c["keyboard_layout"])
+
+
 # -- all of them ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -241,9 +271,11 @@ class BackendSettings:
     catalogue: CatalogueSettings
     card: CardSettings
     hardware: HardwareSettings
+    counter: CounterSettings | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> BackendSettings:
         data_dir = Path(config["kiosk"]["data_dir"]).expanduser()
         return cls(data_dir=data_dir, catalogue=CatalogueSettings.from_config(config, data_dir),
-                   card=CardSettings.from_config(config), hardware=HardwareSettings.from_config(config))
+                   card=CardSettings.from_config(config), hardware=HardwareSettings.from_config(config),
+                   counter=CounterSettings.from_config(config))

@@ -113,7 +113,8 @@ class Audit:
 class StaffCommand:
     """A staff-menu action for the shell: reset, out_of_service, offline_lending, sync_now,
     load, resolve_conflict, self_test, restart, shutdown, end_patron_session, leave,
-    lock_signin, card_mode, release_card."""
+    lock_signin, card_mode, release_card; on a counter terminal also rescan_card (read a card
+    already in the reader)."""
 
     name: str
     value: Any = None
@@ -163,8 +164,20 @@ class UnlinkCard:
     serial: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class HandOver:
+    """Counter mode: type the identified patron's library card number and Enter into the
+    staff PC through the USB keyboard gadget. Never logged; the answer is HandedOver."""
+
+    patron_id: str
+    serial: int = 0
+
+    def __repr__(self) -> str:
+        return "HandOver(<hidden>)"
+
+
 Effect = (
     Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout
     | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
-    | ReadBirthDate | LookupLink | LinkCard | UnlinkCard
+    | ReadBirthDate | LookupLink | LinkCard | UnlinkCard | HandOver
 )

@@ -142,6 +142,7 @@ class RegistrationRead:
     birth_date: date | None = None
     second_pin_tries: int | None = None
     serial: int | None = None
+    first_pin_tried: bool = False       # the same PIN went to the 券面事項入力補助 PIN: a try of it spent
 
 
 @dataclass(frozen=True)
@@ -164,15 +165,24 @@ class LinkDone:
     serial: int | None = None
 
 
+@dataclass(frozen=True)
+class HandedOver:
+    """Counter mode: the USB keyboard typed the number (ok) or the staff PC did not take it."""
+
+    ok: bool
+    serial: int | None = None
+
+
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
     | PatronLoaded | Barcode | ItemDone | JournalFailed | Press | Tick | SetOutOfService | SetOfflineLending
     | ReceiptDone | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
+    | HandedOver
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
     "ItemDone", "JournalFailed", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
     "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
-    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone",
+    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone", "HandedOver",
 ]

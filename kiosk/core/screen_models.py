@@ -13,7 +13,7 @@ Plain Python (no Kivy): the core, the screens and the tests all import it.
 
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 
 class PatronModel(TypedDict):
@@ -121,6 +121,7 @@ class StaffMenuModel(StaffModel):
     out_of_service: bool
     offline_lending: bool
     registration: bool
+    counter: NotRequired[bool]      # a counter terminal: "exit" goes back to the counter screen
 
 
 class StaffStatusModel(StaffModel):
@@ -140,21 +141,38 @@ class StaffConfirmModel(StaffModel):
 
 
 class StaffRegisterModel(StaffModel):
-    step: Literal["insert", "pin", "last_try", "authenticating", "pin2", "reading", "scan", "confirm",
-                  "linking", "done", "error"]
+    step: Literal["insert", "pin", "last_try", "authenticating", "pin2", "last_try2", "reading", "scan",
+                  "confirm", "linking", "done", "error"]
     digits: int
     tries_left: int | None
     patron_id: str | None
     valid_until: str | None         # ISO date
     linked_before: bool
     error: str | None
+    first_pin_tried: NotRequired[bool]  # pin2: the same PIN already cost the 券面事項入力補助 PIN a try
+
+
+class StaffCounterModel(StaffModel):
+    staff_id: str | None
+    last: str | None                # "identified" or an error code: never a number or a name
+
+
+class CounterIdentifyModel(StaffModel):
+    step: Literal["insert", "reading", "pin", "last_try", "authenticating", "resolving", "identified", "error"]
+    digits: int
+    tries_left: int | None
+    error: str | None
+    bars: list[int] | None          # the barcode's bar/space widths in modules (kiosk/core/barcode_symbols.py)
+    symbology: str | None
+    keyboard: Literal["typing", "typed", "failed"] | None
+    wipe_in: int | None             # seconds until the barcode is wiped
 
 
 ScreenModel = (
     IdleModel | ReadingCardModel | PinModel | LastTryModel | AuthenticatingModel | LibraryCardModel
     | TakeCardModel | ScanningModel | FinishingModel | SummaryModel | ThankYouModel | ErrorModel
     | OutOfServiceModel | StaffSigninModel | StaffMenuModel | StaffStatusModel | StaffReviewModel
-    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel
+    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel | StaffCounterModel | CounterIdentifyModel
 )
 
 MODELS: dict[str, type] = {
@@ -178,6 +196,8 @@ MODELS: dict[str, type] = {
     "staff_selftest": StaffSelftestModel,
     "staff_confirm": StaffConfirmModel,
     "staff_register": StaffRegisterModel,
+    "staff_counter": StaffCounterModel,
+    "counter_identify": CounterIdentifyModel,
 }
 
 

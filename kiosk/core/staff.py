@@ -21,8 +21,12 @@ Screens (`Show.model` keys; every model also has `countdown` and `notice`):
 - staff_selftest: results (lights/sound -> "running"/"done"; scanner/reader -> a dict with
   "result": scanned (n), reading, card (kind, tries) or error (code), for the screen's words)
 - staff_confirm: action ("restart" or "shutdown")
-- staff_register: step (insert, pin, last_try, authenticating, pin2, reading, scan, confirm,
-  linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error
+- staff_counter (counter terminals, kiosk.mode = "counter"): staff_id, last (the last
+  identification's outcome: "identified", an error code, or None)
+- counter_identify: see kiosk/core/counter.py
+- staff_register: step (insert, pin, last_try, authenticating, pin2, last_try2, reading, scan,
+  confirm, linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error,
+  first_pin_tried (the same PIN already cost the 券面事項入力補助 PIN a try: pin2 says so)
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from typing import Any, Callable
 
 from kiosk.core import effects as fx
 from kiosk.core import events as ev
-from kiosk.core.card import CardError, CardIdentity
+from kiosk.core.card import CardError, CardIdentity, PinPrompt, pin_prompt
+from kiosk.core.counter import CounterSettings, Identification
 from kiosk.core.patterns import fullmatch
 
 CLOSED = "closed"
@@ -45,6 +50,8 @@ REVIEW = "staff_review"
 SELFTEST = "staff_selftest"
 CONFIRM = "staff_confirm"
 REGISTER = "staff_register"
+COUNTER = "staff_counter"
+IDENTIFY = "counter_identify"
 
 MAX_PIN = 8
 
@@ -66,6 +73,7 @@ class StaffSettings:
     badge_pattern: str = r"^S\d{5}$"
     birth_date: bool = False            # registration sends the birth date with the link
     patron_pattern: str = r"^2\d{7,13}$"
+    counter: CounterSettings | None = None  # a counter terminal: identification, never lending
 
     def is_badge(self, code: str) -> bool:
         return bool(code) and fullmatch(self.badge_pattern, code.strip())
@@ -82,6 +90,7 @@ class _Registration:
     linked_to: str | None = None        # the library card this card was linked to before
     birth_date_sent: bool = False
     error: str | None = None
+    first_pin_tried: bool = False
 
     def wipe(self) -> None:
         for i in range(len(self.pin)):
@@ -107,7 +116,19 @@ class StaffMode:
         self._shown_countdown: int | None = None
         self._data: dict[str, Any] = {}
         self._reg = _Registration()
+        self._ident: Identification | None = None
+        self._last: str | None = None          # the last identification's outcome, for staff
+        self._shown_wipe_in: int | None = None
         self.notice: str | None = None
+
+    @property
+    def counter(self) -> bool:
+        return self.settings.counter is not None
+
+    @property
+    def home(self) -> str:
+        """Where staff land after sign-in and go back to: the counter screen on a counter terminal."""
+        return COUNTER if self.counter else MENU
 
     @property
     def active(self) -> bool:
@@ -151,6 +172,8 @@ class StaffMode:
         elif s == MENU:
             m.update(staff_id=self.staff_id, out_of_service=self.out_of_service,
                      offline_lending=self.offline_lending, registration=True)
+            if self.counter:
+                m["counter"] = True             # its exit goes back to the counter screen
         elif s == STATUS:
             m.update(status=self._data.get("status", {}))
         elif s == REVIEW:
@@ -159,14 +182,20 @@ class StaffMode:
             m.update(results=dict(self._data.get("selftest", {})))
         elif s == CONFIRM:
             m.update(action=self._data.get("confirm"))
+        elif s == COUNTER:
+            m.update(staff_id=self.staff_id, last=self._last)
+        elif s == IDENTIFY and self._ident is not None:
+            m.update(self._ident.model(now))
         elif s == REGISTER:
             r = self._reg
             m.update(step=r.step, digits=len(r.pin), tries_left=r.tries_left, patron_id=r.patron_id,
                      valid_until=r.identity.not_after.date().isoformat() if r.identity else None,
-                     linked_before=r.linked_to is not None, error=r.error)
+                     linked_before=r.linked_to is not None, error=r.error, first_pin_tried=r.first_pin_tried)
         return m
 
     def _render(self, now: float) -> list[fx.Effect]:
+        if self.screen == IDENTIFY and self._ident is not None:
+            self.notice = self._ident.notice
         self._shown_countdown = self._countdown(now)
         return [fx.Show(self.screen, self._model(now))]
 
@@ -180,6 +209,11 @@ class StaffMode:
         out: list[fx.Effect] = []
         if self.screen == REGISTER:             # the card layer must not stay in counter mode
             out += [fx.StaffCommand("release_card"), fx.StaffCommand("card_mode", "kiosk")]
+        if self._ident is not None:
+            self._ident.wipe()
+            self._ident = None
+            out.append(fx.StaffCommand("release_card"))
+        self._last = None
         self._digits = _wiped(self._digits)
         self._reg.wipe()
         self._reg = _Registration()
@@ -238,7 +272,7 @@ class StaffMode:
             self.failures = 0
             self.staff_id = account.id
             return [fx.Audit(account.id, "staff.signed_in"), fx.StaffCommand("end_patron_session"),
-                    *self._go(MENU, now)]
+                    *self._go(self.home, now)]
         return []
 
     # -- events ----------------------------------------------------------------
@@ -251,12 +285,18 @@ class StaffMode:
         self._deadline = now + self.settings.idle_timeout     # any touch is activity, typing too
         if s == SIGNIN:
             return self._signin_press(a, e.value, now)
+        if a == "exit" and s == MENU and self.counter:
+            return self._go(COUNTER, now)       # a counter terminal signs out from its own screen
         if a == "exit":
             return self._close(now, "signed_out")
         if a == "back" and s in (STATUS, REVIEW, SELFTEST, CONFIRM):
             return self._go(MENU, now)
         if s == MENU:
             return self._menu(a, now)
+        if s == COUNTER:
+            return self._counter_press(a, now)
+        if s == IDENTIFY:
+            return self._identify_press(a, e.value, now)
         if s == REVIEW and a == "resolve" and e.value:
             return [fx.Audit(self.staff_id, "staff.conflict_resolved"), fx.StaffCommand("resolve_conflict", e.value),
                     fx.StaffCommand("load", "conflicts")]
@@ -302,6 +342,69 @@ class StaffMode:
                     *self._go(REGISTER, now)]
         return []
 
+    # -- counter terminal: its own screen and identification ----------------------
+
+    def _counter_press(self, a: str, now: float) -> list[fx.Effect]:
+        if a == "identify":
+            return self._identify_next(now)
+        if a == "register":
+            return self._menu("register", now)
+        if a == "menu":
+            return self._go(MENU, now)
+        return []
+
+    def _identify_next(self, now: float) -> list[fx.Effect]:
+        """A fresh identification (the previous patron's is wiped); a card already in the
+        reader is read at once, so the next patron can start straight away."""
+        self._new_identification()
+        return [fx.StaffCommand("rescan_card")] + self._go(IDENTIFY, now)
+
+    def _new_identification(self) -> Identification:
+        assert self.settings.counter is not None
+        if self._ident is not None:
+            self._ident.wipe()
+        self.serial += 1
+        self._ident = Identification(self.settings.counter, serial=self.serial, actor=self.staff_id)
+        return self._ident
+
+    def _identify_press(self, a: str, value: str | None, now: float) -> list[fx.Effect]:
+        ident = self._ident
+        assert ident is not None
+        if a in ("back", "cancel"):
+            ident.wipe()
+            self._ident = None
+            self.serial += 1                    # a late reply from this patron's attempt is stale
+            return [fx.StaffCommand("release_card")] + self._go(COUNTER, now)
+        if a == "next" and ident.step in ("identified", "error"):
+            return self._identify_next(now)
+        return ident.press(a, value) + self._render(now)
+
+    def _identify_event(self, fn, now: float) -> list[fx.Effect]:
+        """An event for the identification under way: the patron at the counter is activity."""
+        ident = self._ident
+        assert ident is not None
+        self._deadline = now + self.settings.idle_timeout
+        before = ident.step
+        out = fn(ident)
+        if ident.step != before and ident.step in ("identified", "error"):
+            self._last = "identified" if ident.step == "identified" else ident.error
+        return out + self._render(now)
+
+    def _on_AuthDone(self, e: ev.AuthDone, now: float) -> list[fx.Effect]:
+        if self.screen != IDENTIFY or self._ident is None:
+            return []
+        return self._identify_event(lambda i: i.authenticated(e), now)
+
+    def _on_PatronResolved(self, e: ev.PatronResolved, now: float) -> list[fx.Effect]:
+        if self.screen != IDENTIFY or self._ident is None:
+            return []
+        return self._identify_event(lambda i: i.resolved(e, now), now)
+
+    def _on_HandedOver(self, e: ev.HandedOver, now: float) -> list[fx.Effect]:
+        if self.screen != IDENTIFY or self._ident is None:
+            return []
+        return self._identify_event(lambda i: i.handed_over(e), now)
+
     def _on_StaffData(self, e: ev.StaffData, now: float) -> list[fx.Effect]:
         if e.kind == "selftest":                # results arrive one part at a time
             self._data.setdefault("selftest", {}).update(e.data)
@@ -326,6 +429,20 @@ class StaffMode:
         return []
 
     def _on_Tick(self, e: ev.Tick, now: float) -> list[fx.Effect]:
+        ident = self._ident
+        if self._deadline is not None and now >= self._deadline:
+            return self._close(now, "timed_out")
+        if self.screen == IDENTIFY and ident is not None:
+            if ident.due(now):                  # the barcode's time is up: wiped, next patron
+                deadline = self._deadline       # a wipe is not staff activity
+                out = self._identify_next(now)
+                self._deadline = deadline
+                return out
+            if ident.step == "identified":
+                shown = self._shown_wipe_in
+                self._shown_wipe_in = ident.model(now)["wipe_in"]
+                if shown != self._shown_wipe_in:
+                    return self._render(now)
         if self._deadline is not None and now >= self._deadline:
             return self._close(now, "timed_out")
         if self._countdown(now) != self._shown_countdown or (self.screen == SIGNIN and self._locked(now)):
@@ -335,6 +452,10 @@ class StaffMode:
     # -- self-test of the reader, and registration: card events ---------------
 
     def _on_CardInserted(self, e: ev.CardInserted, now: float) -> list[fx.Effect]:
+        if self.screen == IDENTIFY and self._ident is not None:
+            if self._ident.step in ("identified", "error"):     # the next patron's card
+                self._new_identification()
+            return self._identify_event(lambda i: i.card_inserted(), now)
         if self.screen == SELFTEST:
             self._data.setdefault("selftest", {})["reader"] = {"result": "reading"}
             return [fx.ProbeCard(serial=self.serial)] + self._render(now)
@@ -344,8 +465,11 @@ class StaffMode:
         return []
 
     def _on_CardRemoved(self, e: ev.CardRemoved, now: float) -> list[fx.Effect]:
+        if self.screen == IDENTIFY and self._ident is not None:
+            return self._identify_event(lambda i: i.card_removed(), now)
         r = self._reg
-        if self.screen == REGISTER and r.step in ("reading", "pin", "last_try", "authenticating", "pin2"):
+        if self.screen == REGISTER and r.step in ("reading", "pin", "last_try", "authenticating", "pin2",
+                                                               "last_try2"):
             return self._register_error(CardError.CARD_REMOVED.value, now)
         return []
 
@@ -353,6 +477,8 @@ class StaffMode:
         if e.serial is not None and e.serial != self.serial:
             return []
         p = e.probe
+        if self.screen == IDENTIFY and self._ident is not None:
+            return self._identify_event(lambda i: i.probed(e), now)
         if self.screen == SELFTEST:
             verdict = ({"result": "error", "code": p.error.value} if p.error else
                        {"result": "card", "kind": p.kind.value, "tries": p.tries_left})
@@ -381,9 +507,9 @@ class StaffMode:
             self._reg = _Registration()
             self.serial += 1                     # a late reply from this attempt is now stale
             return [fx.Audit(self.staff_id, "staff.registration_cancelled"), fx.StaffCommand("release_card"),
-                    fx.StaffCommand("card_mode", "kiosk"), *self._go(MENU, now)]
-        if r.step == "last_try" and a == "confirm_last_try":
-            r.step = "pin"
+                    fx.StaffCommand("card_mode", "kiosk"), *self._go(self.home, now)]
+        if r.step in ("last_try", "last_try2") and a == "confirm_last_try":
+            r.step = "pin" if r.step == "last_try" else "pin2"
             return self._go(REGISTER, now)
         if r.step in ("pin", "pin2"):
             if a == "digit" and value is not None and len(value) == 1 and value in "0123456789":
@@ -419,7 +545,7 @@ class StaffMode:
             self.serial += 1
             if a == "again":
                 return [fx.StaffCommand("release_card")] + self._go(REGISTER, now)
-            return [fx.StaffCommand("release_card"), fx.StaffCommand("card_mode", "kiosk")] + self._go(MENU, now)
+            return [fx.StaffCommand("release_card"), fx.StaffCommand("card_mode", "kiosk")] + self._go(self.home, now)
         return []
 
     def _on_RegistrationRead(self, e: ev.RegistrationRead, now: float) -> list[fx.Effect]:
@@ -438,11 +564,12 @@ class StaffMode:
         assert identity is not None, "an ok outcome carries the identity"
         r.identity = identity
         r.birth_date = e.birth_date
+        r.first_pin_tried = e.first_pin_tried
         if self.settings.birth_date and e.birth_date is None:
             if e.second_pin_tries is not None and e.second_pin_tries <= 0:
                 return self._register_error("second_pin_locked", now)
             r.tries_left = e.second_pin_tries
-            r.step = "pin2"
+            r.step = _second_pin_step(e.second_pin_tries)
             return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
         r.step = "scan"
         return [fx.LookupLink(identity, serial=self.serial)] + self._go(REGISTER, now)
@@ -460,7 +587,7 @@ class StaffMode:
             return self._register_error("birth_date_unreadable", now)
         if e.tries_left:
             r.tries_left = e.tries_left
-            r.step = "pin2"
+            r.step = _second_pin_step(e.tries_left)
             return self._go(REGISTER, now, notice="pin_wrong")
         return self._register_error("second_pin_locked", now)
 
@@ -481,6 +608,12 @@ class StaffMode:
             "staff.card_relinked" if r.linked_to is not None else "staff.card_linked")
         r.wipe()
         return [fx.Audit(self.staff_id, action, kenhojo_read=r.birth_date_sent)] + self._go(REGISTER, now)
+
+
+def _second_pin_step(tries: int | None) -> str:
+    """The 券面事項入力補助 PIN follows the user-authentication PIN's last-try rule: at one
+    try left the patron confirms first (a wrong PIN then locks it)."""
+    return "last_try2" if pin_prompt(tries) is PinPrompt.CONFIRM_LAST_TRY else "pin2"
 
 
 def _wiped(buf: bytearray) -> bytearray:

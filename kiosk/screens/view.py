@@ -60,6 +60,8 @@ SCREEN_CLASSES: dict[str, str] = {
     "staff_selftest": "kiosk.screens.staff.selftest:StaffSelftestScreen",
     "staff_confirm": "kiosk.screens.staff.confirm:StaffConfirmScreen",
     "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
+    "staff_counter": "kiosk.screens.counter.home:StaffCounterScreen",
+    "counter_identify": "kiosk.screens.counter.identify:CounterIdentifyScreen",
 }
 
 

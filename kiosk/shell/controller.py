@@ -555,7 +555,8 @@ class Controller:
                 _zero(pin)
             log_event(log, "registration.authenticated" if outcome.ok else "registration.refused",
                       error=outcome.error.value if outcome.error else None, kenhojo_read=birth is not None)
-            self.post(ev.RegistrationRead(outcome, birth, second, serial=e.serial))
+            self.post(ev.RegistrationRead(outcome, birth, second, serial=e.serial,
+                                          first_pin_tried=bool(getattr(self.card_auth, "same_pin_tried", False))))
 
         self._submit(self._card_pool, work, lambda: ev.RegistrationRead(
             AuthOutcome(error=CardError.MUTE_CARD), serial=e.serial), cleanup=lambda: _zero(pin))

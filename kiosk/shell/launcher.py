@@ -122,15 +122,19 @@ def session_settings(config: dict) -> SessionSettings:
 
 
 def staff_settings(config: dict) -> StaffSettings:
+    from kiosk.core.counter import CounterSettings
     from kiosk.core.staff import StaffAccount, StaffSettings
 
-    staff = config["staff"]
+    staff, c = config["staff"], config["counter"]
+    counter = CounterSettings(barcode=c["barcode"], symbology=c["barcode_symbology"], codabar_guards=c["codabar_guards"],
+                              barcode_seconds=float(c["barcode_seconds"]), keyboard=c["keyboard"]) \
+        if config["kiosk"]["mode"] == "counter" else None
     return StaffSettings(
         accounts=tuple(StaffAccount(a["id"], a["pin_hash"], a.get("badge", "")) for a in staff["accounts"]),
         max_failures=staff["max_failures"], lockout_seconds=staff["lockout_minutes"] * 60,
         idle_timeout=staff["idle_timeout"], warning=min(15.0, staff["idle_timeout"] / 3),
         badge_pattern=staff["badge_pattern"], birth_date=staff["registration_birth_date"],
-        patron_pattern=config["loans"]["patron_pattern"],
+        patron_pattern=config["loans"]["patron_pattern"], counter=counter,
     )
 
 
@@ -441,6 +445,10 @@ def first_controller(services: Services, view: View, loop: Loop) -> Controller:
     session.out_of_service = session.out_of_service or bool(services.store_problem)
     # A kiosk with no card reader says so on its first screen, not only once connected.
     session.reader_ok = services.settings.card.reader != "none"
+    if config["kiosk"]["mode"] == "counter":      # the staff's desk: identification, never lending
+        from kiosk.shell.counter_controller import CounterController
+
+        return CounterController(session=session, view=view, loop=loop, clock=time.monotonic)
     return Controller(session=session, view=view, loop=loop, clock=time.monotonic)
 
 
@@ -453,7 +461,13 @@ def connect_controller(services: Services, controller: Controller) -> None:
 
     config = services.config
     backend = services.staff_backend
-    staff = StaffMode(staff_settings(config), check_pin, locked_for=backend.signin_locked_for(),
+    settings = staff_settings(config)
+    if settings.birth_date and not getattr(services.catalogue, "checks_birth_date", True):
+        from dataclasses import replace
+
+        log_event(log, "registration.birth_date_not_read", level=logging.WARNING, reason="catalogue_cannot_check")
+        settings = replace(settings, birth_date=False)
+    staff = StaffMode(settings, check_pin, locked_for=backend.signin_locked_for(),
                       now=time.monotonic())
     staff.failures = backend.signin_failures()     # wrong guesses before a restart still count
     hw = build_hardware(services.settings.hardware, services)
@@ -470,6 +484,11 @@ def connect_controller(services: Services, controller: Controller) -> None:
     )
     if services.store_problem:
         controller.post(SetOutOfService(True))      # found after the first frame: the key check
+    counter = services.settings.counter
+    if counter is not None and counter.keyboard_device is not None and hasattr(controller, "keyboard"):
+        from kiosk.hardware.hid_gadget import HidKeyboard
+
+        controller.keyboard = HidKeyboard(counter.keyboard_device, counter.keyboard_layout)
     if hw.scanner is not None:
         hw.scanner.start(lambda code: controller.post(Barcode(code)))
     if services.settings.hardware.reset_button is not None:

@@ -34,6 +34,10 @@ LOAN_DAYS = 14
 class LocalCatalogue:
     """Implements kiosk.core.catalogue.Catalogue over one tinydb file."""
 
+    # Its patrons have no birth dates to check a link against: registration does not read the
+    # card's (no 券面事項入力補助 PIN asked for nothing), whatever staff.registration_birth_date says.
+    checks_birth_date = False
+
     def __init__(self, path: Path, loan_days: int = LOAN_DAYS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = TinyDB(path, storage=AtomicJSONStorage, ensure_ascii=False)

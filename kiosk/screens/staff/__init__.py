@@ -9,4 +9,6 @@ kiosk/screens/staff_corner.py.
 - selftest: StaffSelftestScreen
 - confirm: StaffConfirmScreen (restart, shutdown)
 - register: StaffRegisterScreen (counter registration)
+
+A counter terminal's own screens (the counter screen, identification) are kiosk/screens/counter/.
 """

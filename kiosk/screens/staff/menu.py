@@ -52,3 +52,5 @@ class StaffMenuScreen(StaffScreen):
             else:
                 b.text = words
         self.buttons["register"].disabled = not model.get("registration", True)
+        if model.get("counter"):                # a counter terminal signs out from its counter screen
+            self.buttons["exit"].text = t("counter.back_to_counter")

@@ -137,7 +137,7 @@ class StaffRegisterScreen(StaffScreen):
             self.stage.add_widget(self.message)
             self.stage.add_widget(self.detail)
             buttons = [b["cancel"]]
-        elif step == "last_try":
+        elif step in ("last_try", "last_try2"):
             self.stage.add_widget(self.message)
             self.stage.add_widget(self.detail)
             buttons = [b["cancel"], b["confirm_last_try"]]
@@ -188,12 +188,14 @@ class StaffRegisterScreen(StaffScreen):
             else:
                 self.tries.text = ""
             self.detail.text = t("staff.register.pin_hint")
+            if step == "pin2" and model.get("first_pin_tried"):
+                self.detail.text = t("staff.register.pin2_tried") + "\n" + self.detail.text
             label_pad_keys(self.keys, t)
-        elif step == "last_try":
-            self.message.text = icon(ICON_WARN) + " " + t("staff.register.last_try")
+        elif step in ("last_try", "last_try2"):
+            self.message.text = icon(ICON_WARN) + " " + t(f"staff.register.{step}")
             self.message.color = th.palette.warn
             self.message.bold = True
-            self.detail.text = t("staff.register.last_try_body")
+            self.detail.text = t(f"staff.register.{step}_body")
         elif step in BUSY_STEPS:
             self.message.text = t(BUSY_STEPS[step])
             self.detail.text = t("common.keep_card") if step != "linking" else ""
