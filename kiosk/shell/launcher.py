@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from kiosk.core.patron_resolver import PatronResolver
     from kiosk.core.staff import StaffSettings
     from kiosk.screens.app import KioskApp
+    from kiosk.shell.metrics import KioskMetrics
     from kiosk.shell.staff_backend import StaffBackend
     from kiosk.store.audit import Audit
     from kiosk.store.link_cache import LinkCache
@@ -159,6 +160,8 @@ class Services:
     applier: ConfigApplier | None = None
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
+    scanner: Any = None                 # the HID/serial scanner thread, when fitted (its `connected` event)
+    metrics: KioskMetrics | None = None  # /metrics (start_management); rollbacks: set metrics.rollbacks
 
     def request_exit(self, how: str) -> None:
         if self.exit_how is None:
@@ -405,6 +408,7 @@ def build_hardware(settings: HardwareSettings, services: Services) -> Hardware:
             services.extras.append(part)
     if hw.scanner is not None:
         services.extras.append(_Stopping(hw.scanner))
+    services.scanner = hw.scanner
     return hw
 
 
@@ -522,15 +526,33 @@ def start_management(services: Services, controller: Controller) -> None:
         return with_outbox_check(doc, stats.damaged, services.store_problem
                                  or (backend.store_problem if backend is not None else ""))
 
+    metrics = services.metrics = build_metrics(services, controller)
     if config["management"]["enabled"]:
         server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
-                                  status=applier.status, audit=services.audit)
+                                  status=applier.status, metrics=metrics.render, audit=services.audit)
         server.start()
         services.extras.append(server)
     if config["management"]["poll_url"]:
         poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
         poller.start()
         services.extras.append(poller)
+
+
+def build_metrics(services: Services, controller: Controller) -> KioskMetrics:
+    """/metrics, fed by the controller's events and effects and read from the services.
+    Rollbacks: whoever records them sets `services.metrics.rollbacks` (and `last_rollback`)."""
+    from kiosk.shell.metrics import KioskMetrics
+
+    scanner = services.scanner
+    metrics = KioskMetrics(
+        outbox_stats=services.outbox.stats if services.outbox is not None else None,
+        config_version=lambda: services.applier.version if services.applier is not None else None,
+        scanner_ok=(lambda: scanner.connected.is_set()) if scanner is not None else lambda: None)
+    if services.reader is not None:                 # the reader's first event may have come already
+        metrics.reader_ok = controller.session.reader_ok
+        metrics.pcscd_ok = True if controller.session.reader_ok else None
+    controller.observers.append(metrics.observe)
+    return metrics
 
 
 def with_outbox_check(doc: dict, damaged: int, store_problem: str) -> dict:
