@@ -21,8 +21,9 @@ apt_runtime=(
   libxkbcommon0 libmtdev1
 )
 # Tests only: the virtual reader for pcscd (never on a production kiosk: see README),
-# OpenSC as an independent JPKI cross-check, systemd-analyze for the unit files.
-apt_test=(vsmartcard-vpcd opensc opensc-pkcs11 systemd)
+# OpenSC as an independent JPKI cross-check, systemd-analyze for the unit files,
+# promtool (package prometheus) for central IT's alert rules and scrape example.
+apt_test=(vsmartcard-vpcd opensc opensc-pkcs11 systemd prometheus)
 
 packages=("${apt_runtime[@]}")
 [ "$mode" = test ] && packages+=("${apt_test[@]}")
