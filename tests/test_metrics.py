@@ -64,7 +64,7 @@ def test_counts_sessions_and_signin_failures_by_reason_and_nothing_personal():
     assert s[("kiosk_device_up", (("device", "pcscd"),))] == 0
     assert s[("kiosk_device_up", (("device", "printer"),))] == 0
     assert ("kiosk_device_up", (("device", "scanner"),)) not in s            # not fitted: absent
-    assert s[("kiosk_build_info", (("version", __version__),))] == 1
+    assert s[("kiosk_build_info", (("group", ""), ("kiosk", ""), ("version", __version__)))] == 1
     assert "2000000" not in text                                           # no patron number anywhere
 
 
@@ -129,6 +129,7 @@ def test_metrics_of_a_running_kiosk_over_mtls(running_kiosk, fleet_pki):
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain; version=")
     got = samples(r.text)
     assert got[("kiosk_sessions_total", (("reason", "finished"),))] == 1
+    assert got[("kiosk_build_info", (("group", "chuo"), ("kiosk", "kiosk-01"), ("version", __version__)))] == 1
     assert got[("kiosk_loans_journaled_total", ())] == 1
     assert got[("kiosk_outbox_pending", ())] == 0 and got[("kiosk_outbox_damaged", ())] == 0
     assert 0 <= got[("kiosk_catalogue_seconds_since_success", ())] < 60

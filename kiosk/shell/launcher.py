@@ -545,6 +545,7 @@ def build_metrics(services: Services, controller: Controller) -> KioskMetrics:
 
     scanner = services.scanner
     metrics = KioskMetrics(
+        kiosk_id=services.config["kiosk"]["id"], group=services.config["kiosk"]["group"],
         outbox_stats=services.outbox.stats if services.outbox is not None else None,
         config_version=lambda: services.applier.version if services.applier is not None else None,
         scanner_ok=(lambda: scanner.connected.is_set()) if scanner is not None else lambda: None)

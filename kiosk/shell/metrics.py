@@ -50,6 +50,8 @@ class KioskMetrics(Collector):
     def __init__(
         self,
         *,
+        kiosk_id: str = "",
+        group: str = "",
         outbox_stats: Callable[[], Any] | None = None,
         config_version: Callable[[], int | None] = lambda: None,
         scanner_ok: Callable[[], bool | None] = lambda: None,
@@ -58,6 +60,7 @@ class KioskMetrics(Collector):
         wall: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.kiosk_id, self.group = kiosk_id, group
         self.outbox_stats = outbox_stats
         self.config_version = config_version
         self.scanner_ok = scanner_ok
@@ -108,8 +111,8 @@ class KioskMetrics(Collector):
     # -- at scrape time ---------------------------------------------------------------------
 
     def collect(self) -> Iterator[Any]:
-        info = InfoMetricFamily("kiosk_build", "The kiosk's app version")
-        info.add_metric([], {"version": __version__})
+        info = InfoMetricFamily("kiosk_build", "The kiosk's app version, its id and group (kiosk.id, kiosk.group)")
+        info.add_metric([], {"version": __version__, "kiosk": self.kiosk_id, "group": self.group})
         yield info
         yield GaugeMetricFamily("kiosk_uptime_seconds", "Seconds since the app started",
                                 value=self._monotonic() - self._started)
