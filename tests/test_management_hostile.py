@@ -55,6 +55,7 @@ def test_central_it_gets_through_64_hostile_connections(fleet_kiosk, fleet_pki, 
         elapsed = time.monotonic() - started
         stats = hostile.stats
     ok = sum(1 for c in codes if c == 200)
+    print(f"central IT: {ok}/{REQUESTS} ok in {elapsed:.1f} s; neighbour: {stats}")
     assert ok >= 0.99 * REQUESTS, (ok, codes, stats)
     assert elapsed < 20, elapsed
     # The neighbour really was there, kept at the per-address cap and dropped again and again.
