@@ -264,6 +264,7 @@ class _Connection(asyncio.Protocol):
             transport.abort()               # over the cap: dropped at once, no TLS work, no queue
             return
         self._released = False
+        self.owner._connections.add(self)
         transport.pause_reading()           # until start_tls has the transport
         loop = asyncio.get_running_loop()
         self.deadline = loop.time() + self.owner.settings.timeout
@@ -328,6 +329,7 @@ class _Connection(asyncio.Protocol):
             self._timer = None
         if not self._released:
             self._released = True
+            self.owner._connections.discard(self)
             self.owner._free_slot(self.address)
 
 
@@ -401,7 +403,8 @@ class _Dispatch:
             except Exception as e:                          # noqa: BLE001 - a broken collector is reported
                 return _json(503, {"status": "error", "error": type(e).__name__})
             resp = web.Response(status=200, body=body, headers={"Content-Type": content_type,
-                                                                "Cache-Control": "no-store"})
+                                                                "Cache-Control": "no-store",
+                                                                "Server": "kiosk-management"})
             resp.force_close()
             return resp
         if path == "/config":
@@ -482,6 +485,7 @@ class ManagementServer(WorkerThread):
         self._per_address: dict[str, int] = {}
         self._open = 0
         self._tasks: set[asyncio.Task] = set()
+        self._connections: set[_Connection] = set()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="management")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -554,12 +558,17 @@ class ManagementServer(WorkerThread):
         self._server = None
 
     async def _close(self) -> None:
+        """Quick, whatever the clients do: the kiosk's whole stop has a budget of about a second."""
         if self._server is not None:
             self._server.close()
-        if self._web is not None:
-            await self._web.shutdown(0.5)
         for task in list(self._tasks):
             task.cancel()
+        if self._web is not None:
+            await self._web.shutdown(0.1)
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+            connection.release()
 
     def _run(self) -> None:
         assert self._loop is not None
