@@ -212,12 +212,13 @@ def _refusal(status: int, code: str, reason: str, extra: dict[str, str] | None =
     return _json(status, {"result": "refused", "code": code, "reason": reason}, extra)
 
 
-def _raw_answer(status: int, code: str, reason: str) -> bytes:
-    """An answer written straight to the transport, for a connection whose request never
-    arrived whole (no aiohttp request exists to answer through)."""
+def _raw_answer(status: int, phrase: str, code: str, reason: str) -> bytes:
+    """An answer written straight to the transport, for a request aiohttp cannot answer
+    (it never arrived whole, or aiohttp would say "HTTP/0.9" in the status line)."""
     body = json.dumps({"result": "refused", "code": code, "reason": reason}).encode()
     return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\n"
-            b"Cache-Control: no-store\r\nConnection: close\r\n\r\n" % (status, reason.encode(), len(body)) + body)
+            b"Cache-Control: no-store\r\nServer: kiosk-management\r\nConnection: close\r\n\r\n"
+            % (status, phrase.encode(), len(body)) + body)
 
 
 class _Handler(RequestHandler):
@@ -250,6 +251,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handler: _Handler | None = None
         self.answering = False              # a request reached the application: it answers
+        self.deadline = 0.0                 # loop time by which the request must be in
         self._released = True
         self._timer: asyncio.TimerHandle | None = None
         self._tls: asyncio.Transport | None = None
@@ -312,7 +314,7 @@ class _Connection(asyncio.Protocol):
         tls = self._tls
         if tls is not None and not tls.is_closing():
             try:
-                tls.write(_raw_answer(408, "timeout", "Request Timeout"))
+                tls.write(_raw_answer(408, "Request Timeout", "timeout", "the request did not arrive in time"))
             except (OSError, RuntimeError):
                 pass
             tls.close()
@@ -344,12 +346,14 @@ class _Dispatch:
         if connection is not None:
             connection.answering = True
         if request.version < (1, 0):
-            # An HTTP/0.9 answer has no status line; aiohttp would write "HTTP/0.9 400": say it in 1.1.
+            # aiohttp would answer "HTTP/0.9 400": the answer goes out as HTTP/1.1, the connection
+            # closes, and the response returned below finds it closed (aiohttp writes nothing more).
+            reason = "HTTP/0.9 request lines are not accepted"
             transport = request.transport
-            if transport is not None:
-                transport.write(_raw_answer(400, "bad_request", "Bad Request"))
+            if transport is not None and not transport.is_closing():
+                transport.write(_raw_answer(400, "Bad Request", "bad_request", reason))
                 transport.close()
-            raise ConnectionResetError("HTTP/0.9 request answered and closed")
+            return _refusal(400, "bad_request", reason)
         if not await self._admit(request):
             owner = self.owner
             return _refusal(429, "rate_limited", "too many requests; slow down",
