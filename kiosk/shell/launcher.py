@@ -499,7 +499,6 @@ def start_management(services: Services, controller: Controller) -> None:
     restart (systemd starts the kiosk again)."""
     from kiosk.config.applier import ConfigApplier
     from kiosk.sync.config_poll import ConfigPoller
-    from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
 
     def on_new_config(new_config: dict, restart_needed: bool) -> None:
         if restart_needed:
@@ -515,6 +514,8 @@ def start_management(services: Services, controller: Controller) -> None:
     backend = services.staff_backend
 
     def health() -> dict:
+        from kiosk.sync.management_server import health_document
+
         stats = services.outbox.stats()
         worker = services.worker.status if services.worker else None
         doc = health_document(
@@ -526,8 +527,11 @@ def start_management(services: Services, controller: Controller) -> None:
         return with_outbox_check(doc, stats.damaged, services.store_problem
                                  or (backend.store_problem if backend is not None else ""))
 
-    metrics = services.metrics = build_metrics(services, controller)
     if config["management"]["enabled"]:
+        # Imported only here: aiohttp and prometheus_client cost a kiosk without the endpoint nothing.
+        from kiosk.sync.management_server import ManagementServer, settings_from_config
+
+        metrics = services.metrics = build_metrics(services, controller)
         server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
                                   status=applier.status, metrics=metrics.render, audit=services.audit)
         server.start()
