@@ -524,8 +524,11 @@ class ManagementServer(WorkerThread):
 
     def _new_handler(self) -> _Handler:
         assert self._web is not None and self._loop is not None
+        # No access log (events are logged by name); bodies are read as sent, never inflated
+        # (Content-Encoding: gzip must not turn 64 KiB into gigabytes).
         return _Handler(self._web, loop=self._loop, keepalive_timeout=self.settings.timeout,
-                        lingering_time=_LINGER_SECONDS, access_log=None,
+                        lingering_time=_LINGER_SECONDS, auto_decompress=False,
+                        access_log=None,  # type: ignore[arg-type]  # None turns it off (aiohttp's own default path)
                         logger=logging.getLogger("kiosk.management.http"))
 
     def _take_slot(self, address: str) -> bool:
