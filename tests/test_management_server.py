@@ -180,6 +180,9 @@ def test_a_compressed_body_is_read_as_sent_never_inflated(fleet_kiosk, fleet_pki
     (b"DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     (b"BREW /pot HTCPCP/1.0\r\n\r\n", 400),
     (b"GET /health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),                  # request line too long
+    (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 400),            # header too long
+    (b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(40)) + b"\r\n", 400),
 ])
 def test_http_edge_cases_get_clear_json_answers(fleet_kiosk, fleet_pki, request_bytes, status):
     kiosk = fleet_kiosk()

@@ -525,9 +525,11 @@ class ManagementServer(WorkerThread):
     def _new_handler(self) -> _Handler:
         assert self._web is not None and self._loop is not None
         # No access log (events are logged by name); bodies are read as sent, never inflated
-        # (Content-Encoding: gzip must not turn 64 KiB into gigabytes).
+        # (Content-Encoding: gzip must not turn 64 KiB into gigabytes); headers small and few
+        # (central IT sends a handful: at most about 130 KB held per connection).
         return _Handler(self._web, loop=self._loop, keepalive_timeout=self.settings.timeout,
                         lingering_time=_LINGER_SECONDS, auto_decompress=False,
+                        max_line_size=4096, max_field_size=4096, max_headers=32,
                         access_log=None,  # type: ignore[arg-type]  # None turns it off (aiohttp's own default path)
                         logger=logging.getLogger("kiosk.management.http"))
 
