@@ -15,19 +15,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kiosk_testing.fleet import tls_client_context
+from kiosk_testing.fleet import make_bundle, tls_client_context
 from kiosk_testing.hostile import Hostile
 
 CENTRAL_IT = "127.0.0.2"            # another loopback address: central IT's own
 REQUESTS = 120
 
 
-def central_it_health(port: int, ctx: ssl.SSLContext) -> int | None:
-    """One GET /health from central IT's address: the status, or None when it failed."""
+def central_it_health(port: int, ctx: ssl.SSLContext, request: bytes = b"GET /health HTTP/1.1\r\nHost: kiosk\r\n\r\n",
+                      ) -> int | None:
+    """One request (GET /health by default) from central IT's address: the status, or None when it failed."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(CENTRAL_IT, 0)) as sock:
             with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-                tls.sendall(b"GET /health HTTP/1.1\r\nHost: kiosk\r\n\r\n")
+                tls.sendall(request)
                 data = b""
                 while chunk := tls.recv(65536):
                     data += chunk
@@ -38,7 +39,7 @@ def central_it_health(port: int, ctx: ssl.SSLContext) -> int | None:
 
 
 @pytest.mark.parametrize("mtls", [True, False], ids=["mtls", "no-client-cert"])
-def test_central_it_gets_through_64_hostile_connections(fleet_kiosk, fleet_pki, mtls):
+def test_central_it_gets_through_64_hostile_connections(fleet_kiosk, fleet_pki, fleet_keys, mtls):
     kiosk = fleet_kiosk(require_client_cert=mtls, rate=100_000, timeout=3.0)
     port = kiosk.server.port
     # Without mTLS the neighbour completes TLS and trickles headers; with it, it cannot, so it
@@ -53,11 +54,17 @@ def test_central_it_gets_through_64_hostile_connections(fleet_kiosk, fleet_pki, 
         with ThreadPoolExecutor(max_workers=2) as pool:
             codes = list(pool.map(lambda _: central_it_health(port, central), range(REQUESTS)))
         elapsed = time.monotonic() - started
+        bundle = make_bundle(fleet_keys.private, {"timeouts": {"scanning": 90}}, 1)
+        pushed = central_it_health(port, central, b"PUT /config HTTP/1.1\r\nHost: kiosk\r\nContent-Length: %d"
+                                   b"\r\n\r\n%s" % (len(bundle), bundle))
         stats = hostile.stats
+        put_s = time.monotonic() - started - elapsed
+    exit_s = time.monotonic() - started - elapsed - put_s
     ok = sum(1 for c in codes if c == 200)
-    print(f"central IT: {ok}/{REQUESTS} ok in {elapsed:.1f} s; neighbour: {stats}")
+    print(f"central IT: {ok}/{REQUESTS} ok in {elapsed:.1f} s, push {put_s:.1f} s, neighbour gone in {exit_s:.1f} s; neighbour: {stats}")
     assert ok >= 0.99 * REQUESTS, (ok, codes, stats)
-    assert elapsed < 20, elapsed
+    assert elapsed < 20 and exit_s < 3, (elapsed, exit_s)
+    assert pushed == 200 and kiosk.applier.version == 1           # and a fix can still be pushed
     # The neighbour really was there, kept at the per-address cap and dropped again and again.
     assert stats.opened >= 64 and stats.dropped > 0, stats
     assert kiosk.server.refused_connections > 0

@@ -51,6 +51,8 @@ class Hostile:
         self.stats = HostileStats()
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
+        # Also a plain flag: Python 3.11's wait_for can swallow a cancellation, so the loops check it.
+        self._stopping = False
         self._thread = threading.Thread(target=self._main, name="hostile", daemon=True)
         self._hello = client_hello()
 
@@ -59,6 +61,7 @@ class Hostile:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping = True
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
@@ -77,12 +80,13 @@ class Hostile:
             await asyncio.wait_for(self._stop.wait(), self.seconds)
         except asyncio.TimeoutError:
             pass
+        self._stopping = True
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _one(self, kind: str) -> None:
-        while True:
+        while not self._stopping:
             writer = None
             try:
                 reader, writer = await asyncio.open_connection(
@@ -99,7 +103,7 @@ class Hostile:
                 else:
                     data = b""
                 for i in range(10 ** 6):
-                    if reader.at_eof():
+                    if reader.at_eof() or self._stopping:
                         break
                     if data:
                         writer.write(data[i % len(data): i % len(data) + 1])
