@@ -22,8 +22,9 @@ apt_runtime=(
 )
 # Tests only: the virtual reader for pcscd (never on a production kiosk: see README),
 # OpenSC as an independent JPKI cross-check, systemd-analyze for the unit files, zbar to decode
-# the counter's on-screen barcode from a screenshot, shellcheck for the shell scripts.
-apt_test=(vsmartcard-vpcd opensc opensc-pkcs11 systemd zbar-tools shellcheck)
+# the counter's on-screen barcode from a screenshot, shellcheck for the shell scripts,
+# promtool (package prometheus) for central IT's alert rules and scrape example.
+apt_test=(vsmartcard-vpcd opensc opensc-pkcs11 systemd zbar-tools shellcheck prometheus)
 
 packages=("${apt_runtime[@]}")
 [ "$mode" = test ] && packages+=("${apt_test[@]}")

@@ -19,7 +19,7 @@ from kiosk.sync.management_server import content_length
 
 LAYER = {"timeouts": {"scanning": 90}}
 MAX_BODY = 65536
-ANSWERS = (200, 400, 403, 404, 405, 409, 411, 413, 414, 422, 429, 431, 501, 503)
+ANSWERS = (200, 400, 408, 403, 404, 405, 409, 411, 413, 414, 422, 429, 431, 501, 503)
 # The live server costs a TLS handshake per example: 120 examples by default (about 3 s here),
 # scaled with $KIOSK_FUZZ_EXAMPLES like the rest.
 LIVE = settings(FUZZ, max_examples=max(1, FUZZ.max_examples * 120 // 500))
@@ -30,7 +30,8 @@ def status_of(answer: bytes) -> int:
     while answer.startswith(b"HTTP/1.1 100 "):
         answer = answer.split(b"\r\n\r\n", 1)[1]
     head = answer.split(b"\r\n", 1)[0]
-    assert head.startswith(b"HTTP/1.1 "), answer[:200]
+    # aiohttp answers a request line it cannot parse as HTTP/1.0 (it cannot know the version)
+    assert head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), answer[:200]
     return int(head.split()[1])
 
 
@@ -49,10 +50,10 @@ def test_content_length_is_ascii_digits_only(values, length):
 @pytest.mark.parametrize("request_bytes, status", [
     (b"PUT /config HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 400),     # was: traceback, no answer
     (b"PUT /config HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\nExpect: 100-continue\r\n\r\n", 400),
-    (b"PUT /config HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),
+    (b"PUT /config HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400),  # parser: overflow
     (b"PUT /config HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", 400),
-    (b"GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n", 404),                             # was: ValueError from urlsplit
-    (b"PUT http://[::1/config HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 404),
+    (b"GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n", 400),                             # was: ValueError from urlsplit
+    (b"PUT http://[::1/config HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400),
     (b"GET //[ HTTP/1.1\r\nHost: x\r\n\r\n", 404),       # http.server makes this "/[" first
     (b"GET /health\r\n\r\n", 400),            # HTTP/0.9: was a bare JSON body with no status line
     (b"GET  HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # no path: http.server reads it as HTTP/0.9 too

@@ -156,6 +156,20 @@ def test_oversized_bundle_from_a_real_client_gets_413(fleet_kiosk, fleet_pki, fl
     assert SignedLayerStore(kiosk.data_dir).highest_version() is None
 
 
+def test_a_compressed_body_is_read_as_sent_never_inflated(fleet_kiosk, fleet_pki, fleet_keys):
+    """Content-Encoding: gzip is not honoured: the signature is checked on the bytes sent. (An
+    inflating server would read a signed bundle out of this and apply it; a bomb would fill memory.)"""
+    import gzip
+
+    kiosk = fleet_kiosk()
+    bundle = make_bundle(fleet_keys.private, LAYER, 1)
+    packed = gzip.compress(bundle + b" " * 1_000_000)
+    assert len(bundle) < len(packed) < 64 * 1024
+    r = https(fleet_pki).put(kiosk.url + "/config", data=packed, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["code"] == "malformed"
+    assert kiosk.applier.version is None
+
+
 @pytest.mark.parametrize("request_bytes, status", [
     (b"PUT /config HTTP/1.1\r\nHost: x\r\n\r\n", 411),
     (b"PUT /config HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
@@ -166,6 +180,9 @@ def test_oversized_bundle_from_a_real_client_gets_413(fleet_kiosk, fleet_pki, fl
     (b"DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     (b"BREW /pot HTCPCP/1.0\r\n\r\n", 400),
     (b"GET /health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),                  # request line too long
+    (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 400),            # header too long
+    (b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(40)) + b"\r\n", 400),
 ])
 def test_http_edge_cases_get_clear_json_answers(fleet_kiosk, fleet_pki, request_bytes, status):
     kiosk = fleet_kiosk()

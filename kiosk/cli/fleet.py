@@ -1,10 +1,11 @@
-"""Central IT's tools: `kiosk keys new`, `kiosk config sign`, `kiosk config push`.
+"""Central IT's tools: `kiosk keys new`, `kiosk config sign`, `kiosk config push`, `kiosk fleet status`.
 
 They run in the office, not on a kiosk. Signing validates the TOML layer against the
 kiosk's own schema and push rules first, so a typo is caught before any kiosk sees
 it. Push reports every kiosk on its own line (applied, refused with the kiosk's
 reason, unreachable) and exits non-zero unless every kiosk applied the bundle, so
-it can drive a rollout script.
+it can drive a rollout script. Fleet status asks every kiosk's /health and /metrics at
+once and prints one table; it exits non-zero when any kiosk is unreachable or unhealthy.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -108,6 +110,11 @@ def cmd_config_sign(args: argparse.Namespace) -> int:
 
 def _url(host: str) -> str:
     """HOST, HOST:PORT, [v6] or [v6]:PORT -> https://.../config."""
+    return _base(host) + "/config"
+
+
+def _base(host: str) -> str:
+    """HOST, HOST:PORT, [v6] or [v6]:PORT -> https://HOST:PORT."""
     if host.startswith("["):
         end = host.index("]")
         name, rest = host[: end + 1], host[end + 1:]
@@ -116,7 +123,7 @@ def _url(host: str) -> str:
         name, port = host.split(":")
     else:
         name, port = host, ""
-    return f"https://{name}:{port or DEFAULT_PORT}/config"
+    return f"https://{name}:{port or DEFAULT_PORT}"
 
 
 def push_one(host: str, raw: bytes, *, ca: str | None, cert: tuple[str, str] | None,
@@ -153,6 +160,10 @@ def push_one(host: str, raw: bytes, *, ca: str | None, cert: tuple[str, str] | N
 
 def _brief(e: Exception) -> str:
     text = str(e)
+    if "RemoteDisconnected" in text:
+        # TLS 1.3: a kiosk that refuses the client certificate closes after the client's side of
+        # the handshake is done, so the refusal shows as a connection closed without an answer.
+        return "closed without an answer: client certificate refused?"
     for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate required", "Connection refused", "timed out",
                    "Name or service not known", "No route to host", "handshake failure", "unknown ca"):
         if marker in text:
@@ -188,6 +199,171 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     failed = sum(1 for ok, _ in results if not ok)
     print(f"{len(results) - failed} of {len(results)} kiosks applied the bundle", file=sys.stderr)
     return 1 if failed else 0
+
+
+# -- fleet status -------------------------------------------------------------------------
+
+@dataclass
+class KioskState:
+    """One kiosk as `fleet status` saw it. `problem` is "" for a reachable, healthy kiosk."""
+
+    host: str
+    reachable: bool = False
+    healthy: bool = False
+    kiosk_id: str = ""
+    app_version: str = ""
+    config_version: int | None = None
+    outbox_pending: int | None = None
+    oldest_age_s: float | None = None
+    reader: str = ""                        # ok, gone, pcscd gone, or "" when not known
+    catalogue_age_s: float | None = None    # since the last acknowledged loan
+    rollbacks: int | None = None
+    last_rollback_age_s: float | None = None
+    failing: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def _metric_values(text: str) -> dict[tuple[str, tuple], float | dict]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[tuple[str, tuple], float | dict] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "kiosk_build_info":
+                values[("info", ())] = dict(s.labels)
+            else:
+                values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return values
+
+
+def status_one(host: str, *, ca: str | None, cert: tuple[str, str] | None, timeout: float,
+               now: float | None = None) -> KioskState:
+    """GET /health and GET /metrics of one kiosk (the same TLS and client certificate as push)."""
+    import time
+
+    import requests
+
+    state = KioskState(host)
+    try:
+        base = _base(host)
+    except ValueError:
+        state.problem = "unreachable: not HOST[:PORT]"
+        return state
+    try:
+        with requests.Session() as s:
+            s.trust_env = False
+            s.verify = ca or True
+            s.cert = cert
+            health = s.get(base + "/health", timeout=(min(5.0, timeout), timeout), allow_redirects=False)
+            metrics = s.get(base + "/metrics", timeout=(min(5.0, timeout), timeout), allow_redirects=False)
+    except requests.exceptions.SSLError as e:
+        state.problem = f"unreachable: TLS failed ({_brief(e)})"
+        return state
+    except requests.RequestException as e:
+        state.problem = f"unreachable: {type(e).__name__} ({_brief(e)})"
+        return state
+    state.reachable = True
+    try:
+        doc = health.json()
+    except ValueError:
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    state.healthy = health.status_code == 200
+    state.failing = [str(f) for f in doc.get("failing") or []]
+    if not state.healthy:
+        state.problem = (f"unhealthy: {', '.join(state.failing)}" if state.failing
+                         else f"unhealthy: HTTP {health.status_code}")
+    state.app_version = str(doc.get("app_version") or "")
+    if metrics.status_code != 200:
+        state.problem = state.problem or f"no metrics: HTTP {metrics.status_code}"
+        return state
+    try:
+        m = _metric_values(metrics.text)
+    except ValueError:
+        state.problem = state.problem or "no metrics: not the Prometheus text format"
+        return state
+    info = m.get(("info", ()))
+    if isinstance(info, dict):
+        state.kiosk_id = info.get("kiosk", "")
+        state.app_version = info.get("version", "") or state.app_version
+
+    def number(name: str, labels: tuple = ()) -> float | None:
+        value = m.get((name, labels))
+        return value if isinstance(value, float) else None
+
+    version = number("kiosk_config_version")
+    state.config_version = None if version is None else int(version)
+    pending = number("kiosk_outbox_pending")
+    state.outbox_pending = None if pending is None else int(pending)
+    state.oldest_age_s = number("kiosk_outbox_oldest_age_seconds") if pending else None
+    state.catalogue_age_s = number("kiosk_catalogue_seconds_since_success")
+    reader = number("kiosk_device_up", (("device", "reader"),))
+    pcscd = number("kiosk_device_up", (("device", "pcscd"),))
+    state.reader = ("" if reader is None else "ok" if reader == 1 else
+                    "pcscd gone" if pcscd == 0 else "gone")
+    rollbacks = number("kiosk_rollbacks")
+    state.rollbacks = None if rollbacks is None else int(rollbacks)
+    at = number("kiosk_last_rollback_timestamp_seconds")
+    if at:
+        state.last_rollback_age_s = max(0.0, (time.time() if now is None else now) - at)
+    return state
+
+
+def _age(seconds: float | None, never: str = "-") -> str:
+    if seconds is None:
+        return never
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+STATUS_COLUMNS = ("HOST", "KIOSK", "REACHABLE", "HEALTH", "APP", "CONFIG", "OUTBOX", "OLDEST", "READER",
+                  "CATALOGUE OK", "LAST ROLLBACK")
+
+
+def status_row(k: KioskState) -> tuple[str, ...]:
+    if not k.reachable:
+        return (k.host, "-", "no", k.problem, "-", "-", "-", "-", "-", "-", "-")
+    rollback = ("never" if not k.rollbacks and k.last_rollback_age_s is None
+                else f"{_age(k.last_rollback_age_s, '?')} ago ({k.rollbacks or 0})")
+    return (k.host, k.kiosk_id or "-", "yes", "ok" if k.healthy else k.problem.removeprefix("unhealthy: "),
+            k.app_version or "-", "site" if not k.config_version else str(k.config_version),
+            "-" if k.outbox_pending is None else str(k.outbox_pending),
+            _age(k.oldest_age_s), k.reader or "-",
+            "never" if k.catalogue_age_s is None else f"{_age(k.catalogue_age_s)} ago", rollback)
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    if bool(args.cert) != bool(args.key):
+        print("error: --cert and --key go together (client certificate for mTLS)", file=sys.stderr)
+        return 2
+    from concurrent.futures import wait
+
+    cert = (args.cert, args.key) if args.cert else None
+    hosts = list(dict.fromkeys(args.hosts))
+    pool = ThreadPoolExecutor(max_workers=min(32, len(hosts)))
+    futures = [pool.submit(status_one, h, ca=args.ca, cert=cert, timeout=args.timeout) for h in hosts]
+    wait(futures, timeout=args.timeout * 2 + 5)     # two requests each; a kiosk that hangs past it is down
+    pool.shutdown(wait=False, cancel_futures=True)
+    states = [f.result() if f.done() and not f.exception() else
+              KioskState(h, problem="unreachable: no answer in time") for h, f in zip(hosts, futures)]
+    bad = [k for k in states if not k.reachable or not k.healthy]
+    if args.json:
+        print(json.dumps([k.to_json() for k in states], ensure_ascii=False, indent=1))
+    else:
+        rows = [STATUS_COLUMNS] + [status_row(k) for k in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(STATUS_COLUMNS))]
+        for r in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    unreachable = sum(1 for k in states if not k.reachable)
+    print(f"{len(states) - len(bad)} of {len(states)} kiosks reachable and healthy"
+          + (f"; {unreachable} unreachable" if unreachable else ""), file=sys.stderr)
+    return 1 if bad else 0
 
 
 # -- registration -------------------------------------------------------------------------
@@ -239,3 +415,15 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--key", metavar="FILE", help="client certificate's key for mTLS")
     c.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds per kiosk (default 20)")
     c.set_defaults(func=cmd_config_push)
+
+    p = sub.add_parser("fleet", help="central IT: the fleet at a glance")
+    fsub = p.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    c = fsub.add_parser("status", help="one table of many kiosks' health and metrics; exit 1 if any is "
+                                       "unreachable or unhealthy")
+    c.add_argument("hosts", nargs="+", metavar="HOST[:PORT]", help=f"kiosks (port {DEFAULT_PORT} when not given)")
+    c.add_argument("--ca", metavar="FILE", help="CA that issued the kiosks' TLS certificates")
+    c.add_argument("--cert", metavar="FILE", help="client certificate for mTLS")
+    c.add_argument("--key", metavar="FILE", help="client certificate's key for mTLS")
+    c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per request (default 10)")
+    c.add_argument("--json", action="store_true", help="one JSON object per kiosk instead of the table")
+    c.set_defaults(func=cmd_fleet_status)

@@ -129,6 +129,8 @@ class Controller:
         # Until connect(), events wait (the launcher draws the first screen first).
         self._connected = False
         self._held: list[ev.Event] = []
+        # Watchers of every event and effect (the /metrics counters): they count, never steer.
+        self.observers: list[Callable[[object], None]] = []
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class Controller:
             self._held.append(event)
             return
         now = self.clock()
+        self._observe(event)
         if isinstance(event, ev.CardInserted | ev.CardRemoved):
             self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
@@ -277,8 +280,16 @@ class Controller:
 
     # -- effects out ------------------------------------------------------------
 
+    def _observe(self, item: object) -> None:
+        for observer in self.observers:
+            try:
+                observer(item)
+            except Exception as exc:  # a watcher must never take the kiosk down
+                log_event(log, "observer.failed", logging.ERROR, error=type(exc).__name__)
+
     def _run(self, effects: list[fx.Effect]) -> None:
         for i, effect in enumerate(effects):
+            self._observe(effect)
             handler = getattr(self, "_do_" + type(effect).__name__)
             try:
                 handler(effect)

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from kiosk.core.patron_resolver import PatronResolver
     from kiosk.core.staff import StaffSettings
     from kiosk.screens.app import KioskApp
+    from kiosk.shell.metrics import KioskMetrics
     from kiosk.shell.staff_backend import StaffBackend
     from kiosk.store.audit import Audit
     from kiosk.store.link_cache import LinkCache
@@ -168,6 +169,8 @@ class Services:
     handoff: threading.Lock = field(default_factory=threading.Lock)    # guards the two above
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
+    scanner: Any = None                 # the HID/serial scanner thread, when fitted (its `connected` event)
+    metrics: KioskMetrics | None = None  # /metrics (start_management); rollbacks: set metrics.rollbacks
 
     def request_exit(self, how: str) -> None:
         if self.exit_how is None:
@@ -415,6 +418,7 @@ def build_hardware(settings: HardwareSettings, services: Services) -> Hardware:
             services.extras.append(part)
     if hw.scanner is not None:
         services.extras.append(_Stopping(hw.scanner))
+    services.scanner = hw.scanner
     return hw
 
 
@@ -499,6 +503,8 @@ def connect_controller(services: Services, controller: Controller) -> None:
             services.extras.append(button)
     if services.demo is not None:
         services.demo.attach_controller(controller)
+    if services.metrics is not None:
+        attach_metrics(services.metrics, services, controller)
     with services.handoff:
         services.controller = controller
         pending, services.pending_switch = services.pending_switch, None
@@ -544,7 +550,6 @@ def start_management(services: Services) -> None:
     from kiosk.config.load import identity_problem
     from kiosk.store.audit import Audit
     from kiosk.sync.config_poll import ConfigPoller
-    from kiosk.sync.management_server import ManagementServer, health_document, settings_from_config
 
     assert services.effective is not None
     if services.audit is None:
@@ -581,6 +586,8 @@ def start_management(services: Services) -> None:
     started = time.monotonic()
 
     def health() -> dict:
+        from kiosk.sync.management_server import health_document
+
         outbox, backend, controller = services.outbox, services.staff_backend, services.controller
         stats = outbox.stats() if outbox is not None else None
         worker = services.worker.status if services.worker else None
@@ -602,14 +609,52 @@ def start_management(services: Services) -> None:
         log_event(log, "management.refused", level=logging.CRITICAL, reason=problem)
         return
     if config["management"]["enabled"]:
+        # Imported only here: aiohttp and prometheus_client cost a kiosk without the endpoint nothing.
+        from kiosk.sync.management_server import ManagementServer, settings_from_config
+
+        metrics = services.metrics = build_metrics(services)
         server = ManagementServer(settings_from_config(config), apply=applier.apply, health=health,
-                                  status=applier.status, audit=services.audit)
+                                  status=applier.status, metrics=metrics.render, audit=services.audit)
         server.start()
         services.extras.append(server)
     if config["management"]["poll_url"]:
         poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
         poller.start()
         services.extras.append(poller)
+
+
+def build_metrics(services: Services) -> KioskMetrics:
+    """/metrics, read from the services at scrape time; the controller's events and effects
+    feed it once it exists (attach_metrics). Built with the management endpoint, before the
+    controller, the hardware and the backends, so it reads them lazily."""
+    from kiosk.shell.metrics import KioskMetrics
+
+    def rollback_state() -> tuple[int, float | None]:
+        state = services.applier.layer_state() if services.applier is not None else None
+        if state is None or state.last_rollback is None:
+            return 0, None
+        try:
+            at = datetime.fromisoformat(state.last_rollback.at).timestamp()
+        except ValueError:
+            at = None
+        return int(state.rolled_back_at_start), at
+
+    def scanner_ok() -> bool | None:
+        return services.scanner.connected.is_set() if services.scanner is not None else None
+
+    return KioskMetrics(
+        kiosk_id=services.config["kiosk"]["id"], group=services.config["kiosk"]["group"],
+        outbox_stats=lambda: services.outbox.stats() if services.outbox is not None else None,
+        config_version=lambda: services.applier.version if services.applier is not None else None,
+        scanner_ok=scanner_ok, rollbacks=lambda: rollback_state()[0], last_rollback=lambda: rollback_state()[1])
+
+
+def attach_metrics(metrics: KioskMetrics, services: Services, controller: Controller) -> None:
+    """The controller's events and effects feed /metrics from now on."""
+    if services.reader is not None:                 # the reader's first event may have come already
+        metrics.reader_ok = controller.session.reader_ok
+        metrics.pcscd_ok = True if controller.session.reader_ok else None
+    controller.observers.append(metrics.observe)
 
 
 def with_outbox_check(doc: dict, damaged: int, store_problem: str) -> dict:

@@ -27,8 +27,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk.config.applier import ConfigApplier, EffectiveConfig, load_effective_config
 from kiosk.config.signed import sign_bundle
+from kiosk.shell.metrics import KioskMetrics
 from kiosk.store.audit import Audit
 from kiosk.store.database import Store, open_store
+from kiosk.store.outbox import OutboxStats
 from kiosk.sync.management_server import ManagementServer, ServerSettings
 
 JST = timezone(timedelta(hours=9))
@@ -163,6 +165,10 @@ class FleetKiosk:
     switched: list[tuple[dict, bool]] = field(default_factory=list)
     server: ManagementServer | None = None
     health: dict = field(default_factory=lambda: {"checks": {"reader": True, "catalogue": True}})
+    # what /metrics reports of the outbox (a test sets it); `metrics` observes events like the kiosk's
+    outbox: OutboxStats = field(default_factory=lambda: OutboxStats(pending=0, in_flight=0, oldest_created=None,
+                                                                    last_success=None, conflicts=0))
+    metrics: KioskMetrics | None = None
 
     @property
     def url(self) -> str:
@@ -245,8 +251,12 @@ def fleet_kiosk(tmp_path: Path, fleet_keys: SigningKeys, fleet_pki: FleetPki) ->
             settings = ServerSettings(tls_cert=m["tls_cert"], tls_key=m["tls_key"], bind="127.0.0.1", port=0,
                                       client_ca=m["client_ca"], require_client_cert=require_client_cert,
                                       max_body_bytes=max_body, rate_per_minute=rate, timeout=timeout)
+            kiosk.metrics = KioskMetrics(kiosk_id=kiosk_id, group=group, outbox_stats=lambda: kiosk.outbox,
+                                         config_version=lambda: applier.version,
+                                         wall=lambda: datetime.now(timezone.utc))
             kiosk.server = ManagementServer(settings, apply=applier.apply, health=lambda: kiosk.health,
-                                            status=applier.status, audit=Audit(store, clock))
+                                            status=applier.status, metrics=kiosk.metrics.render,
+                                            audit=Audit(store, clock))
             kiosk.server.start()
         made.append(kiosk)
         return kiosk
