@@ -503,13 +503,13 @@ def connect_controller(services: Services, controller: Controller) -> None:
             services.extras.append(button)
     if services.demo is not None:
         services.demo.attach_controller(controller)
-    if services.metrics is not None:
-        attach_metrics(services.metrics, services, controller)
     with services.handoff:
         services.controller = controller
         pending, services.pending_switch = services.pending_switch, None
     if services.effective is not None and services.applier is None:
         start_management(services)
+    if services.metrics is not None:
+        attach_metrics(services.metrics, services, controller)
     if pending is not None:
         pending(controller)
     notifier = services.notifier
