@@ -234,6 +234,8 @@ SCHEMA: dict[str, Any] = {
         "poll_url": Field("str", check=_management_poll_url, live=False),
         "poll_interval": Field("float", min=30, max=86400, live=False),
         "poll_ca": Field("path", live=False),
+        "release_keys": Field("paths", live=False),
+        "release_url": Field("str", check=_management_poll_url, live=False),
     },
 }
 

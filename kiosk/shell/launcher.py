@@ -35,6 +35,8 @@ from kiosk.core.events import Barcode, SetOutOfService, StaffOpen
 from kiosk.core.loan_rules import OfflineRules
 from kiosk.core.session import Session, SessionSettings, Timeouts
 from kiosk.logs import log_event, setup_logging
+from kiosk.release.status import mark_ready as mark_release_ready
+from kiosk.release.status import release_status
 from kiosk.shell.controller import Controller
 from kiosk.shell.lifecycle import (
     clear_power_request,
@@ -478,6 +480,8 @@ def connect_controller(services: Services, controller: Controller) -> None:
         start_management(services, controller)
     notifier = services.notifier
     notifier.ready()
+    if services.effective is not None:
+        mark_release_ready(services.data_dir)
     if notifier.ping_interval():
         controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
 
@@ -519,6 +523,7 @@ def start_management(services: Services, controller: Controller) -> None:
             outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
             app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
             now=datetime.now().astimezone())
+        doc["release"] = release_status().as_dict()
         return with_outbox_check(doc, stats.damaged, services.store_problem
                                  or (backend.store_problem if backend is not None else ""))
 
@@ -531,6 +536,23 @@ def start_management(services: Services, controller: Controller) -> None:
         poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
         poller.start()
         services.extras.append(poller)
+    if config["management"]["release_url"]:
+        start_release_poll(services, controller)
+
+
+def start_release_poll(services: Services, controller: Controller) -> None:
+    """Central IT's signed releases, over the polling channel: a verified release is staged,
+    then the kiosk restarts at the next idle moment and the unit's guard installs it."""
+    from kiosk.release.fetch import ReleaseFetcher
+    from kiosk.sync.config_poll import ConfigPoller
+
+    config = services.config
+    fetcher = ReleaseFetcher(config, on_staged=lambda _v: controller.when_idle(
+        lambda: services.request_exit("restart")))
+    poller = ConfigPoller(fetcher.url, fetcher.apply, interval=float(config["management"]["poll_interval"]),
+                          ca_bundle=config["management"]["poll_ca"])
+    poller.start()
+    services.extras.append(poller)
 
 
 def with_outbox_check(doc: dict, damaged: int, store_problem: str) -> dict:
