@@ -86,17 +86,16 @@ class ReleaseState:
                    rolled_back=[str(v) for v in doc.get("rolled_back") or []],
                    last_rollback=doc.get("last_rollback"), last_install=doc.get("last_install"))
 
-    def refuses(self, version: str) -> tuple[str, str] | None:
-        """(code, reason) when `version` may not be installed: a replay, a downgrade or a
-        version rolled back before; None when it may."""
+    def refuses(self, version: str, running: str | None = None) -> tuple[str, str] | None:
+        """(code, reason) when `version` may not be installed: a version rolled back here, a
+        replay of one installed (or `running`), a downgrade; None when it may."""
         if version in self.rolled_back:
             return "rolled_back", f"version {version} was rolled back on this kiosk; it is not installed again"
-        if self.high_water is not None:
-            new, mark = parse_version(version), parse_version(self.high_water)
-            if new == mark:
-                return "replayed", f"version {version} is already installed"
-            if new < mark:
-                return "older_version", f"version {version} is older than {self.high_water}; downgrade refused"
+        if version in (running, self.known_good, self.high_water):
+            return "replayed", f"version {version} is already installed"
+        marks = [parse_version(v) for v in (self.high_water, running) if v is not None]
+        if marks and parse_version(version) < max(marks):
+            return "older_version", f"version {version} is older than one installed here; downgrade refused"
         return None
 
 

@@ -163,9 +163,7 @@ def _verify(raw: bytes, release_keys: Any, kiosk_id: str, group: str | None, sta
         raise ReleaseRefused(OTHER_TARGET, f"meant for kiosk {target_kiosk[:64]!r}, this is {kiosk_id!r}")
     if target_group is not None and group is not None and target_group != group:
         raise ReleaseRefused(OTHER_TARGET, f"meant for group {target_group[:64]!r}, this kiosk is in {group!r}")
-    refused = state.refuses(version)
-    if refused is None and running is not None:
-        refused = ReleaseState(high_water=running).refuses(version)
+    refused = state.refuses(version, running)
     if refused is not None:
         raise ReleaseRefused(*refused)
     wheel = next(f for f in files if f.role == "wheel")
