@@ -15,6 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from kiosk_testing.fuzz import FUZZ
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -25,7 +28,7 @@ from kiosk.release import guard as guard_mod
 from kiosk.release.fetch import ReleaseFetcher
 from kiosk.release.guard import ReleaseState, guard, load_state, parse_version, save_state
 from kiosk.release.install import verify_staged
-from kiosk.release.manifest import (ReleaseRefused, check_files, sha256_file, sign_manifest, verify_manifest)
+from kiosk.release.manifest import REFUSAL_CODES, ReleaseRefused, check_files, sign_manifest, verify_manifest
 from kiosk.release.status import mark_ready, release_status
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -398,3 +401,58 @@ def test_the_guard_runs_with_the_system_python_alone(tmp_path, box):
                           "--data-dir", str(data)], capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert load_state(state).known_good == "0.1.0"
+
+
+# -- fuzzing: ReleaseRefused is the only way out ---------------------------------------------------
+
+FUZZ_KEY = Ed25519PrivateKey.generate()
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=4), max_leaves=12)
+
+
+def _signed_payload(payload) -> bytes:
+    import base64
+
+    from kiosk.config.signed import canonical_json, key_id
+    from kiosk.release.manifest import SIGNED_PREFIX
+
+    sig = base64.b64encode(FUZZ_KEY.sign(SIGNED_PREFIX + canonical_json(payload))).decode()
+    return json.dumps({"format": "kiosk-release/1", "payload": payload,
+                       "signature": {"alg": "Ed25519", "key_id": key_id(FUZZ_KEY.public_key()), "value": sig}}).encode()
+
+
+def _verdict(raw: bytes) -> None:
+    try:
+        verify_manifest(raw, [FUZZ_KEY.public_key()], "kiosk-01", "chuo", ReleaseState(high_water="0.1.0"),
+                        "0.1.0", NOW)
+    except ReleaseRefused as e:
+        assert e.code in REFUSAL_CODES
+
+
+_GOOD = {"version": "0.2.0", "created_at": "2026-12-01T08:00:00+00:00", "expires_at": "2026-12-08T08:00:00+00:00",
+         "target": None, "files": {WHEEL.format(v="0.2.0"): {"sha256": "a" * 64, "size": 10, "role": "wheel"},
+                                   "kiosk.lock": {"sha256": "b" * 64, "size": 5, "role": "lock"}}}
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300) | _json.map(lambda v: json.dumps(v).encode()))
+@example(raw=b"[" * 100_000)
+@example(raw=b'{"a": 1, "a": 2}')
+def test_any_bytes_are_a_manifest_or_a_refusal(raw):
+    _verdict(raw)
+
+
+@FUZZ
+@given(field=st.sampled_from(sorted(_GOOD)), value=_json)
+@example(field="version", value="99999999999.0")
+@example(field="files", value={"x.whl": {"sha256": "a" * 64, "size": True, "role": "wheel"}})
+@example(field="created_at", value="2026-12-01T08:00:00")
+def test_any_signed_payload_is_taken_or_refused_with_a_code(field, value):
+    """Signed with the pinned key, so every check after the signature runs too."""
+    _verdict(_signed_payload(dict(_GOOD, **{field: value})))
+
+
+def test_the_fuzzed_good_payload_is_taken():
+    assert verify_manifest(_signed_payload(_GOOD), [FUZZ_KEY.public_key()], "kiosk-01", "chuo", ReleaseState(),
+                           "0.1.0", NOW).version == "0.2.0"
