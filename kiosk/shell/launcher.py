@@ -35,8 +35,6 @@ from kiosk.core.events import Barcode, SetOutOfService, StaffOpen
 from kiosk.core.loan_rules import OfflineRules
 from kiosk.core.session import Session, SessionSettings, Timeouts
 from kiosk.logs import log_event, setup_logging
-from kiosk.release.status import mark_ready as mark_release_ready
-from kiosk.release.status import release_status
 from kiosk.shell.controller import Controller
 from kiosk.shell.lifecycle import (
     clear_power_request,
@@ -481,7 +479,9 @@ def connect_controller(services: Services, controller: Controller) -> None:
     notifier = services.notifier
     notifier.ready()
     if services.effective is not None:
-        mark_release_ready(services.data_dir)
+        from kiosk.release.status import mark_ready
+
+        mark_ready(services.data_dir)       # the release guard keeps a new release once it gets here
     if notifier.ping_interval():
         controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
 
@@ -523,6 +523,8 @@ def start_management(services: Services, controller: Controller) -> None:
             outbox_pending=stats.pending, oldest_pending=stats.oldest_created, last_sync=stats.last_success,
             app_version=__version__, config_version=applier.version, uptime_s=time.monotonic() - started,
             now=datetime.now().astimezone())
+        from kiosk.release.status import release_status
+
         doc["release"] = release_status().as_dict()
         return with_outbox_check(doc, stats.damaged, services.store_problem
                                  or (backend.store_problem if backend is not None else ""))
@@ -599,14 +601,23 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
     kivy_environment(config, demo)
     services = open_services(config)
     services.effective = effective
+    backends = None
     try:
         if demo_panel:
             build_backends(services, demo)
+        else:
+            backends = BackgroundBackends(services, demo)
         from kiosk.screens.app import KioskApp
 
+        def first_screen_controller(view: View, loop: Loop) -> Controller:
+            controller = first_controller(services, view, loop)
+            if backends is not None:
+                backends.go()                   # the store is read: build the rest beside the first frame
+            return controller
+
         def after_first_frame(controller: Controller) -> None:
-            if services.staff_backend is None:
-                build_backends(services, demo)
+            if backends is not None:
+                backends.wait()
             connect_controller(services, controller)
             if exit_when_ready:
                 from kivy.clock import Clock
@@ -615,7 +626,7 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
                 Clock.schedule_once(lambda _dt: app.stop(), 0)
 
         app = KioskApp(
-            build_controller=lambda view, loop: first_controller(services, view, loop),
+            build_controller=first_screen_controller,
             after_first_frame=after_first_frame,
             demo_controls=services.demo if demo_panel else None,
             ui_config=config["ui"],
@@ -623,10 +634,60 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
             keyboard_wedge=config["hardware"]["scanner"] == "wedge",
         )
     except BaseException:
+        if backends is not None:
+            backends.go()
+            backends.wait(reraise=False)
         services.close()
         raise
     services.stop_app = app.stop
     return app, services
+
+
+class BackgroundBackends:
+    """Builds the backends on a thread of their own while Kivy starts and draws the first
+    frame, so the kiosk is ready to serve soon after it (bench/bench_ui.py). The thread
+    imports their modules at once, then waits for `go()`: the first screen reads the store
+    before build_backends may replace an unusable one. `wait()` (UI thread) joins it and
+    raises what it raised, as if it had run there."""
+
+    def __init__(self, services: Services, demo: bool) -> None:
+        import threading
+
+        self._go = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(services, demo), name="backends", daemon=True)
+        self._thread.start()
+
+    def _run(self, services: Services, demo: bool) -> None:
+        try:
+            _prefetch(demo)
+            self._go.wait()
+            build_backends(services, demo)
+        except BaseException as e:              # noqa: BLE001 - handed to the UI thread by wait()
+            self._error = e
+
+    def go(self) -> None:
+        self._go.set()
+
+    def wait(self, reraise: bool = True) -> None:
+        self._go.set()
+        self._thread.join()
+        if self._error is not None and reraise:
+            raise self._error
+
+
+def _prefetch(demo: bool) -> None:
+    """The modules build_backends and connect_controller need (imports are thread-safe)."""
+    import kiosk.core.patron_resolver  # noqa: F401
+    import kiosk.core.staff  # noqa: F401
+    import kiosk.shell.staff_backend  # noqa: F401
+    import kiosk.store.audit  # noqa: F401
+    import kiosk.store.key_guard  # noqa: F401
+    import kiosk.store.link_cache  # noqa: F401
+    import kiosk.store.outbox  # noqa: F401
+    import kiosk.sync.outbox_worker  # noqa: F401
+    if demo:
+        import kiosk.shell.demo  # noqa: F401
 
 
 def run_app(config: dict | EffectiveConfig, demo: bool, exit_when_ready: bool = False) -> int:
