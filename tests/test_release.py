@@ -456,3 +456,51 @@ def test_any_signed_payload_is_taken_or_refused_with_a_code(field, value):
 def test_the_fuzzed_good_payload_is_taken():
     assert verify_manifest(_signed_payload(_GOOD), [FUZZ_KEY.public_key()], "kiosk-01", "chuo", ReleaseState(),
                            "0.1.0", NOW).version == "0.2.0"
+
+
+# -- the running kiosk: poll, stage, restart at the next idle moment -------------------------------
+
+def test_a_running_kiosk_stages_a_polled_release_and_restarts_only_at_idle(tmp_path, keys, web, fleet_keys,
+                                                                          fleet_pki):
+    from kiosk.core.events import Barcode, Press
+    from kiosk.shell.launcher import build_controller, build_services, load_site
+    from kiosk.sync.config_poll import ConfigPoller
+    from kiosk_testing.fleet import free_port, site_text
+    from kiosk_testing.manual_loop import ManualLoop, RecordingView
+
+    url = publish(build(tmp_path, keys, "99.0.0"), web)
+    site = tmp_path / "kiosk.toml"
+    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
+    text = text.replace("[management]\n", f"[management]\nport = {free_port()}\n"
+                                          f"release_keys = ['{keys['release_pub']}']\nrelease_url = '{url}'\n")
+    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
+             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
+    site.write_text(text, encoding="utf-8")
+    effective = load_site(str(site))
+    services = build_services(effective.config)
+    services.effective = effective
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    loop.run_pending()
+    try:
+        poller = next(x for x in services.extras if isinstance(x, ConfigPoller) and x.url == url)
+        controller.post(Barcode("20000001"))                    # a patron is signed in
+        loop.pump_until(lambda: view.screen == "scanning")
+        assert poller.poll_once().state == "applied"
+        assert (tmp_path / "data" / "release-staged" / "99.0.0" / "manifest.json").exists()
+        for _ in range(3):
+            loop.tick()
+            loop.run_pending()
+        assert services.exit_how is None                        # not in the middle of a session
+        controller.post(Press("finish"))
+        loop.pump_until(lambda: view.screen == "thank_you")
+        controller.post(Press("ok"))
+        loop.run_pending()
+        for _ in range(3):
+            loop.tick()
+            loop.run_pending()
+        assert view.screen == "idle" and services.exit_how == "restart"
+    finally:
+        controller.stop()
+        services.close()
