@@ -159,6 +159,7 @@ class Services:
     applier: ConfigApplier | None = None
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
+    backends: Any = None                # BackgroundBackends while they are built beside the first frame
 
     def request_exit(self, how: str) -> None:
         if self.exit_how is None:
@@ -172,6 +173,8 @@ class Services:
         its loan is journaled as in flight and comes back as a recognised replay, and the
         store is then not closed under it."""
         self.notifier.stopping()
+        if self.backends is not None:
+            self.backends.wait(reraise=False)   # stopped before the first frame: nothing half-built
         worker_done = True
         if self.worker is not None:
             worker_done = self.worker.stop(timeout=STOP_BUDGET)
@@ -606,7 +609,7 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
         if demo_panel:
             build_backends(services, demo)
         else:
-            backends = BackgroundBackends(services, demo)
+            services.backends = backends = BackgroundBackends(services, demo)
         from kiosk.screens.app import KioskApp
 
         def first_screen_controller(view: View, loop: Loop) -> Controller:
@@ -634,9 +637,6 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
             keyboard_wedge=config["hardware"]["scanner"] == "wedge",
         )
     except BaseException:
-        if backends is not None:
-            backends.go()
-            backends.wait(reraise=False)
         services.close()
         raise
     services.stop_app = app.stop
@@ -655,6 +655,7 @@ class BackgroundBackends:
 
         self._go = threading.Event()
         self._error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._run, args=(services, demo), name="backends", daemon=True)
         self._thread.start()
 
@@ -662,7 +663,8 @@ class BackgroundBackends:
         try:
             _prefetch(demo)
             self._go.wait()
-            build_backends(services, demo)
+            if not self._cancelled:
+                build_backends(services, demo)
         except BaseException as e:              # noqa: BLE001 - handed to the UI thread by wait()
             self._error = e
 
@@ -670,6 +672,9 @@ class BackgroundBackends:
         self._go.set()
 
     def wait(self, reraise: bool = True) -> None:
+        """Joins the thread; without `reraise` (closing) backends not yet begun are not built."""
+        if not reraise and not self._go.is_set():
+            self._cancelled = True
         self._go.set()
         self._thread.join()
         if self._error is not None and reraise:
