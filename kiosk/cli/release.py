@@ -75,7 +75,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if not config["management"]["release_url"]:
         print("error: no management.release_url in the site file (or --url)", file=sys.stderr)
         return 1
-    fetcher = ReleaseFetcher(config, state_dir=Path(args.state_dir))
+    from kiosk.config.load import ConfigError
+
+    try:
+        fetcher = ReleaseFetcher(config, state_dir=Path(args.state_dir))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     result = ConfigPoller(fetcher.url, fetcher.apply, ca_bundle=config["management"]["poll_ca"]).poll_once()
     last = fetcher.last
     if result.state == "applied" and last is not None:

@@ -78,7 +78,9 @@ class ReleaseFetcher:
                 log_event(log, "release.staged", version=manifest.version, source=source)
         except ReleaseRefused as e:
             outcome = FetchOutcome(False, e.code, e.reason)
-            log_event(log, "release.refused", level=logging.WARNING, code=e.code, reason=e.reason)
+            quiet = e.code == "replayed"        # the release this kiosk runs, still published
+            log_event(log, "release.refused", level=logging.INFO if quiet else logging.WARNING, code=e.code,
+                      reason=e.reason)
         except (requests.RequestException, OSError) as e:
             outcome = FetchOutcome(False, "unreachable", f"{type(e).__name__}: {str(e)[:200]}")
             log_event(log, "release.download_failed", level=logging.WARNING, error=type(e).__name__)

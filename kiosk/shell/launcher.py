@@ -551,9 +551,15 @@ def start_release_poll(services: Services, controller: Controller) -> None:
     from kiosk.release.fetch import ReleaseFetcher
     from kiosk.sync.config_poll import ConfigPoller
 
+    from kiosk.config.load import ConfigError
+
     config = services.config
-    fetcher = ReleaseFetcher(config, on_staged=lambda _v: controller.when_idle(
-        lambda: services.request_exit("restart")))
+    try:
+        fetcher = ReleaseFetcher(config, on_staged=lambda _v: controller.when_idle(
+            lambda: services.request_exit("restart")))
+    except ConfigError as e:                # an unreadable release key: serve on, take no releases
+        log_event(log, "release.poll_off", level=logging.ERROR, reason=str(e))
+        return
     poller = ConfigPoller(fetcher.url, fetcher.apply, interval=float(config["management"]["poll_interval"]),
                           ca_bundle=config["management"]["poll_ca"])
     poller.start()
