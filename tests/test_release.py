@@ -448,6 +448,8 @@ def test_any_bytes_are_a_manifest_or_a_refusal(raw):
 @example(field="version", value="99999999999.0")
 @example(field="files", value={"x.whl": {"sha256": "a" * 64, "size": True, "role": "wheel"}})
 @example(field="created_at", value="2026-12-01T08:00:00")
+@example(field="files", value={"x.whl": {"sha256": "a" * 64, "size": 1, "role": "wheel"},
+                               "l": {"sha256": "b" * 64, "size": 1, "role": "lock"}})
 def test_any_signed_payload_is_taken_or_refused_with_a_code(field, value):
     """Signed with the pinned key, so every check after the signature runs too."""
     _verdict(_signed_payload(dict(_GOOD, **{field: value})))

@@ -167,7 +167,11 @@ def _verify(raw: bytes, release_keys: Any, kiosk_id: str, group: str | None, sta
     if refused is not None:
         raise ReleaseRefused(*refused)
     wheel = next(f for f in files if f.role == "wheel")
-    if wheel_version(wheel.name) != version:
+    try:
+        named = wheel_version(wheel.name)
+    except ValueError as e:
+        raise ReleaseRefused(MALFORMED, str(e)) from None
+    if named != version:
         raise ReleaseRefused(MALFORMED, f"the wheel {wheel.name} is not version {version}")
     return Manifest(version=version, key_id=kid, created_at=created, expires_at=expires,
                     target_kiosk=target_kiosk, target_group=target_group, files=files, raw=raw)
