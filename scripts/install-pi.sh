@@ -7,8 +7,8 @@
 #
 # What it does: apt packages; a system user `kiosk` with only video render input gpio dialout;
 # the kiosk wheel (built from this checkout unless --wheel names one) installed once into the
-# venv /opt/kiosk/.venv, every other Python package pinned and hash-checked by
-# requirements/kiosk.lock; /etc/kiosk/kiosk.toml (never overwritten); the systemd unit, journald
+# venv /opt/kiosk/releases/<version>/venv (/opt/kiosk/current points at it), every other
+# Python package pinned and hash-checked by requirements/kiosk.lock; the release guard; /etc/kiosk/kiosk.toml (never overwritten); the systemd unit, journald
 # limits, the scanner udev rule and the Kivy touch config; boot to console with no screen
 # blanking, no login prompt on tty1 and no other VTs to switch to. Safe to run again. It ends
 # with `kiosk doctor` and exits non-zero, saying what to fix, while the doctor finds a blocker.
@@ -147,22 +147,41 @@ build_wheel() {
   ls "$out"/library_kiosk-*.whl
 }
 
-# One copy of the app: the wheel in its venv. The lock pins and hash-checks every other package
-# (lgpio for the Pi's GPIO comes with it on ARM).
+# One copy of the app per release: the wheel in its own venv under $PREFIX/releases/<version>, and
+# $PREFIX/current pointing at the one that runs (the units start $PREFIX/current/venv/bin/kiosk). The
+# lock pins and hash-checks every other package (lgpio for the Pi's GPIO comes with it on ARM).
+# Signed releases from central IT are installed beside it by the release guard (kiosk/release/).
 install_app() {
-  local wheel="$1" lock="$HERE/requirements/kiosk.lock"
+  local wheel="$1" lock="$HERE/requirements/kiosk.lock" version rel guard_py
   [ -f "$wheel" ] || die "no wheel at $wheel"
   [ -f "$lock" ] || die "no lock file at $lock"
-  log "app: $(basename "$wheel") in $PREFIX/.venv"
-  mkdir -p "$PREFIX"
-  [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv" || die "could not create $PREFIX/.venv"
-  "$PREFIX/.venv/bin/pip" install --quiet --upgrade pip || die "pip could not be upgraded in $PREFIX/.venv"
-  "$PREFIX/.venv/bin/pip" install --quiet --require-hashes -r "$lock" \
+  version="$(basename "$wheel" | cut -d- -f2)"
+  [[ "$version" =~ ^[0-9]+(\.[0-9]+){1,3}$ ]] || die "$(basename "$wheel"): release versions are dotted numbers (1.4.2)"
+  rel="$PREFIX/releases/$version"
+  log "app: $(basename "$wheel") in $rel/venv"
+  mkdir -p "$PREFIX/releases"
+  [ -x "$rel/venv/bin/python" ] || python3 -m venv "$rel/venv" || die "could not create $rel/venv"
+  "$rel/venv/bin/python" -m pip install --quiet --upgrade pip || die "pip could not be upgraded in $rel/venv"
+  "$rel/venv/bin/python" -m pip install --quiet --require-hashes -r "$lock" \
     || die "the locked packages ($lock) did not install"
-  "$PREFIX/.venv/bin/pip" install --quiet --no-deps --force-reinstall "$wheel" || die "$wheel did not install"
-  "$PREFIX/.venv/bin/pip" check || die "the installed packages do not fit together"
+  "$rel/venv/bin/python" -m pip install --quiet --no-deps --force-reinstall "$wheel" || die "$wheel did not install"
+  "$rel/venv/bin/python" -m pip check || die "the installed packages do not fit together"
+  # current -> releases/<version>, atomically (a new link renamed over the old one).
+  ln -sfn "releases/$version" "$PREFIX/.current.new" || die "could not make a link to releases/$version"
+  mv -T "$PREFIX/.current.new" "$PREFIX/current" || die "could not point $PREFIX/current at releases/$version"
+  if [ -d "$PREFIX/.venv" ]; then
+    rm -rf "$PREFIX/.venv"
+    warn "removed the old single venv $PREFIX/.venv (the kiosk now runs from $PREFIX/current)"
+  fi
+  # The guard runs with the system python3 before every start: a release cannot break it.
+  guard_py="$("$rel/venv/bin/python" -c 'import kiosk.release.guard as g; print(g.__file__)')" \
+    || die "the installed kiosk has no release guard"
+  install -D -m 0755 "$guard_py" /usr/local/libexec/kiosk-release-guard
+  install -d -m 0755 /var/lib/kiosk-release
+  /usr/bin/python3 -I /usr/local/libexec/kiosk-release-guard --adopt "$version" \
+    || die "the release guard could not record release $version"
   install -D -m 0644 "$HERE/README.md" "$DOC_DIR/README.md"
-  ln -sf "$PREFIX/.venv/bin/kiosk" /usr/local/bin/kiosk
+  ln -sfn "$PREFIX/current/venv/bin/kiosk" /usr/local/bin/kiosk
   chown -R root:root "$PREFIX"
   chmod -R go-w "$PREFIX"
 }
@@ -176,7 +195,7 @@ systemd_running() {
 # The last word: the doctor, as the kiosk user. A blocker fails the install, with what to fix.
 final_doctor() {
   log "kiosk doctor"
-  if ! runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/kiosk" doctor; then
+  if ! runuser -u "$USER_NAME" -- "$PREFIX/current/venv/bin/kiosk" doctor; then
     printf '\033[31merror: kiosk doctor found a blocker (FAIL above). Fix it, then run: kiosk doctor\033[0m\n' >&2
     return 1
   fi
@@ -186,9 +205,9 @@ final_doctor() {
 # proved here is proved: the app starts as the kiosk user and the site configuration is valid.
 offline_check() {
   log "offline check (kiosk doctor needs the booted Pi)"
-  runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/kiosk" --version \
+  runuser -u "$USER_NAME" -- "$PREFIX/current/venv/bin/kiosk" --version \
     || die "the installed kiosk does not start as user $USER_NAME"
-  runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/kiosk" config check /etc/kiosk/kiosk.toml \
+  runuser -u "$USER_NAME" -- "$PREFIX/current/venv/bin/kiosk" config check /etc/kiosk/kiosk.toml \
     || die "/etc/kiosk/kiosk.toml is not valid (above)"
   warn "kiosk doctor not run: systemd is not running here. After the first boot run: kiosk doctor"
 }

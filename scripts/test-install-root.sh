@@ -2,6 +2,8 @@
 # The installer, tested: a fresh Debian 12 root, scripts/install-pi.sh run in it with the built
 # wheel and requirements/kiosk.lock, the installed unit checked by systemd-analyze, the unit's own
 # ExecStart run as its user to the idle frame (SDL offscreen), and `kiosk doctor` with no blocker.
+# Then signed releases, as a kiosk takes them: an upgrade installed by the unit's release guard and
+# kept once READY, a release that crashes at start rolled back after 3 starts, replays refused.
 #
 #   sudo scripts/test-install-root.sh [--wheel dist/library_kiosk-X.whl] [--keep]
 #
@@ -30,6 +32,7 @@ BASE_TAR=""
 CACHE_TMP=0
 ROOT=""
 PCSCD_PID=""
+HTTP_PID=""
 KEEP=0
 WHEEL=""
 MOUNTED=()
@@ -64,12 +67,14 @@ mount_in_root() {   # mount_in_root TARGET mount-args...
 }
 
 cleanup() {
-  local rc=$? i t0=$SECONDS
+  local rc=$? i t0=$SECONDS pid
   set +e
-  if [ -n "$PCSCD_PID" ] && kill -0 "$PCSCD_PID" 2>/dev/null; then
-    kill "$PCSCD_PID"
-    wait "$PCSCD_PID" 2>/dev/null
-  fi
+  for pid in "$PCSCD_PID" "$HTTP_PID"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"
+      wait "$pid" 2>/dev/null
+    fi
+  done
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTED[i]}" || umount -l "${MOUNTED[i]}" || warn "could not unmount ${MOUNTED[i]}"
   done
@@ -181,7 +186,8 @@ stamped() {
 run_installer() {
   in_root bash /root/kiosk-src/scripts/install-pi.sh --wheel "/root/kiosk-wheel/$(basename "$WHEEL")" </dev/null 2>&1 \
     | stamped || die "scripts/install-pi.sh failed in the Debian root"
-  [ -x "$ROOT/opt/kiosk/.venv/bin/kiosk" ] || die "the installer succeeded but /opt/kiosk/.venv/bin/kiosk is missing"
+  [ -x "$ROOT/opt/kiosk/current/venv/bin/kiosk" ] || die "the installer succeeded but /opt/kiosk/current/venv/bin/kiosk is missing"
+  [ -x "$ROOT/usr/local/libexec/kiosk-release-guard" ] || die "the installer did not install the release guard"
   echo "root: $(du -sh --one-file-system "$ROOT" 2>/dev/null | cut -f1) installed"
 }
 
@@ -245,17 +251,23 @@ leds = "none"
 scanner = "wedge"
 printer = "none"
 EOF
-  in_root runuser -u kiosk -- /opt/kiosk/.venv/bin/kiosk config check /etc/kiosk/kiosk.toml \
+  in_root runuser -u kiosk -- /opt/kiosk/current/venv/bin/kiosk config check /etc/kiosk/kiosk.toml \
     || die "the CI site configuration is not valid"
 }
 
-# The installed unit's ExecStart, its user and environment, read from the unit file itself.
-run_exec_start() {
-  local unit="$ROOT/etc/systemd/system/kiosk.service" exec_start user line envs=() word
+# The installed unit's ExecStartPre (root) and ExecStart (its User=, its Environment=), read from the
+# unit file itself into START_PRE and START_CMD.
+START_PRE=()
+START_CMD=()
+read_unit() {
+  local unit="$ROOT/etc/systemd/system/kiosk.service" exec_start pre user line envs=() word
   exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
+  pre="$(sed -n 's/^ExecStartPre=//p' "$unit")"
   user="$(sed -n 's/^User=//p' "$unit")"
   [ -n "$exec_start" ] && [ "$(printf '%s\n' "$exec_start" | wc -l)" = 1 ] || die "kiosk.service needs exactly one ExecStart="
   case "$exec_start" in [-+@:!]*) die "ExecStart with a prefix is not handled here: $exec_start" ;; esac
+  [ "$(printf '%s\n' "$pre" | wc -l)" = 1 ] && [ "${pre#+}" != "$pre" ] \
+    || die "kiosk.service needs one ExecStartPre=+ (the release guard, as root)"
   [ -n "$user" ] || die "kiosk.service has no User="
   while IFS= read -r line; do
     case "$line" in *[\"\'\\]*) die "quoted Environment= is not handled here: $line" ;; esac
@@ -267,14 +279,21 @@ run_exec_start() {
     done < "$ROOT/etc/kiosk/environment"
   fi
   envs+=(SDL_VIDEODRIVER=offscreen)   # the one change: no screen here
-  echo "as $user: $exec_start --exit-when-ready (SDL_VIDEODRIVER=offscreen)"
+  # shellcheck disable=SC2206  # split into words as systemd does (no quotes, checked above)
+  START_PRE=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin "${envs[@]}" ${pre#+})
+  # shellcheck disable=SC2206
+  START_CMD=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
+    runuser -u "$user" -- /usr/bin/env -i "HOME=/var/lib/kiosk" "USER=$user" "LOGNAME=$user"
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin LANG=C.UTF-8 "${envs[@]}" $exec_start --exit-when-ready)
+  echo "as $user: $exec_start --exit-when-ready (SDL_VIDEODRIVER=offscreen); before it, as root: ${pre#+}"
+}
+
+# The app as the unit starts it, to its idle frame (no guard yet: the first start after the installer).
+run_exec_start() {
+  read_unit
   local t0 rc=0
   t0=$(date +%s%N)
-  # shellcheck disable=SC2086  # ExecStart is split into words as systemd does (no quotes, checked above)
-  timeout 120 chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin \
-    runuser -u "$user" -- /usr/bin/env -i "HOME=/var/lib/kiosk" "USER=$user" "LOGNAME=$user" \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin LANG=C.UTF-8 "${envs[@]}" \
-    $exec_start --exit-when-ready </dev/null > "$ROOT/run/kiosk-ci/run.log" 2>&1 || rc=$?
+  timeout 120 chroot "$ROOT" "${START_CMD[@]}" </dev/null > "$ROOT/run/kiosk-ci/run.log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ] || ! grep -q 'kiosk.ready_exit' "$ROOT/run/kiosk-ci/run.log"; then
     tail -n 40 "$ROOT/run/kiosk-ci/run.log" >&2
     [ "$rc" = 124 ] && die "the installed kiosk did not reach its idle frame in 120 s"
@@ -284,8 +303,160 @@ run_exec_start() {
 }
 
 run_doctor() {
-  in_root runuser -u kiosk -- /usr/bin/env SDL_VIDEODRIVER=offscreen /opt/kiosk/.venv/bin/kiosk doctor \
+  in_root runuser -u kiosk -- /usr/bin/env SDL_VIDEODRIVER=offscreen /opt/kiosk/current/venv/bin/kiosk doctor \
     || die "kiosk doctor found a blocker in the installed root (FAIL above)"
+}
+
+# -- signed releases: an upgrade, a broken release rolled back, replays refused -------------------
+
+# Wheels of newer versions made from the one under test: the same files, the version changed in
+# the dist-info and in kiosk/__init__.py (RECORD rewritten); --broken: `kiosk run` raises at start.
+make_wheel() {   # make_wheel SRC OUTDIR NEWVERSION [--broken]
+  python3 - "$@" <<'PY'
+import base64, hashlib, re, sys, zipfile
+src, outdir, new = sys.argv[1:4]
+broken = "--broken" in sys.argv[4:]
+name = src.rsplit("/", 1)[-1]
+old = name.split("-")[1]
+dest = f"{outdir}/{name.replace('-' + old + '-', '-' + new + '-', 1)}"
+rows, record = [], None
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+    for info in zin.infolist():
+        path = info.filename.replace(f"library_kiosk-{old}.dist-info/", f"library_kiosk-{new}.dist-info/")
+        if path.endswith(".dist-info/RECORD"):
+            record = path
+            continue
+        data = zin.read(info)
+        if path.endswith(".dist-info/METADATA"):
+            data = re.sub(rb"(?m)^Version: .*$", b"Version: " + new.encode(), data, count=1)
+        elif path == "kiosk/__init__.py":
+            data = data.replace(f'__version__ = "{old}"'.encode(), f'__version__ = "{new}"'.encode())
+        elif path == "kiosk/cli/main.py" and broken:
+            data = data.replace(b"def cmd_run(args: argparse.Namespace) -> int:\n",
+                                b"def cmd_run(args: argparse.Namespace) -> int:\n"
+                                b"    raise RuntimeError('a deliberately broken release (CI)')\n", 1)
+        zout.writestr(path, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{path},sha256={digest},{len(data)}")
+    rows.append(f"{record},,")
+    zout.writestr(record, "\n".join(rows) + "\n")
+print(dest)
+PY
+}
+
+REL_V0="" REL_V1="" REL_V2="" REL_PORT=""
+
+releases_built() {
+  local major minor patch tags w
+  REL_V0="$(basename "$WHEEL" | cut -d- -f2)"
+  tags="$(basename "$WHEEL" | cut -d- -f3-)"
+  IFS=. read -r major minor patch <<<"$REL_V0"
+  REL_V1="$major.$minor.$((patch + 1))" REL_V2="$major.$minor.$((patch + 2))"
+  mkdir -p "$ROOT/srv/kiosk-releases" "$ROOT/root/release-wheels"
+  cp "$WHEEL" "$ROOT/root/release-wheels/"
+  make_wheel "$WHEEL" "$ROOT/root/release-wheels" "$REL_V1" >/dev/null || die "could not make the $REL_V1 wheel"
+  make_wheel "$WHEEL" "$ROOT/root/release-wheels" "$REL_V2" --broken >/dev/null \
+    || die "could not make the broken $REL_V2 wheel"
+  # Central IT's side, with the installed kiosk command: a release key, three signed releases.
+  in_root /opt/kiosk/current/venv/bin/kiosk keys new --out /root/central-it --name release >/dev/null \
+    || die "kiosk keys new failed"
+  install -m 0644 "$ROOT/root/central-it/release.pub" "$ROOT/etc/kiosk/release.pub"
+  for w in "$REL_V0" "$REL_V1" "$REL_V2"; do
+    in_root /opt/kiosk/current/venv/bin/kiosk release build --key /root/central-it/release.key \
+      --wheel "/root/release-wheels/library_kiosk-$w-$tags" \
+      --lock /root/kiosk-src/requirements/kiosk.lock --out "/srv/kiosk-releases/$w" >/dev/null \
+      || die "kiosk release build $w failed"
+  done
+  REL_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  chroot "$ROOT" /usr/bin/python3 -m http.server --bind 127.0.0.1 --directory /srv/kiosk-releases "$REL_PORT" \
+    > "$ROOT/run/kiosk-ci/http.log" 2>&1 &
+  HTTP_PID=$!
+  cat >> "$ROOT/etc/kiosk/kiosk.toml" <<EOF
+
+[management]
+release_keys = ["/etc/kiosk/release.pub"]
+release_url = "http://127.0.0.1:$REL_PORT/$REL_V1/manifest.json"
+EOF
+  in_root runuser -u kiosk -- /opt/kiosk/current/venv/bin/kiosk config check /etc/kiosk/kiosk.toml \
+    || die "the site configuration with release keys is not valid"
+  echo "releases $REL_V0 (installed), $REL_V1, $REL_V2 (crashes at start) signed, served on 127.0.0.1:$REL_PORT"
+}
+
+fetch_release() {   # fetch_release VERSION: what the kiosk's poller does, as the kiosk user
+  in_root runuser -u kiosk -- /opt/kiosk/current/venv/bin/kiosk release fetch \
+    --url "http://127.0.0.1:$REL_PORT/$1/manifest.json" 2>&1
+}
+
+# One start as systemd makes it: the guard as root, then the app as its user. Sets START_RC.
+START_RC=0
+unit_start() {
+  START_RC=0
+  : > "$ROOT/run/kiosk-ci/guard.log"
+  chroot "$ROOT" "${START_PRE[@]}" </dev/null > "$ROOT/run/kiosk-ci/guard.log" 2>&1 \
+    || die "the release guard failed (it must always exit 0)"
+  sed 's/^/    /' "$ROOT/run/kiosk-ci/guard.log"
+  timeout 120 chroot "$ROOT" "${START_CMD[@]}" </dev/null > "$ROOT/run/kiosk-ci/run.log" 2>&1 || START_RC=$?
+  if [ "$START_RC" = 0 ] && ! grep -q 'kiosk.ready_exit' "$ROOT/run/kiosk-ci/run.log"; then START_RC=99; fi
+  echo "    app from $(readlink "$ROOT/opt/kiosk/current"): exit $START_RC"
+}
+
+running_is() {
+  [ "$(readlink "$ROOT/opt/kiosk/current")" = "releases/$1" ] \
+    || die "current is $(readlink "$ROOT/opt/kiosk/current"), not releases/$1"
+  [ "$(in_root /opt/kiosk/current/venv/bin/kiosk --version)" = "kiosk $1" ] || die "the kiosk in current is not $1"
+}
+
+release_upgrade() {
+  local out
+  out="$(fetch_release "$REL_V1")" || die "fetching $REL_V1 failed: $out"
+  echo "$out"
+  unit_start
+  grep -q "release $REL_V1 installed" "$ROOT/run/kiosk-ci/guard.log" || die "the guard did not install $REL_V1"
+  [ "$START_RC" = 0 ] || { tail -n 30 "$ROOT/run/kiosk-ci/run.log" >&2; die "$REL_V1 did not reach its idle frame"; }
+  running_is "$REL_V1"
+  unit_start
+  grep -q "release $REL_V1 reached READY: kept" "$ROOT/run/kiosk-ci/guard.log" || die "the guard did not keep $REL_V1"
+  echo "upgraded to $REL_V1; kept after READY"
+}
+
+release_rollback() {
+  local out n
+  out="$(fetch_release "$REL_V2")" || die "fetching $REL_V2 failed: $out"
+  echo "$out"
+  for n in 1 2 3; do
+    unit_start
+    [ "$START_RC" != 0 ] || die "the broken release $REL_V2 reached its idle frame (start $n)"
+    running_is "$REL_V2"
+  done
+  unit_start
+  grep -q "release $REL_V2 rolled back to $REL_V1" "$ROOT/run/kiosk-ci/guard.log" \
+    || die "the guard did not roll $REL_V2 back"
+  [ "$START_RC" = 0 ] || die "$REL_V1 did not reach its idle frame after the rollback"
+  running_is "$REL_V1"
+  out="$(in_root runuser -u kiosk -- /opt/kiosk/current/venv/bin/kiosk release status --json)"
+  echo "$out"
+  python3 -c 'import json, sys; d = json.loads(sys.argv[1]); r = d["last_rollback"]
+assert d["running"] == sys.argv[3] and r["version"] == sys.argv[2] and r["to"] == sys.argv[3], d' \
+    "$out" "$REL_V2" "$REL_V1" || die "kiosk release status does not show the rollback"
+  echo "the broken $REL_V2 failed 3 starts and was rolled back to $REL_V1 at the 4th"
+}
+
+release_replays() {
+  local v want out
+  for v in "$REL_V1:replayed" "$REL_V2:rolled_back" "$REL_V0:older_version"; do
+    want="${v#*:}" v="${v%%:*}"
+    if out="$(fetch_release "$v")"; then die "release $v was taken again: $out"; fi
+    printf '%s\n' "$out" | grep -q "$want" || die "release $v refused for the wrong reason: $out"
+    echo "release $v refused: $want"
+  done
+  [ -z "$(ls -A "$ROOT/var/lib/kiosk/release-staged" 2>/dev/null)" ] || die "a refused release was staged"
+  # Staged behind the app's back (as the kiosk user could): the guard's own checks refuse it.
+  cp -r "$ROOT/srv/kiosk-releases/$REL_V2" "$ROOT/var/lib/kiosk/release-staged/$REL_V2"
+  unit_start
+  grep -q "staged release $REL_V2 not installed: refused: rolled_back" "$ROOT/run/kiosk-ci/guard.log" \
+    || die "the guard did not refuse a replayed $REL_V2"
+  running_is "$REL_V1"
+  echo "a replay staged by hand was refused by the guard; $REL_V1 still runs"
 }
 
 main() {
@@ -318,6 +489,10 @@ main() {
   step "site configuration for the root" site_config
   step "the unit's ExecStart to its idle frame" run_exec_start
   step "kiosk doctor" run_doctor
+  step "signed releases built and served (kiosk release build)" releases_built
+  step "release upgrade: fetched, installed by the guard, READY, kept" release_upgrade
+  step "broken release: 3 failed starts, rolled back" release_rollback
+  step "replays and downgrades refused" release_replays
   log "installer test passed"
   printf '%s\n' "${TIMES[@]}"
 }

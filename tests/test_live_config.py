@@ -73,6 +73,12 @@ def test_live_key_waits_for_idle_then_applies(running_kiosk, fleet_keys, fleet_p
     with https(fleet_pki) as s:
         health = s.get(url + "/health", timeout=10)
     assert health.status_code == 200 and health.json()["config_version"] == 1
+    from kiosk import __version__
+
+    release = health.json()["release"]          # the running version and the last rollback
+    assert release["running"] == __version__ and release["last_rollback"] is None
+    # READY was marked for the release guard (kiosk/release/guard.py keeps a release on trial by it).
+    assert (services.data_dir / "release-ready").read_text().strip() == __version__
 
 
 def test_restart_only_key_restarts_at_idle(running_kiosk, fleet_keys, fleet_pki):

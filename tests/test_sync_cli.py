@@ -32,6 +32,9 @@ def test_status_and_drain(tmp_path):
     assert status.returncode == 0, status.stderr
     got = json.loads(status.stdout)
     assert got["pending"] == 3 and got["conflicts"] == 0 and got["oldest_pending"]
+    from kiosk import __version__
+
+    assert got["release"]["running"] == __version__ and "last_rollback" in got["release"]
     busy = kiosk("sync", "drain", "--config", str(site))
     assert busy.returncode == 2 and "the kiosk is running" in busy.stderr
     services.close()

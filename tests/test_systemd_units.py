@@ -50,8 +50,9 @@ def verify(tmp_path: Path, name: str, edit=lambda text: text) -> list[str]:
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     text = (SYSTEMD / name).read_text(encoding="utf-8")
-    text = text.replace("/opt/kiosk/.venv/bin/kiosk", str(stub)).replace("/usr/bin/cage", str(stub))
+    text = text.replace("/opt/kiosk/current/venv/bin/kiosk", str(stub)).replace("/usr/bin/cage", str(stub))
     text = text.replace("/usr/local/libexec/kiosk-power-request", str(stub))
+    text = text.replace("/usr/bin/python3 -I /usr/local/libexec/kiosk-release-guard", str(stub))
     unit = tmp_path / name
     unit.write_text(edit(text), encoding="utf-8")
     out = subprocess.run([ANALYZE, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60,
@@ -117,7 +118,7 @@ def test_console_unit_specifics():
     u = unit_entries("kiosk.service")
     assert u["Service.NotifyAccess"] == ["main"]
     assert "SDL_VIDEODRIVER=kmsdrm" in words(u, "Service.Environment")
-    assert u["Service.ExecStart"] == ["/opt/kiosk/.venv/bin/kiosk run --config /etc/kiosk/kiosk.toml"]
+    assert u["Service.ExecStart"] == ["/opt/kiosk/current/venv/bin/kiosk run --config /etc/kiosk/kiosk.toml"]
 
 
 def test_cage_unit_specifics():
@@ -125,7 +126,7 @@ def test_cage_unit_specifics():
     assert u["Service.NotifyAccess"] == ["all"]                      # the kiosk is cage's child
     exec_start = u["Service.ExecStart"][0].split()
     assert exec_start[0] == "/usr/bin/cage" and "-s" not in exec_start  # no VT switching for patrons
-    assert exec_start[exec_start.index("--") + 1] == "/opt/kiosk/.venv/bin/kiosk"
+    assert exec_start[exec_start.index("--") + 1] == "/opt/kiosk/current/venv/bin/kiosk"
     assert u["Service.PAMName"] == ["login"]
     assert "SDL_VIDEODRIVER=x11" in words(u, "Service.Environment")    # Kivy's SDL has no Wayland driver
 
@@ -141,7 +142,10 @@ def test_watchdog_is_pinged_well_within_its_period():
 def test_install_prefix_matches_the_units():
     script = INSTALL.read_text(encoding="utf-8")
     assert re.search(r"^PREFIX=/opt/kiosk$", script, re.M)
-    assert '"$PREFIX/.venv"' in script
+    assert 'rel="$PREFIX/releases/$version"' in script and '"$PREFIX/current"' in script
+    for name in UNITS:
+        assert unit_entries(name)["Service.ExecStartPre"] == [
+            "+/usr/bin/python3 -I /usr/local/libexec/kiosk-release-guard"]
 
 
 # -- journald ----------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def check_gpio(config: dict, env: Env) -> Check:
     if not found:
         package = "lgpio" if factory == "lgpio" else "RPi.GPIO"
         return Check("gpio", FAIL, f"{module} is not installed ({factory} pins for {model})",
-                     f"/opt/kiosk/.venv/bin/pip install {package}")
+                     f"/opt/kiosk/current/venv/bin/pip install {package}")
     return Check("gpio", OK, f"{factory} on {model}")
 
 

@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     from kiosk.cli.card import add_card_commands
     from kiosk.cli.doctor import add_doctor_command
     from kiosk.cli.fleet import add_fleet_commands
+    from kiosk.cli.release import add_release_commands
     from kiosk.cli.sync import add_sync_commands
 
     add_card_commands(sub)
     add_sync_commands(sub)
     add_fleet_commands(sub)             # after `config check`: it adds sign/push to that group
+    add_release_commands(sub)
     add_doctor_command(sub)
     return parser
 

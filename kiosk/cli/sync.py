@@ -48,12 +48,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.damaged:
         out["damaged_rows"] = [{"id": i, "source": src, "reason": why, "found_at": when}
                                for i, src, why, when in report.damaged]
+    from kiosk.release.status import release_status
+
+    release = release_status()
+    out["release"] = release.as_dict()
     if args.json:
         print(json.dumps(out))
     else:
         for k, v in out.items():
-            if k != "damaged_rows":
+            if k not in ("damaged_rows", "release"):
                 print(f"{k:15} {v if v is not None else '-'}")
+        rb = release.last_rollback
+        print(f"{'version':15} {release.running}" + (f" (trial of {release.trial})" if release.trial else ""))
+        print(f"{'last rollback':15} " + (f"{rb['version']} -> {rb['to']} at {rb['at']}: {rb['reason']}" if rb else "-"))
         for row in out.get("damaged_rows", []):
             print(f"damaged #{row['id']:<6} {row['source']:9} {row['reason']:12} found {row['found_at']}")
     serious = report.problem not in ("", "damaged_rows")

@@ -260,6 +260,8 @@ SCHEMA: dict[str, Any] = {
         "secrets_dir": Field("path", live=False),
         "push_catalogue_endpoints": Field("bool", live=False),
         "push_staff_accounts": Field("bool", live=False),
+        "release_keys": Field("paths", live=False),
+        "release_url": Field("str", check=_management_poll_url, live=False),
     },
 }
 

@@ -234,7 +234,11 @@ def _structure(doc: dict) -> tuple[dict, dict]:
     return payload, sig
 
 
-def _check_signature(payload: dict, sig: dict, keys: dict[str, Ed25519PublicKey]) -> str:
+def _check_signature(payload: dict, sig: dict, keys: dict[str, Ed25519PublicKey],
+                     prefix: bytes = SIGNED_PREFIX) -> str:
+    """The key id that signed `prefix` + the canonical payload, else BundleRefused. Signed
+    software releases (kiosk/release/manifest.py) pass their own prefix: a signature made
+    for one purpose never verifies for the other."""
     kid = sig["key_id"]
     key = keys.get(kid)
     if key is None:
@@ -247,7 +251,7 @@ def _check_signature(payload: dict, sig: dict, keys: dict[str, Ed25519PublicKey]
     except (binascii.Error, ValueError):
         raise BundleRefused(BAD_SIGNATURE, "signature.value is not base64") from None
     try:
-        message = SIGNED_PREFIX + canonical_json(payload)
+        message = prefix + canonical_json(payload)
     except (UnicodeEncodeError, ValueError, RecursionError):
         raise BundleRefused(MALFORMED, "payload cannot be put in canonical form (bad text or numbers)") from None
     try:
@@ -352,6 +356,9 @@ def _verify_versioned(raw: bytes, payload: dict, sig: dict, version: int, keys: 
     check_layer(payload["config"], f"bundle v{version}")
     return Bundle(version=version, key_id=kid, issued_at=issued_at, expires_at=expires_at,
                   target_kiosk=target_kiosk, target_group=target_group, layer=payload["config"], raw=raw)
+
+
+check_signature, parse_json = _check_signature, _parse     # shared with kiosk.release (signed software)
 
 
 # -- applying -------------------------------------------------------------------------

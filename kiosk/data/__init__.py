@@ -5,10 +5,13 @@ wheel finds them."""
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
 
 
 def shipped(*parts: str) -> Path:
-    """The real path of a shipped file or folder (wheels install unzipped, so it is one)."""
-    return Path(str(files(__name__).joinpath(*parts)))
+    """The real path of a shipped file or folder. Wheels install unzipped, so it is this
+    package's folder; not importlib.resources, whose readers import zipfile on the first
+    frame's path (bench/bench_ui.py)."""
+    return _HERE.joinpath(*parts)

@@ -165,12 +165,13 @@ class Services:
     effective: EffectiveConfig | None = None   # site + signed layer, when started with a site file
     applier: ConfigApplier | None = None
     controller: Controller | None = None    # once the first frame is drawn
-    pending_switch: Any = None          # a new layer accepted before the controller existed
+    pending_switches: list = field(default_factory=list)   # switches asked for before the controller existed
     handoff: threading.Lock = field(default_factory=threading.Lock)    # guards the two above
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
     scanner: Any = None                 # the HID/serial scanner thread, when fitted (its `connected` event)
     metrics: KioskMetrics | None = None  # /metrics (start_management); rollbacks: set metrics.rollbacks
+    backends: Any = None                # BackgroundBackends while they are built beside the first frame
 
     def request_exit(self, how: str) -> None:
         if self.exit_how is None:
@@ -184,6 +185,8 @@ class Services:
         its loan is journaled as in flight and comes back as a recognised replay, and the
         store is then not closed under it."""
         self.notifier.stopping()
+        if self.backends is not None:
+            self.backends.wait(reraise=False)   # stopped before the first frame: nothing half-built
         worker_done = True
         if self.worker is not None:
             worker_done = self.worker.stop(timeout=STOP_BUDGET)
@@ -505,17 +508,21 @@ def connect_controller(services: Services, controller: Controller) -> None:
         services.demo.attach_controller(controller)
     with services.handoff:
         services.controller = controller
-        pending, services.pending_switch = services.pending_switch, None
+        pending, services.pending_switches = services.pending_switches, []
     if services.effective is not None and services.applier is None:
         start_management(services)
     if services.metrics is not None:
         attach_metrics(services.metrics, services, controller)
-    if pending is not None:
-        pending(controller)
+    for switch in pending:
+        switch(controller)
     notifier = services.notifier
     notifier.ready()
     if services.effective is not None and services.effective.bundle is not None:
         mark_layer_good(services, services.effective.bundle.digest)    # the layer this start runs on
+    if services.effective is not None:
+        from kiosk.release.status import mark_ready
+
+        mark_ready(services.data_dir)       # the release guard keeps a new release once it gets here
     if notifier.ping_interval():
         controller.loop.call_every(notifier.ping_interval(), notifier.watchdog)
 
@@ -539,6 +546,16 @@ def mark_layer_good(services: Services, digest: str | None) -> None:
             log_event(log, "config.layer_good", digest=digest[:16])
     except (StoreError, OSError) as e:
         log_event(log, "config.layer_good_not_stored", level=logging.ERROR, error=type(e).__name__)
+
+
+def with_controller(services: Services, switch: Callable[[Controller], None]) -> None:
+    """Run `switch` with the controller now, or as soon as connect_controller has it: central
+    IT's endpoint and polling start before the first frame, so a push may come first."""
+    with services.handoff:
+        if services.controller is None:
+            services.pending_switches.append(switch)
+            return
+    switch(services.controller)
 
 
 def start_management(services: Services) -> None:
@@ -567,11 +584,7 @@ def start_management(services: Services) -> None:
                     mark_layer_good(services, digest)
                 controller.when_idle(live)
 
-        with services.handoff:
-            if services.controller is None:
-                services.pending_switch = switch        # connect_controller runs it
-                return
-        switch(services.controller)
+        with_controller(services, switch)
 
     applier = ConfigApplier(services.effective, on_new_config=on_new_config, audit=services.audit)
     services.applier = applier
@@ -601,6 +614,9 @@ def start_management(services: Services) -> None:
         doc = with_outbox_check(doc, stats.damaged if stats else 0, services.store_problem
                                 or (backend.store_problem if backend is not None else ""))
         doc.update(applier.layer_state().to_json())
+        from kiosk.release.status import release_status
+
+        doc["release"] = release_status().as_dict()
         doc["ready"] = controller is not None and services.worker is not None
         return doc
 
@@ -621,6 +637,29 @@ def start_management(services: Services) -> None:
         poller = ConfigPoller.from_config(config, applier.apply, known_digest=applier.digest)
         poller.start()
         services.extras.append(poller)
+    if config["management"]["release_url"]:
+        start_release_poll(services)
+
+
+def start_release_poll(services: Services) -> None:
+    """Central IT's signed releases, over the polling channel: a verified release is staged,
+    then the kiosk restarts at the next idle moment and the unit's guard installs it."""
+    from kiosk.release.fetch import ReleaseFetcher
+    from kiosk.sync.config_poll import ConfigPoller
+
+    from kiosk.config.load import ConfigError
+
+    config = services.config
+    try:
+        fetcher = ReleaseFetcher(config, on_staged=lambda _v: with_controller(
+            services, lambda controller: controller.when_idle(lambda: services.request_exit("restart"))))
+    except ConfigError as e:                # an unreadable release key: serve on, take no releases
+        log_event(log, "release.poll_off", level=logging.ERROR, reason=str(e))
+        return
+    poller = ConfigPoller(fetcher.url, fetcher.apply, interval=float(config["management"]["poll_interval"]),
+                          ca_bundle=config["management"]["poll_ca"])
+    poller.start()
+    services.extras.append(poller)
 
 
 def build_metrics(services: Services) -> KioskMetrics:
@@ -701,16 +740,25 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
     kivy_environment(config, demo)
     services = open_services(config)
     services.effective = effective
+    backends = None
     try:
         if effective is not None:
             start_management(services)          # before fonts and backends: a fix can always be pushed
         if demo_panel:
             build_backends(services, demo)
+        else:
+            services.backends = backends = BackgroundBackends(services, demo)
         from kiosk.screens.app import KioskApp
 
+        def first_screen_controller(view: View, loop: Loop) -> Controller:
+            controller = first_controller(services, view, loop)
+            if backends is not None:
+                backends.go()                   # the store is read: build the rest beside the first frame
+            return controller
+
         def after_first_frame(controller: Controller) -> None:
-            if services.staff_backend is None:
-                build_backends(services, demo)
+            if backends is not None:
+                backends.wait()
             connect_controller(services, controller)
             if exit_when_ready:
                 from kivy.clock import Clock
@@ -719,7 +767,7 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
                 Clock.schedule_once(lambda _dt: app.stop(), 0)
 
         app = KioskApp(
-            build_controller=lambda view, loop: first_controller(services, view, loop),
+            build_controller=first_screen_controller,
             after_first_frame=after_first_frame,
             demo_controls=services.demo if demo_panel else None,
             ui_config=config["ui"],
@@ -731,6 +779,58 @@ def make_app(config: dict, demo: bool = False, demo_panel: bool = False,
         raise
     services.stop_app = app.stop
     return app, services
+
+
+class BackgroundBackends:
+    """Builds the backends on a thread of their own while Kivy starts and draws the first
+    frame, so the kiosk is ready to serve soon after it (bench/bench_ui.py). The thread
+    imports their modules at once, then waits for `go()`: the first screen reads the store
+    before build_backends may replace an unusable one. `wait()` (UI thread) joins it and
+    raises what it raised, as if it had run there."""
+
+    def __init__(self, services: Services, demo: bool) -> None:
+        import threading
+
+        self._go = threading.Event()
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, args=(services, demo), name="backends", daemon=True)
+        self._thread.start()
+
+    def _run(self, services: Services, demo: bool) -> None:
+        try:
+            _prefetch(demo)
+            self._go.wait()
+            if not self._cancelled:
+                build_backends(services, demo)
+        except BaseException as e:              # noqa: BLE001 - handed to the UI thread by wait()
+            self._error = e
+
+    def go(self) -> None:
+        self._go.set()
+
+    def wait(self, reraise: bool = True) -> None:
+        """Joins the thread; without `reraise` (closing) backends not yet begun are not built."""
+        if not reraise and not self._go.is_set():
+            self._cancelled = True
+        self._go.set()
+        self._thread.join()
+        if self._error is not None and reraise:
+            raise self._error
+
+
+def _prefetch(demo: bool) -> None:
+    """The modules build_backends and connect_controller need (imports are thread-safe)."""
+    import kiosk.core.patron_resolver  # noqa: F401
+    import kiosk.core.staff  # noqa: F401
+    import kiosk.shell.staff_backend  # noqa: F401
+    import kiosk.store.audit  # noqa: F401
+    import kiosk.store.key_guard  # noqa: F401
+    import kiosk.store.link_cache  # noqa: F401
+    import kiosk.store.outbox  # noqa: F401
+    import kiosk.sync.outbox_worker  # noqa: F401
+    if demo:
+        import kiosk.shell.demo  # noqa: F401
 
 
 def run_app(config: dict | EffectiveConfig, demo: bool, exit_when_ready: bool = False) -> int:

@@ -1,0 +1,1 @@
+"""Signed software releases: manifest, fetch and stage, root install, the start guard."""
