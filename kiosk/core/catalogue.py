@@ -124,10 +124,12 @@ class ReturnOutcome(str, enum.Enum):
 
 
 def return_outcome(result: LoanResult) -> ReturnOutcome:
-    """The patron-facing verdict of a checkin answer."""
+    """The patron-facing verdict of a checkin answer. A book nobody has on loan (e.g. its
+    return was recorded before the kiosk restarted) is back where it belongs: returned,
+    as Koha's `checked_in_ok` self-check setting says it, unless the catalogue raised an alert."""
     if result.hold_shelf:
         return ReturnOutcome.HOLD_SHELF
-    if result.ok and not result.alert:
+    if (result.ok or result.refusal == Refusal.NOT_ON_LOAN) and not result.alert:
         return ReturnOutcome.RETURNED
     return ReturnOutcome.COUNTER
 

@@ -75,6 +75,14 @@ class Checkout:
 
 
 @dataclass(frozen=True)
+class CheckIn:
+    """Journal a return durably (the same outbox as loans), then push it. The answer comes
+    back as ItemDone with a result of kind CHECKIN."""
+
+    request: LoanRequest
+
+
+@dataclass(frozen=True)
 class Withdraw:
     """The patron left before the catalogue confirmed this loan: it must not be lent."""
 
@@ -164,7 +172,7 @@ class UnlinkCard:
 
 
 Effect = (
-    Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout
+    Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout | CheckIn
     | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
     | ReadBirthDate | LookupLink | LinkCard | UnlinkCard
 )

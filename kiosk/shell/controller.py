@@ -24,6 +24,7 @@ from kiosk.core.session import Session
 from kiosk.logs import log_event
 
 if TYPE_CHECKING:
+    from kiosk.core.returns import ReturnDesk
     from kiosk.core.staff import StaffMode
 
 log = logging.getLogger("kiosk.controller")
@@ -116,6 +117,7 @@ class Controller:
         self.receipts: Receipts | None = None
         self.wake_outbox: Callable[[], None] = lambda: None
         self.staff: StaffMode | None = None
+        self.returns: ReturnDesk | None = None     # the return desk (kiosk/core/returns.py), when configured
         self.staff_backend: "StaffBackend | None" = None
         self.card_present = False
         self._at_idle: list[Callable[[], None]] = []
@@ -214,6 +216,8 @@ class Controller:
         if isinstance(event, ev.CardInserted | ev.CardRemoved):
             self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
+        if self._to_return_desk(event, now, staff_open=staff is not None and staff.active):
+            return
         if staff is None:
             self._run(self.session.handle(event, now))
             if isinstance(event, ev.Tick):
@@ -237,6 +241,38 @@ class Controller:
             self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
             return
         self._run(self.session.handle(event, now))
+
+    def open_return_desk(self) -> None:
+        """Open the return desk now (a return station's first screen). UI thread."""
+        if self.returns is not None:
+            self._run(self.returns.open(self.clock()))
+
+    def _to_return_desk(self, event: ev.Event, now: float, staff_open: bool) -> bool:
+        """The return desk takes the patron's events while it is open (always, on a return
+        station); "return books" at idle opens it. True when the event was the desk's."""
+        desk = self.returns
+        if desk is None or staff_open or isinstance(event, ev.StaffOpen):
+            return False
+        if not desk.active:
+            if (isinstance(event, ev.Press) and event.action == "return_books"
+                    and self.session.screen == "idle" and not self.session.out_of_service):
+                self._run(desk.open(now))
+                return True
+            return False
+        if isinstance(event, ev.Barcode) and self.staff is not None and self.staff.settings.is_badge(event.code):
+            return False                                    # a staff badge still opens staff mode
+        if desk.settings.station and isinstance(event, ev.CardInserted | ev.CardRemoved | ev.CardProbed):
+            return True                                     # no sign-in at a return station
+        if not isinstance(event, ev.Press | ev.Barcode | ev.ItemDone | ev.JournalFailed | ev.ReceiptDone | ev.Tick):
+            return False
+        if isinstance(event, ev.ItemDone) and event.result.kind != "checkin":
+            return False
+        self._run(desk.handle(event, now))
+        if not desk.active:
+            self._run(self.session.refresh(now))            # back to the idle screen
+        if isinstance(event, ev.Tick):
+            self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
+        return True
 
     def when_idle(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the UI thread at the next moment no patron or staff member is using
@@ -283,10 +319,11 @@ class Controller:
             try:
                 handler(effect)
             except Exception as exc:  # one failing effect must never take the kiosk down
-                if isinstance(effect, fx.Checkout):
-                    # Not durable, so not lent: what the session meant to show next (the row
-                    # as lent, green light, success sound) is dropped and the item refused.
-                    self._journal_failed(effect.loan.txn_id, exc)
+                if isinstance(effect, fx.Checkout | fx.CheckIn):
+                    # Not durable, so not lent (or returned): what the machine meant to show next
+                    # (the row as done, green light, success sound) is dropped and the item refused.
+                    txn = effect.loan.txn_id if isinstance(effect, fx.Checkout) else effect.request.txn_id
+                    self._journal_failed(txn, exc)
                     self._run([x for x in effects[i + 1:] if not isinstance(x, fx.Show | fx.Lights | fx.Cue)])
                     return
                 log.exception("effect.failed", extra={"kiosk_fields": {"effect": type(effect).__name__}})
@@ -295,7 +332,9 @@ class Controller:
         from kiosk.store.outbox import OutboxFull
 
         log_event(log, "loan.journal_failed", logging.ERROR, txn=txn_id, error=type(exc).__name__)
-        self._run(self.session.handle(ev.JournalFailed(txn_id), self.clock()))
+        desk = self.returns
+        machine = desk.handle if desk is not None and desk.active else self.session.handle
+        self._run(machine(ev.JournalFailed(txn_id), self.clock()))
         if not isinstance(exc, OutboxFull):
             # The store cannot write: no further loan could be recorded either.
             if self.staff_backend is not None:
@@ -377,6 +416,12 @@ class Controller:
         # Durable before anything else happens: the screen may show the loan next.
         self.journal.append(e.loan)
         log_event(log, "loan.journaled", txn=e.loan.txn_id, offline=e.loan.offline)
+        self.wake_outbox()
+
+    def _do_CheckIn(self, e: fx.CheckIn) -> None:
+        # Durable before anything else happens: the screen may show the return as received next.
+        self.journal.append(e.request)
+        log_event(log, "return.journaled", txn=e.request.txn_id, offline=e.request.offline)
         self.wake_outbox()
 
     def _do_Withdraw(self, e: fx.Withdraw) -> None:

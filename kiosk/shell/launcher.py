@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from kiosk.core.catalogue import Catalogue
     from kiosk.core.interfaces import CardReader, Loop, View
     from kiosk.core.patron_resolver import PatronResolver
+    from kiosk.core.returns import ReturnDesk
     from kiosk.core.staff import StaffSettings
     from kiosk.screens.app import KioskApp
     from kiosk.shell.staff_backend import StaffBackend
@@ -117,6 +118,23 @@ def session_settings(config: dict) -> SessionSettings:
         barcodes=BarcodeRules.from_config(config),
         reminder_interval=float(t["card_reminder_interval"]),
     )
+
+
+def build_return_desk(config: dict) -> ReturnDesk | None:
+    """The return desk for a return station (`kiosk.mode = "return"`) or a lending kiosk with
+    the idle screen's "return books" button (`loans.return_button`); None otherwise."""
+    from kiosk.core.returns import ReturnDesk, ReturnSettings
+
+    station = config["kiosk"]["mode"] == "return"
+    if not (station or config["loans"]["return_button"]):
+        return None
+    ui, t = config["ui"], config["timeouts"]
+    languages = (ui["default_language"], *(x for x in ui["languages"] if x != ui["default_language"]))
+    settings = ReturnSettings(
+        barcodes=BarcodeRules.from_config(config), languages=languages, station=station,
+        idle_seconds=float(t.get("scanning", t["default"])), warning_seconds=float(t["warning"]),
+        receipts=config["loans"]["receipt_printer"] or config["hardware"]["printer"] != "none")
+    return ReturnDesk(settings, new_txn_id=_new_txn_id, wall=lambda: datetime.now().astimezone())
 
 
 def staff_settings(config: dict) -> StaffSettings:
@@ -462,6 +480,16 @@ def connect_controller(services: Services, controller: Controller) -> None:
         journal=_RefusingJournal(services.store_problem) if services.store_problem else services.outbox,
         leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
     )
+    desk = build_return_desk(config)
+    if desk is not None:
+        controller.returns = desk
+
+        def catalogue_away() -> None:             # returns taken now are replayed with no-block
+            desk.offline = worker.status.failures > 0
+
+        controller.loop.call_every(1.0, catalogue_away)
+        if desk.settings.station:
+            controller.loop.call_soon(controller.open_return_desk)
     if services.store_problem:
         controller.post(SetOutOfService(True))      # found after the first frame: the key check
     if hw.scanner is not None:
