@@ -12,6 +12,7 @@ from kiosk.core import events as ev
 from kiosk.core.barcodes import BarcodeRules
 from kiosk.core.catalogue import CHECKIN, LoanRequest, LoanResult, Refusal
 from kiosk.core.returns import ReturnDesk, ReturnSettings
+from kiosk.core.screen_models import check_model
 from kiosk.store.outbox import Outbox
 from kiosk.sync.local_catalogue import LocalCatalogue
 from kiosk.sync.outbox_worker import OutboxWorker
@@ -34,7 +35,9 @@ def desk(station: bool = False, receipts: bool = False) -> ReturnDesk:
 
 
 def shown(effects) -> dict:
-    return [e for e in effects if isinstance(e, fx.Show)][-1].model
+    model = [e for e in effects if isinstance(e, fx.Show)][-1].model
+    check_model("returns", model)
+    return model
 
 
 def answer(txn: str, *, ok: bool = True, hold: bool = False, alert: bool = False,

@@ -83,6 +83,29 @@ class CheckIn:
 
 
 @dataclass(frozen=True)
+class LoadAccount:
+    """Ask the catalogue for My account; the answer comes back as AccountLoaded."""
+
+    patron_id: str
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Renew one loan, once: `key` is this tap's own idempotency key."""
+
+    patron_id: str
+    item_id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RenewAll:
+    patron_id: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Withdraw:
     """The patron left before the catalogue confirmed this loan: it must not be lent."""
 
@@ -173,6 +196,7 @@ class UnlinkCard:
 
 Effect = (
     Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout | CheckIn
+    | LoadAccount | Renew | RenewAll
     | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
     | ReadBirthDate | LookupLink | LinkCard | UnlinkCard
 )

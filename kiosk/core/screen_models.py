@@ -13,7 +13,7 @@ Plain Python (no Kivy): the core, the screens and the tests all import it.
 
 from functools import cache
 from types import NoneType, UnionType
-from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 
 class PatronModel(TypedDict):
@@ -42,6 +42,7 @@ class IdleModel(PatronModel):
     reader_ok: bool
     library_card: bool              # sign-in by library card allowed
     help: bool                      # the help overlay is open
+    return_button: NotRequired[bool]    # the "return books" button (loans.return_button)
 
 
 class ReadingCardModel(PatronModel):
@@ -150,11 +151,65 @@ class StaffRegisterModel(StaffModel):
     error: str | None
 
 
+class AccountLoanRow(TypedDict):
+    item_id: str
+    title: str
+    due: str                        # ISO date, or the catalogue's own text
+    overdue: bool
+    state: Literal["", "renewing", "renewed", "refused"]
+    reason: str                     # a Refusal value ("on_hold", "renewal_limit", "overdue", ...) or ""
+
+
+class AccountModel(TypedDict):
+    """My account (kiosk/core/account.py), over the scanning screen."""
+
+    language: str
+    loading: bool
+    unavailable: bool               # the catalogue did not answer
+    loans: list[AccountLoanRow]     # this page
+    loan_count: int
+    holds_ready: list[str]
+    holds_pending: list[str]
+    fines: list[str]
+    fee_amount: str                 # "" when none
+    currency: str
+    blocks: list[str]               # SIP2 patron-status names, worded on screen
+    page: int
+    pages: int
+    renew_all: Literal["", "renewing", "done"]
+    renew_all_result: dict[str, int]
+    can_renew: bool
+    why_not: str                    # why renewals are unavailable: "offline", "blocked" or ""
+
+
+class ReturnRow(TypedDict):
+    txn_id: str
+    item_id: str
+    title: str
+    state: Literal["pending", "returned", "hold_shelf", "counter"]
+    queued: bool                    # received while the catalogue was away; recorded later
+
+
+class ReturnsModel(TypedDict):
+    """The return desk (kiosk/core/returns.py)."""
+
+    rows: list[ReturnRow]
+    returned: int
+    notice: str
+    language: str
+    countdown: int | None
+    station: bool
+    summary: bool
+    receipt_available: bool
+    printing: bool
+    offline: bool
+
+
 ScreenModel = (
     IdleModel | ReadingCardModel | PinModel | LastTryModel | AuthenticatingModel | LibraryCardModel
     | TakeCardModel | ScanningModel | FinishingModel | SummaryModel | ThankYouModel | ErrorModel
     | OutOfServiceModel | StaffSigninModel | StaffMenuModel | StaffStatusModel | StaffReviewModel
-    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel
+    | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel | AccountModel | ReturnsModel
 )
 
 MODELS: dict[str, type] = {
@@ -178,6 +233,8 @@ MODELS: dict[str, type] = {
     "staff_selftest": StaffSelftestModel,
     "staff_confirm": StaffConfirmModel,
     "staff_register": StaffRegisterModel,
+    "account": AccountModel,
+    "returns": ReturnsModel,
 }
 
 

@@ -60,6 +60,8 @@ SCREEN_CLASSES: dict[str, str] = {
     "staff_selftest": "kiosk.screens.staff.selftest:StaffSelftestScreen",
     "staff_confirm": "kiosk.screens.staff.confirm:StaffConfirmScreen",
     "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
+    "account": "kiosk.screens.account:AccountScreen",
+    "returns": "kiosk.screens.returns:ReturnsScreen",
 }
 
 

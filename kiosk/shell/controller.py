@@ -24,6 +24,7 @@ from kiosk.core.session import Session
 from kiosk.logs import log_event
 
 if TYPE_CHECKING:
+    from kiosk.core.account import AccountView
     from kiosk.core.returns import ReturnDesk
     from kiosk.core.staff import StaffMode
 
@@ -118,6 +119,7 @@ class Controller:
         self.wake_outbox: Callable[[], None] = lambda: None
         self.staff: StaffMode | None = None
         self.returns: ReturnDesk | None = None     # the return desk (kiosk/core/returns.py), when configured
+        self.account: AccountView | None = None    # My account (kiosk/core/account.py), over the scanning screen
         self.staff_backend: "StaffBackend | None" = None
         self.card_present = False
         self._at_idle: list[Callable[[], None]] = []
@@ -218,6 +220,8 @@ class Controller:
         staff = self.staff
         if self._to_return_desk(event, now, staff_open=staff is not None and staff.active):
             return
+        if self._to_account(event, now, staff_open=staff is not None and staff.active):
+            return
         if staff is None:
             self._run(self.session.handle(event, now))
             if isinstance(event, ev.Tick):
@@ -264,7 +268,18 @@ class Controller:
         if desk.settings.station and isinstance(event, ev.CardInserted | ev.CardRemoved | ev.CardProbed):
             return True                                     # no sign-in at a return station
         if not isinstance(event, ev.Press | ev.Barcode | ev.ItemDone | ev.JournalFailed | ev.ReceiptDone | ev.Tick):
-            return False
+            if not desk.settings.station:
+                return False
+            # A station's session stays at idle, unseen (reader news, staff switches); out of
+            # service it draws its own screen, and the desk comes back when it is over.
+            effects = self.session.handle(event, now)
+            if self.session.out_of_service:
+                self._run(effects)
+            else:
+                self._run([e for e in effects if not isinstance(e, fx.Show | fx.Lights)])
+                if isinstance(event, ev.SetOutOfService):
+                    self._run(desk.open(now))
+            return True
         if isinstance(event, ev.ItemDone) and event.result.kind != "checkin":
             return False
         self._run(desk.handle(event, now))
@@ -273,6 +288,48 @@ class Controller:
         if isinstance(event, ev.Tick):
             self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
         return True
+
+    _ACCOUNT_EVENTS = (ev.AccountLoaded, ev.RenewDone, ev.RenewAllDone)
+
+    def _to_account(self, event: ev.Event, now: float, staff_open: bool) -> bool:
+        """My account sits over the scanning screen: "my_account" there opens it, "close" goes
+        back. While it is open the session's clock runs on (its timeout ends both, and the
+        account is wiped with the session) and touches count as activity."""
+        view = self.account
+        if view is None or staff_open:
+            return False
+        session = self.session
+        if not view.active:
+            if (isinstance(event, ev.Press) and event.action == "my_account" and session.screen == "scanning"
+                    and session.p.patron_id):
+                self._run(view.open(session.p.patron_id, session.language))
+                return True
+            return isinstance(event, self._ACCOUNT_EVENTS)        # late answers after close: dropped
+        if isinstance(event, ev.Press) and event.action == "close":
+            view.close()
+            self._run(session.refresh(now))
+            return True
+        if isinstance(event, (ev.Press, *self._ACCOUNT_EVENTS)):
+            if isinstance(event, ev.Press):
+                self._quietly(ev.Press("more_time"), now)        # a touch here is activity too
+            self._run(view.handle(event, now))
+            return True
+        if isinstance(event, ev.Barcode):                         # a book scanned: back to borrowing
+            view.close()
+            self._run(session.refresh(now))
+            return False
+        self._quietly(event, now)
+        return True
+
+    def _quietly(self, event: ev.Event, now: float) -> None:
+        """The session's answer while My account covers the screen: drawn only if the
+        session left the scanning screen (a timeout, a reset), which also wipes the account."""
+        effects = self.session.handle(event, now)
+        if self.session.screen != "scanning" and self.account is not None:
+            self.account.close()
+            self._run(effects)
+            return
+        self._run([e for e in effects if not isinstance(e, fx.Show | fx.Lights)])
 
     def when_idle(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the UI thread at the next moment no patron or staff member is using
@@ -417,6 +474,41 @@ class Controller:
         self.journal.append(e.loan)
         log_event(log, "loan.journaled", txn=e.loan.txn_id, offline=e.loan.offline)
         self.wake_outbox()
+
+    def _do_LoadAccount(self, e: fx.LoadAccount) -> None:
+        def work() -> None:
+            try:
+                account = self.catalogue.patron_account(e.patron_id)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="patron_account")
+                account = None
+            self.post(ev.AccountLoaded(account, serial=e.serial))        # never logged: reading records
+
+        self._submit(self._net_pool, work, lambda: ev.AccountLoaded(None, serial=e.serial))
+
+    def _do_Renew(self, e: fx.Renew) -> None:
+        def work() -> None:
+            try:
+                result = self.catalogue.renew(e.patron_id, e.item_id, e.key)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="renew")
+                result = None
+            log_event(log, "renewal.answered", ok=None if result is None else result.ok,
+                      refusal=result.refusal.value if result is not None and result.refusal else None)
+            self.post(ev.RenewDone(e.item_id, e.key, result))
+
+        self._submit(self._net_pool, work, lambda: ev.RenewDone(e.item_id, e.key, None))
+
+    def _do_RenewAll(self, e: fx.RenewAll) -> None:
+        def work() -> None:
+            try:
+                result = self.catalogue.renew_all(e.patron_id, e.key)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="renew_all")
+                result = None
+            self.post(ev.RenewAllDone(e.key, result))
+
+        self._submit(self._net_pool, work, lambda: ev.RenewAllDone(e.key, None))
 
     def _do_CheckIn(self, e: fx.CheckIn) -> None:
         # Durable before anything else happens: the screen may show the return as received next.

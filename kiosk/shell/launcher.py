@@ -117,6 +117,7 @@ def session_settings(config: dict) -> SessionSettings:
         show_patron_name=config["ui"]["show_patron_name"],
         barcodes=BarcodeRules.from_config(config),
         reminder_interval=float(t["card_reminder_interval"]),
+        return_button=loans["return_button"] and config["kiosk"]["mode"] != "return",
     )
 
 
@@ -480,6 +481,9 @@ def connect_controller(services: Services, controller: Controller) -> None:
         journal=_RefusingJournal(services.store_problem) if services.store_problem else services.outbox,
         leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
     )
+    from kiosk.core.account import AccountView
+
+    controller.account = AccountView(new_key=_new_txn_id)     # My account, after any sign-in
     desk = build_return_desk(config)
     if desk is not None:
         controller.returns = desk
