@@ -123,3 +123,39 @@ def test_account_renewals_and_returns_against_every_catalogue(kind, tmp_path):
         finally:
             controller.stop()
             services.close()
+
+
+@pytest.mark.parametrize("mode", ["kiosk", "return"])
+def test_the_return_desk_gives_way_to_out_of_service_and_comes_back(mode, tmp_path):
+    from kiosk.core.events import SetOutOfService
+
+    layer = {"kiosk": {"data_dir": str(tmp_path / "kiosk"), "id": "journey", "mode": mode},
+             "card": {"backend": "none"}, "loans": {"return_button": True},
+             "catalogue": {"backend": "local", "local": {"path": str(tmp_path / "ils.json"), "seed_demo": True}},
+             "logging": {"format": "text", "level": "WARNING"}}
+    services = build_services(load_config(None, [("journey", layer)]))
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    try:
+        def post(event) -> None:
+            controller.post(event)
+            loop.run_pending()
+
+        loop.run_pending()
+        if mode == "kiosk":
+            post(Press("return_books"))
+        loop.pump_until(lambda: view.screen == "returns")
+        post(Barcode("10000013"))
+        loop.pump_until(lambda: view.shown[-1][1]["rows"] and view.shown[-1][1]["rows"][-1]["state"] == "returned")
+        post(SetOutOfService(True))
+        loop.pump_until(lambda: view.screen == "out_of_service")
+        post(Barcode("10000014"))                                 # out of service: no return is taken
+        assert view.screen == "out_of_service" and services.outbox.count() == 0
+        assert "10000014" in services.catalogue.loans_of("20000005")
+        post(SetOutOfService(False))
+        loop.pump_until(lambda: view.screen == ("returns" if mode == "return" else "idle"))
+        assert "rows" not in view.shown[-1][1] or view.shown[-1][1]["rows"] == []    # wiped
+    finally:
+        controller.stop()
+        services.close()

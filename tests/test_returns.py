@@ -184,3 +184,24 @@ def test_an_offline_return_the_catalogue_cannot_place_goes_to_staff(returns_setu
     outbox.append(ret("r1", "1239999999", offline=True))
     worker.drain_once()
     assert [c.id for c in outbox.conflicts()] == ["r1"] and not results[0].ok
+
+
+def test_a_return_receipt_says_what_happened_to_each_book_in_the_patrons_language():
+    from datetime import date
+
+    from kiosk.hardware.receipt_printer import receipt_text
+
+    ja = receipt_text((("こころ", "returned"), ("智恵子抄", "hold_shelf"), ("?", "counter")), "市立図書館",
+                      date(2026, 8, 1), "", "ja", returns=True)
+    assert "返却票" in ja and "返却：2冊" in ja
+    assert any("予約棚" in line for line in ja) and any("カウンター" in line for line in ja)
+    assert not any("返却期限" in line for line in ja)
+    en = receipt_text((("Kokoro", "returned"),), "City Library", date(2026, 8, 1), "", "en", returns=True)
+    assert "Return receipt" in en and "   Returned" in en
+
+
+def test_the_desk_says_when_the_catalogue_is_away_and_back():
+    d = desk()
+    d.open(0)
+    assert shown(d.set_offline(True, 1))["offline"] and d.set_offline(True, 2) == []
+    assert not shown(d.set_offline(False, 3))["offline"]

@@ -86,6 +86,11 @@ def test_return_button_hold_shelf_unknown_offline_then_drained(kivy_window, tmp_
         k.elapse(8)                                                # unanswered: received, recorded later
         k.until_model(lambda m: m["rows"][-1]["state"] == "returned" and m["rows"][-1]["queued"])
         assert "図書館システムの復旧後に記録" in " ".join(k.view.texts())
+        deadline = time.monotonic() + 10                           # the worker has seen the catalogue fail
+        while not k.services.worker.status.failures and time.monotonic() < deadline:
+            time.sleep(0.02)
+        k.elapse(2)                                                # ... and the shell has told the desk
+        assert k.model["offline"] and k.view.find("offline") is not None
         type_code(k, "10000015")                                   # now known offline: no-block
         k.until_model(lambda m: m["rows"][-1]["item_id"] == "10000015" and m["rows"][-1]["queued"])
         k.tap("finish")

@@ -116,6 +116,7 @@ class Withdraw:
 class PrintReceipt:
     lines: tuple[tuple[str, str], ...]  # (title, due date) pairs; never the patron's name
     lang: str = "ja"                    # the patron's language: the receipt's words and dates
+    returns: bool = False               # a return receipt: (title, outcome) pairs
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,14 @@ class ReturnDesk:
         self.active = False
         return []
 
+    def set_offline(self, away: bool, now: float) -> list[fx.Effect]:
+        """The shell's news about the catalogue: returns taken while it is away are queued
+        (and replayed with no-block); the screen says so."""
+        if away == self.offline:
+            return []
+        self.offline = away
+        return self._show(now) if self.active else []
+
     # ------------------------------------------------------------------ events
 
     def handle(self, event: ev.Event, now: float) -> list[fx.Effect]:
@@ -166,7 +174,7 @@ class ReturnDesk:
         if e.action == "receipt" and self.summary and self.settings.receipts and not self.printing:
             self.printing = True
             lines = tuple((r.title or r.item_id, r.state) for r in self.rows)
-            return self._show(now) + [fx.PrintReceipt(lines, lang=self.language)]
+            return self._show(now) + [fx.PrintReceipt(lines, lang=self.language, returns=True)]
         if e.action in ("no_receipt", "done", "cancel") and not self.printing:
             return self.close(now)
         return []

@@ -59,7 +59,7 @@ class LoanJournal(Protocol):
 
 
 class Receipts(Protocol):
-    def print_receipt(self, lines: tuple[tuple[str, str], ...], *, lang: str) -> bool: ...
+    def print_receipt(self, lines: tuple[tuple[str, str], ...], *, lang: str, returns: bool = False) -> bool: ...
 
 
 class StaffBackend(Protocol):
@@ -246,6 +246,12 @@ class Controller:
             return
         self._run(self.session.handle(event, now))
 
+    def set_catalogue_away(self, away: bool) -> None:
+        """Whether the outbox worker finds the catalogue away (the return desk queues returns
+        taken meanwhile, marked for no-block). UI thread."""
+        if self.returns is not None:
+            self._run(self.returns.set_offline(away, self.clock()))
+
     def open_return_desk(self) -> None:
         """Open the return desk now (a return station's first screen). UI thread."""
         if self.returns is not None:
@@ -255,7 +261,20 @@ class Controller:
         """The return desk takes the patron's events while it is open (always, on a return
         station); "return books" at idle opens it. True when the event was the desk's."""
         desk = self.returns
-        if desk is None or staff_open or isinstance(event, ev.StaffOpen):
+        if desk is None:
+            return False
+        if staff_open or isinstance(event, ev.StaffOpen):
+            if desk.active and not desk.settings.station:
+                desk.close(now)                             # staff take the screen: the desk is wiped
+            return False
+        if self.session.out_of_service:
+            # Out of service the session alone answers (no return is taken); a station's desk
+            # comes back, empty, once staff put the kiosk back in service.
+            if desk.settings.station and isinstance(event, ev.SetOutOfService):
+                self._run(self.session.handle(event, now))
+                if not self.session.out_of_service:
+                    self._run(desk.open(now))
+                return True
             return False
         if not desk.active:
             if (isinstance(event, ev.Press) and event.action == "return_books"
@@ -268,17 +287,17 @@ class Controller:
         if desk.settings.station and isinstance(event, ev.CardInserted | ev.CardRemoved | ev.CardProbed):
             return True                                     # no sign-in at a return station
         if not isinstance(event, ev.Press | ev.Barcode | ev.ItemDone | ev.JournalFailed | ev.ReceiptDone | ev.Tick):
-            if not desk.settings.station:
+            if isinstance(event, ev.CardInserted):
+                desk.close(now)                             # a patron signs in: the desk gives way, wiped
                 return False
-            # A station's session stays at idle, unseen (reader news, staff switches); out of
-            # service it draws its own screen, and the desk comes back when it is over.
+            # The session stays at idle under the desk, unseen (reader news, staff switches); out
+            # of service it draws its own screen, and the desk comes back when it is over.
             effects = self.session.handle(event, now)
             if self.session.out_of_service:
+                desk.close(now)                             # wiped; a station's desk waits, empty
                 self._run(effects)
             else:
                 self._run([e for e in effects if not isinstance(e, fx.Show | fx.Lights)])
-                if isinstance(event, ev.SetOutOfService):
-                    self._run(desk.open(now))
             return True
         if isinstance(event, ev.ItemDone) and event.result.kind != "checkin":
             return False
@@ -296,7 +315,11 @@ class Controller:
         back. While it is open the session's clock runs on (its timeout ends both, and the
         account is wiped with the session) and touches count as activity."""
         view = self.account
-        if view is None or staff_open:
+        if view is None:
+            return False
+        if staff_open or isinstance(event, ev.StaffOpen):
+            if view.active:
+                view.close()                                # staff take the screen: My account is wiped
             return False
         session = self.session
         if not view.active:
@@ -527,7 +550,10 @@ class Controller:
             return
 
         def work() -> None:
-            ok = bool(receipts.print_receipt(e.lines, lang=e.lang))
+            if e.returns:
+                ok = bool(receipts.print_receipt(e.lines, lang=e.lang, returns=True))
+            else:
+                ok = bool(receipts.print_receipt(e.lines, lang=e.lang))
             log_event(log, "receipt.printed" if ok else "receipt.failed", lines=len(e.lines))
             self.post(ev.ReceiptDone(ok))
 
@@ -572,6 +598,8 @@ class Controller:
         now = self.clock()
         self._run(self.session.handle(ev.CardPresence(self.card_present), now))
         self._run(self.session.refresh(now))
+        if self.returns is not None and self.returns.settings.station and not self.session.out_of_service:
+            self._run(self.returns.open(now))               # a return station's screen again
 
     def _staff_reset(self, _value: Any) -> None:
         self._without_drawing(ev.Reset("staff"))

@@ -488,10 +488,7 @@ def connect_controller(services: Services, controller: Controller) -> None:
     if desk is not None:
         controller.returns = desk
 
-        def catalogue_away() -> None:             # returns taken now are replayed with no-block
-            desk.offline = worker.status.failures > 0
-
-        controller.loop.call_every(1.0, catalogue_away)
+        controller.loop.call_every(1.0, lambda: controller.set_catalogue_away(worker.status.failures > 0))
         if desk.settings.station:
             controller.loop.call_soon(controller.open_return_desk)
     if services.store_problem:
