@@ -4,7 +4,8 @@ It is the real app minus the window: launcher-built services (SQLite journal,
 encrypted outbox, outbox worker, SIP2 backend) and the real controller and session.
 A library-card patron signs in and scans the given items one by one; every row the
 screen shows as lent is printed as `CONFIRMED <item>` (the parent kills this process
-at random moments and checks the catalogue against these lines).
+at random moments and checks the catalogue against these lines). With `--returns` it
+is a return station instead, and every row shown as returned is `CONFIRMED <item>`.
 
 `--checkpoint-every S` also checkpoints the WAL every S seconds from another thread,
 marking `CHECKPOINT+`/`CHECKPOINT-` around it, so kills land inside checkpoints too.
@@ -50,7 +51,7 @@ class PrintingView:
     def show(self, screen: str, model: dict) -> None:
         self.screen, self.model = screen, model
         for row in model.get("rows", []):
-            if row["state"] == "ok" and row["item_id"] not in self.confirmed:
+            if row["state"] in ("ok", "returned", "hold_shelf") and row["item_id"] not in self.confirmed:
                 self.confirmed.add(row["item_id"])
                 self.say(f"CONFIRMED {row['item_id']}")
 
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--think", type=float, default=0.04, help="seconds between scans, as a person")
     ap.add_argument("--checkpoint-every", type=float, default=0.0)
     ap.add_argument("--fork-server", action="store_true")
+    ap.add_argument("--returns", action="store_true", help="a return station: the items are returned")
     return ap
 
 
@@ -126,7 +128,7 @@ def fork_server() -> int:
 
 def kiosk_run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     layer = {
-        "kiosk": {"data_dir": args.data, "id": "crash-test"},
+        "kiosk": {"data_dir": args.data, "id": "crash-test", "mode": "return" if args.returns else "kiosk"},
         "card": {"backend": "none"},
         "catalogue": {"backend": "sip2", "timeout": 2, "sip2": {
             "host": args.host, "port": args.port, "tls": False, "login_user": args.user,
@@ -159,7 +161,18 @@ def kiosk_run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     controller.start()
     say("STARTED")
     items = [i for i in args.items.split(",") if i]
-    if items:
+    if items and args.returns:
+        run(loop, lambda: view.screen == "returns")
+        for item in items:
+            time.sleep(args.think)
+            controller.post(Barcode(item))
+            run(loop, lambda: any(r["item_id"] == item and r["state"] != "pending"
+                                  for r in view.model.get("rows", [])))
+        controller.post(Press("finish"))
+        run(loop, lambda: view.model.get("summary") is True)
+        controller.post(Press("done"))
+        run(loop, lambda: view.screen == "returns" and not view.model.get("rows"))
+    elif items:
         controller.post(Barcode(args.patron))
         run(loop, lambda: view.screen == "pin")
         for d in args.patron_password:

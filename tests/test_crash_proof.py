@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).with_name("crash_kiosk.py")
 ITEMS = [f"14{n:08d}" for n in range(1, 2201)]
 KILLS = int(os.environ.get("KIOSK_CRASH_KILLS", "500"))
+RETURN_KILLS = int(os.environ.get("KIOSK_CRASH_RETURN_KILLS", "120"))
 PER_RUN = 40                     # items handed to each run: more than it gets through before its kill
 
 
@@ -161,6 +162,74 @@ def test_sigkill_during_checkouts_and_checkpoints_never_loses_or_doubles_a_loan(
         new_loans = [c for c in library.checkouts if c["item"] == item and c["outcome"] == "loan"]
         assert len(new_loans) == 1, (item, new_loans)
     # Nothing of the loans is left on the kiosk once the ACS has them.
+    leftovers = subprocess.run(
+        [sys.executable, "-c", "import sys; from kiosk.store.database import open_store; "
+         "from kiosk.store.outbox import Outbox; from kiosk.store.sealed import DeviceKey; "
+         "s = open_store(sys.argv[1] + '/kiosk.db'); "
+         "print(Outbox(s, DeviceKey.load(sys.argv[1] + '/device.key'), None).count()); s.close()", str(data)],
+        cwd=REPO, capture_output=True, text=True, check=True)
+    assert leftovers.stdout.strip() == "0"
+
+
+@pytest.mark.slow
+def test_sigkill_during_returns_never_loses_or_doubles_a_return(tmp_path):
+    """A return station killed at random moments: every book shown as returned reaches the
+    ACS as exactly one effective checkin (a replay of one it already has is "not checked
+    out", never a second return), and the outbox ends empty."""
+    items = [f"15{n:08d}" for n in range(1, 601)]
+    library = FakeLibrary.seeded()
+    library.items.update({i: FakeItem(i, f"返却本 {i[-3:]}") for i in items})
+    library.loans.update({i: (PATRON_OK, "20990101    235900") for i in items})
+    secret = tmp_path / "sip2-password"
+    secret.write_text(SIP_PASSWORD)
+    secret.chmod(0o600)
+    data = tmp_path / "kiosk"
+    outs = tmp_path / "runs"
+    outs.mkdir()
+    rng = random.Random(20261203)
+    confirmed: set[str] = set()
+    kills = 0
+    with run_pysip2_acs(library) as acs:
+        base = ["--data", str(data), "--host", acs.host, "--port", str(acs.port), "--user", SIP_USER,
+                "--password-file", str(secret), "--institution", INSTITUTION, "--patron", PATRON_OK,
+                "--patron-password", "1234", "--think", "0", "--checkpoint-every", "0.01", "--returns"]
+        server = ForkServer()
+        try:
+            while kills < RETURN_KILLS:
+                todo = [i for i in items if i not in confirmed]
+                if not todo:
+                    break
+                out = outs / f"run-{kills:04d}"
+                pid = server.run(out, base + ["--items", ",".join(todo[:PER_RUN])])
+                wait_for(out, pid, rng.randrange(0, 5))
+                time.sleep(rng.uniform(0.0, 0.04))
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                rc = server.exit_code(pid)
+                said = lines_of(out)
+                assert not any(line.startswith("STORE_PROBLEM") for line in said), said[-3:]
+                assert rc in (-signal.SIGKILL, 0), (rc, said[-3:])
+                kills += rc == -signal.SIGKILL
+                confirmed |= {line.split()[1] for line in said if line.startswith("CONFIRMED")}
+        finally:
+            server.close()
+        todo = [i for i in items if i not in confirmed]
+        final = subprocess.run([sys.executable, str(CHILD), *base, "--items", ",".join(todo)],
+                               cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert final.returncode == 0, final.stdout[-500:]
+        assert "DONE" in final.stdout
+        confirmed |= {line.split()[1] for line in final.stdout.splitlines() if line.startswith("CONFIRMED")}
+
+    print(f"\nkills={kills} checkins sent={len(library.checkins)} "
+          f"replays={sum(c['outcome'] == 'not_on_loan' for c in library.checkins)}")
+    assert kills >= RETURN_KILLS
+    assert confirmed == set(items)
+    for item in items:
+        assert item not in library.loans, item
+        returned = [c for c in library.checkins if c["item"] == item and c["outcome"] == "returned"]
+        assert len(returned) == 1, (item, returned)
     leftovers = subprocess.run(
         [sys.executable, "-c", "import sys; from kiosk.store.database import open_store; "
          "from kiosk.store.outbox import Outbox; from kiosk.store.sealed import DeviceKey; "

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kiosk.core.catalogue import LoanRequest
+from kiosk.core.catalogue import CHECKIN, LoanRequest
 from kiosk.sync import sip2_codec as codec
 from kiosk.sync.sip2_backend import HOLD_CHECKOUT_NOT_ALLOWED, HOLD_OFFLINE, Sip2Catalogue, loan_result
 from kiosk.sync.sip2_codec import FIXED_LAYOUT, FrameSplitter, SipDecodeError, SipEncodeError, SipMessage
@@ -84,7 +84,7 @@ class _StubClient:
         self.config = SimpleNamespace(charset=charset)
         self.acs_status = None
 
-    def request(self, message: SipMessage) -> SipMessage:
+    def request(self, message: SipMessage, *, once: bool = False) -> SipMessage:
         return self.reply
 
     def status(self) -> codec.AcsStatus:
@@ -102,6 +102,8 @@ def read_everything(message: SipMessage, charset: str) -> None:
         codec.parse_due_date(text)
         codec.patron_flags(text)
         codec.supported_messages(text)
+        amount = codec.parse_amount(text)
+        assert amount is None or (amount >= 0 and text.strip().isascii())
     message.get("AF"), message.getall("AF"), message.flag("ok")
     if message.command == "98":
         status = codec.parse_acs_status(message)
@@ -116,6 +118,11 @@ def read_everything(message: SipMessage, charset: str) -> None:
     catalogue.item_info("1230004567")
     catalogue.checkout(LoanRequest("t1", "2000000012345", "1230004567", datetime(2026, 8, 1, 10, 30)))
     catalogue.renew("2000000012345", "1230004567")
+    catalogue.renew_all("2000000012345")
+    account = catalogue.patron_account("2000000012345")
+    assert len(account.loans) <= 2 * 200            # AU + AT, each read to DETAIL_MAX at most
+    back = catalogue.checkin(LoanRequest("r1", "", "1230004567", datetime(2026, 8, 1, 10, 30), kind=CHECKIN))
+    assert back.kind == CHECKIN and (back.ok or back.refusal is not None)
     if message.command == "98":
         catalogue.capabilities()
         assert catalogue.checkout_hold() in (None, HOLD_OFFLINE, HOLD_CHECKOUT_NOT_ALLOWED)
@@ -231,3 +238,14 @@ def test_unicode_digit_counts_are_junk_not_a_crash():
     assert status.timeout is None and status.retries is None and status.checkout_ok
     assert codec.parse_count("²²²²") is None and codec.parse_count("００１２") is None
     assert codec.parse_datetime("٢٠٢٦٠٨٠١    ١٠٣٠٠٠") is None
+
+
+@FUZZ
+@given(st.text(max_size=40))
+@example("²")
+@example("1500.00")
+@example("１５００")
+def test_amounts_read_as_decimal_or_none(text):
+    """BV/CC amounts: ASCII digits with an optional decimal part, anything else is None."""
+    amount = codec.parse_amount(text)
+    assert amount is None or (amount >= 0 and text.strip().isascii() and str(amount) in text)

@@ -51,7 +51,8 @@ NPLURALS = {"ja": 1, "en": 2, "pt-BR": 2, "zh-Hans": 1, "ko": 1, "vi": 1}
 # Every text that shows a count; each must be a msgid_plural entry.
 COUNTED = {"common.time_left", "finishing.pending", "pin.tries_left", "scan.lent", "scan.allowance", "scan.pending",
            "scan.holds_ready", "summary.count", "receipt.count", "staff.signin.locked", "staff.value.failing",
-           "staff.selftest.scanned", "staff.selftest.card", "counter.barcode_wiped_in"}
+           "staff.selftest.scanned", "staff.selftest.card", "counter.barcode_wiped_in", "account.loans",
+           "account.holds_ready", "account.holds_pending", "returns.count"}
 
 
 def test_plural_entries_have_every_form_of_their_language_with_the_same_placeholders():

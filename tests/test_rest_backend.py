@@ -100,7 +100,8 @@ def test_every_operation_documents_its_errors_and_needs_the_token(spec):
     operations = [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
     assert {p for p, _, _ in operations} == {
         "/identities/resolve", "/identities/link", "/identities/unlink", "/patrons/status",
-        "/items/info", "/loans", "/loans/renew", "/sessions/end"}
+        "/items/info", "/loans", "/loans/renew", "/sessions/end", "/patrons/account", "/loans/renew-all",
+        "/returns"}
     for path, method, op in operations:
         assert method == "post", "identifiers go in bodies, never in URLs"
         codes = set(op["responses"])
@@ -124,7 +125,11 @@ def test_client_identifier_checks_mirror_the_contract(spec):
     assert schemas["LoanBatch"]["properties"]["loans"]["maxItems"] == MAX_BATCH
     api_refusals = set(schemas["Refusal"]["enum"])
     assert api_refusals <= {r.value for r in Refusal}
-    assert {r.value for r in Refusal} - api_refusals == {"offline", "wrong_password"}   # kiosk-side only
+    renewal_refusals = set(schemas["RenewalRefusal"]["enum"])
+    assert renewal_refusals <= {r.value for r in Refusal}
+    # kiosk-side only, or renewal/return reasons (sent beside `refusal`, which older kiosks read)
+    assert {r.value for r in Refusal} - api_refusals == {"offline", "wrong_password", "renewal_limit", "overdue",
+                                                        "not_on_loan"}
 
 
 def test_the_server_refuses_requests_that_break_the_contract(rest_server, rest_tls):
@@ -282,17 +287,17 @@ def test_a_whole_batch_sent_again_is_replayed_loan_by_loan(rest_catalogue, rest_
 
 
 def test_renew(rest_catalogue, rest_library):
-    rest_catalogue.checkout(loan("txn-n"))
+    rest_catalogue.checkout(loan("txn-n", created_at=datetime.now(timezone.utc)))     # not overdue
     renewed = rest_catalogue.renew(PATRON_OK, ITEM_NEKO)
     assert renewed.ok and renewed.due_date == date.today() + timedelta(days=14) and not renewed.replayed
     not_mine = rest_catalogue.renew(PATRON_OK, ITEM_OUT)
-    assert not not_mine.ok and not_mine.refusal == Refusal.OTHER
+    assert not not_mine.ok and not_mine.refusal == Refusal.NOT_ON_LOAN
     assert rest_catalogue.renew(PATRON_OK, "1239999999").refusal == Refusal.ITEM_UNKNOWN
     assert len(rest_library.renewed) == 1
 
 
 def test_renew_whose_answer_was_lost_renews_once(rest_catalogue, rest_server, rest_library):
-    rest_catalogue.checkout(loan("txn-n"))
+    rest_catalogue.checkout(loan("txn-n", created_at=datetime.now(timezone.utc)))
     rest_server.inject(lost_answer(504, path="/loans/renew"))
     renewed = rest_catalogue.renew(PATRON_OK, ITEM_NEKO)
     assert renewed.ok and renewed.replayed

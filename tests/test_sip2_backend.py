@@ -299,7 +299,8 @@ def test_identity_links_are_not_a_sip2_thing(catalogue, sip2_library):
 def test_capabilities_from_acs_status(catalogue):
     caps = catalogue.capabilities()
     assert caps.online and caps.offline_ok and caps.checkout and caps.renew
-    assert caps.messages["item_information"] and not caps.messages["checkin"]
+    assert caps.messages["item_information"] and caps.messages["checkin"] and caps.messages["renew_all"]
+    assert not caps.messages["hold"]
 
 
 # --------------------------------------------------------------------------- pure mapping

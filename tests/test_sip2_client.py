@@ -61,7 +61,7 @@ def test_logs_in_first_then_reads_acs_status(pysip2_acs, sip2_library, client_fo
     status = client.acs_status
     assert status.online and status.offline_ok and status.checkout_ok
     assert status.retries == 3 and status.timeout == 3.0
-    assert status.supported["checkout"] and status.supported["login"] and not status.supported["checkin"]
+    assert status.supported["checkout"] and status.supported["login"] and not status.supported["hold"]
     assert status.institution == INSTITUTION and status.protocol_version == "2.00"
     assert client.security == "plain"
 

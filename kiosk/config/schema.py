@@ -91,7 +91,7 @@ SCHEMA: dict[str, Any] = {
     "kiosk": {
         "id": Field("str", check=_kiosk_id_or_unset, live=False),     # "": not set (management stays off)
         "group": Field("str", check=_kiosk_id),
-        "mode": Field("str", choices=("kiosk", "counter"), live=False),
+        "mode": Field("str", choices=("kiosk", "counter", "return"), live=False),
         "data_dir": Field("path", live=False),
         "library_name": Field("str"),
         "demo": Field("bool", live=False),
@@ -179,6 +179,7 @@ SCHEMA: dict[str, Any] = {
         "patron_pattern": Field("str", check=_regex),
         "strip_codabar": Field("bool"),
         "receipt_printer": Field("bool"),
+        "return_button": Field("bool", live=False),
     },
     "hardware": {
         "leds": Field("str", choices=("gpio", "none"), live=False),

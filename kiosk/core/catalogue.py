@@ -10,6 +10,7 @@ import enum
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol, Sequence, TypeVar
 
 
@@ -26,6 +27,9 @@ class Refusal(str, enum.Enum):
     PATRON_UNKNOWN = "patron_unknown"
     WRONG_PASSWORD = "wrong_password"
     OFFLINE = "offline"                  # catalogue unreachable and offline lending is off
+    RENEWAL_LIMIT = "renewal_limit"      # renewed as often as the library allows
+    OVERDUE = "overdue"                  # an overdue item cannot be renewed at the kiosk
+    NOT_ON_LOAN = "not_on_loan"          # a return of an item nobody has on loan
     OTHER = "other"
 
 
@@ -76,16 +80,23 @@ class ItemInfo:
     media_type: str = "book"
 
 
+CHECKOUT = "checkout"
+CHECKIN = "checkin"
+
+
 @dataclass(frozen=True)
 class LoanRequest:
-    """One checkout, identified by `txn_id` so that a replay is recognised, never doubled."""
+    """One checkout (or, with kind CHECKIN, one return), identified by `txn_id` so that a
+    replay is recognised, never doubled. Returns travel the same journal as loans, in
+    one queue, so a return and a later loan of the same book reach the catalogue in order."""
 
     txn_id: str
-    patron_id: str
+    patron_id: str                       # "" for a return: no one signs in to return
     item_id: str
     created_at: datetime
-    offline: bool = False                # lent under local rules; sent with no-block
+    offline: bool = False                # lent/returned under local rules; sent with no-block
     due_date: date | None = None         # the offline due date given to the patron
+    kind: str = CHECKOUT                 # CHECKOUT or CHECKIN
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,89 @@ class LoanResult:
     refusal: Refusal | None = None
     message: str = ""                    # catalogue text, shown as secondary detail only
     replayed: bool = False               # the catalogue already had this loan
+    kind: str = CHECKOUT                 # what was asked: CHECKOUT (also renewals) or CHECKIN
+    hold_shelf: bool = False             # a return another patron waits for: put it on the hold shelf
+    alert: bool = False                  # a return the catalogue flags (other branch, damaged...): counter
+
+
+class ReturnOutcome(str, enum.Enum):
+    """What a return station tells the patron about one book."""
+
+    RETURNED = "returned"                # done (or safely queued while offline)
+    HOLD_SHELF = "hold_shelf"            # another patron is waiting: please put it on the hold shelf
+    COUNTER = "counter"                  # unknown item or an alert: please take it to the counter
+
+
+def return_outcome(result: LoanResult) -> ReturnOutcome:
+    """The patron-facing verdict of a checkin answer. A book nobody has on loan (e.g. its
+    return was recorded before the kiosk restarted) is back where it belongs: returned,
+    as Koha's `checked_in_ok` self-check setting says it, unless the catalogue raised an alert."""
+    if result.hold_shelf:
+        return ReturnOutcome.HOLD_SHELF
+    if (result.ok or result.refusal == Refusal.NOT_ON_LOAN) and not result.alert:
+        return ReturnOutcome.RETURNED
+    return ReturnOutcome.COUNTER
+
+
+@dataclass(frozen=True)
+class AccountLoan:
+    """One item on the patron's card, as My account lists it."""
+
+    item_id: str
+    title: str = ""
+    due_date: date | None = None
+    due_text: str = ""                   # the catalogue's due date when it could not be parsed
+    overdue: bool = False
+
+
+@dataclass(frozen=True)
+class AccountHold:
+    item_id: str                         # the catalogue's hold identifier (often a title)
+    title: str = ""
+    ready: bool = False                  # waiting for pickup (SIP2 AS) vs pending/in transit (CD)
+
+
+@dataclass(frozen=True)
+class AccountFine:
+    description: str                     # the catalogue's fine line (SIP2 AV), shown as it is
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PatronAccount:
+    """Everything My account shows. Never logged, never stored; wiped with the session."""
+
+    patron_id: str
+    valid: bool
+    loans: tuple[AccountLoan, ...] = ()
+    holds: tuple[AccountHold, ...] = ()
+    fines: tuple[AccountFine, ...] = ()
+    fee_amount: Decimal | None = None    # total owed (SIP2 BV); None = not given
+    currency: str = ""                   # ISO 4217 (SIP2 BH), "" = not given
+    blocked: tuple[str, ...] = ()        # SIP2 patron-status flag names (renewal blocks included)
+    name: str | None = None
+
+    @property
+    def holds_ready(self) -> tuple[AccountHold, ...]:
+        return tuple(h for h in self.holds if h.ready)
+
+    @property
+    def holds_pending(self) -> tuple[AccountHold, ...]:
+        return tuple(h for h in self.holds if not h.ready)
+
+    @property
+    def overdue(self) -> tuple[AccountLoan, ...]:
+        return tuple(loan for loan in self.loans if loan.overdue)
+
+
+@dataclass(frozen=True)
+class RenewAllResult:
+    """SIP2 66 / REST renew-all: which items were renewed and which were not."""
+
+    ok: bool
+    renewed: tuple[str, ...] = ()
+    unrenewed: tuple[str, ...] = ()
+    message: str = ""
 
 
 class Catalogue(Protocol):
@@ -110,7 +204,17 @@ class Catalogue(Protocol):
 
     def checkout(self, loan: LoanRequest) -> LoanResult: ...
 
-    def renew(self, patron_id: str, item_id: str) -> LoanResult: ...
+    def renew(self, patron_id: str, item_id: str, key: str | None = None) -> LoanResult:
+        """One renewal. `key` (one per tap) makes a repeat of the same request harmless
+        where the protocol has idempotency keys (REST); SIP2 never repeats a 29 itself."""
+
+    def renew_all(self, patron_id: str, key: str | None = None) -> RenewAllResult: ...
+
+    def patron_account(self, patron_id: str) -> PatronAccount:
+        """Loans, holds, fines and blocks for My account (read only, never cached)."""
+
+    def checkin(self, request: LoanRequest) -> LoanResult:
+        """Return one item (request.kind == CHECKIN); offline returns go with no-block."""
 
     def end_session(self, patron_id: str) -> None: ...
 
@@ -169,10 +273,10 @@ def catalogue_text(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
-_Shown = TypeVar("_Shown", PatronStatus, ItemInfo, LoanResult)
+_Shown = TypeVar("_Shown", PatronStatus, ItemInfo, LoanResult, AccountLoan, AccountHold, AccountFine)
 
 #: The fields of catalogue results that people read (identifiers are never rewritten).
-SHOWN_TEXT_FIELDS = ("title", "name", "message", "due_text")
+SHOWN_TEXT_FIELDS = ("title", "name", "message", "due_text", "description")
 
 
 def from_catalogue(result: _Shown) -> _Shown:

@@ -75,6 +75,37 @@ class Checkout:
 
 
 @dataclass(frozen=True)
+class CheckIn:
+    """Journal a return durably (the same outbox as loans), then push it. The answer comes
+    back as ItemDone with a result of kind CHECKIN."""
+
+    request: LoanRequest
+
+
+@dataclass(frozen=True)
+class LoadAccount:
+    """Ask the catalogue for My account; the answer comes back as AccountLoaded."""
+
+    patron_id: str
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Renew one loan, once: `key` is this tap's own idempotency key."""
+
+    patron_id: str
+    item_id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RenewAll:
+    patron_id: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Withdraw:
     """The patron left before the catalogue confirmed this loan: it must not be lent."""
 
@@ -85,6 +116,7 @@ class Withdraw:
 class PrintReceipt:
     lines: tuple[tuple[str, str], ...]  # (title, due date) pairs; never the patron's name
     lang: str = "ja"                    # the patron's language: the receipt's words and dates
+    returns: bool = False               # a return receipt: (title, outcome) pairs
 
 
 @dataclass(frozen=True)
@@ -177,7 +209,8 @@ class HandOver:
 
 
 Effect = (
-    Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout
+    Show | Lights | Cue | ProbeCard | Authenticate | ResolvePatron | LoadPatron | Checkout | CheckIn
+    | LoadAccount | Renew | RenewAll
     | Withdraw | PrintReceipt | EndSession | Audit | StaffCommand | AuthenticateForRegistration
     | ReadBirthDate | LookupLink | LinkCard | UnlinkCard | HandOver
 )

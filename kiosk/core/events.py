@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from kiosk.core.card import AuthOutcome, CardIdentity, CardProbe
-from kiosk.core.catalogue import LoanResult, PatronStatus, Refusal
+from kiosk.core.catalogue import LoanResult, PatronAccount, PatronStatus, Refusal, RenewAllResult
 
 
 @dataclass(frozen=True)
@@ -173,16 +173,40 @@ class HandedOver:
     serial: int | None = None
 
 
+@dataclass(frozen=True)
+class AccountLoaded:
+    """My account's data (None: the catalogue did not answer)."""
+
+    account: PatronAccount | None
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class RenewDone:
+    """A renewal's answer (result None: the catalogue did not answer; nothing is known)."""
+
+    item_id: str
+    key: str
+    result: LoanResult | None
+
+
+@dataclass(frozen=True)
+class RenewAllDone:
+    key: str
+    result: RenewAllResult | None
+
+
 Event = (
     CardInserted | CardRemoved | ReaderChanged | CardProbed | AuthDone | PatronResolved
     | PatronLoaded | Barcode | ItemDone | JournalFailed | Press | Tick | SetOutOfService | SetOfflineLending
     | ReceiptDone | Reset | CardPresence | StaffOpen | StaffData | RegistrationRead | BirthDateRead | LinkFound | LinkDone
-    | HandedOver
+    | HandedOver | AccountLoaded | RenewDone | RenewAllDone
 )
 
 __all__ = [
     "AuthDone", "Barcode", "CardIdentity", "CardInserted", "CardProbed", "CardRemoved", "Event",
     "ItemDone", "JournalFailed", "PatronLoaded", "PatronResolved", "Press", "ReaderChanged", "SetOfflineLending",
     "SetOutOfService", "Tick", "StaffOpen", "StaffData", "RegistrationRead", "BirthDateRead",
-    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone", "HandedOver",
+    "LinkFound", "LinkDone", "Reset", "CardPresence", "ReceiptDone", "HandedOver", "AccountLoaded", "RenewDone",
+    "RenewAllDone",
 ]

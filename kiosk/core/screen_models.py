@@ -42,6 +42,7 @@ class IdleModel(PatronModel):
     reader_ok: bool
     library_card: bool              # sign-in by library card allowed
     help: bool                      # the help overlay is open
+    return_button: NotRequired[bool]    # the "return books" button (loans.return_button)
 
 
 class ReadingCardModel(PatronModel):
@@ -168,11 +169,66 @@ class CounterIdentifyModel(StaffModel):
     wipe_in: int | None             # seconds until the barcode is wiped
 
 
+class AccountLoanRow(TypedDict):
+    item_id: str
+    title: str
+    due: str                        # ISO date, or the catalogue's own text
+    overdue: bool
+    state: Literal["", "renewing", "renewed", "refused"]
+    reason: str                     # a Refusal value ("on_hold", "renewal_limit", "overdue", ...) or ""
+
+
+class AccountModel(TypedDict):
+    """My account (kiosk/core/account.py), over the scanning screen."""
+
+    language: str
+    loading: bool
+    unavailable: bool               # the catalogue did not answer
+    loans: list[AccountLoanRow]     # this page
+    loan_count: int
+    holds_ready: list[str]
+    holds_pending: list[str]
+    fines: list[str]
+    fee_amount: str                 # "" when none
+    currency: str
+    blocks: list[str]               # SIP2 patron-status names, worded on screen
+    page: int
+    pages: int
+    renew_all: Literal["", "renewing", "done"]
+    renew_all_result: dict[str, int]
+    can_renew: bool
+    why_not: str                    # why renewals are unavailable: "offline", "blocked" or ""
+
+
+class ReturnRow(TypedDict):
+    txn_id: str
+    item_id: str
+    title: str
+    state: Literal["pending", "returned", "hold_shelf", "counter"]
+    queued: bool                    # received while the catalogue was away; recorded later
+
+
+class ReturnsModel(TypedDict):
+    """The return desk (kiosk/core/returns.py)."""
+
+    rows: list[ReturnRow]
+    returned: int
+    notice: str
+    language: str
+    countdown: int | None
+    station: bool
+    summary: bool
+    receipt_available: bool
+    printing: bool
+    offline: bool
+
+
 ScreenModel = (
     IdleModel | ReadingCardModel | PinModel | LastTryModel | AuthenticatingModel | LibraryCardModel
     | TakeCardModel | ScanningModel | FinishingModel | SummaryModel | ThankYouModel | ErrorModel
     | OutOfServiceModel | StaffSigninModel | StaffMenuModel | StaffStatusModel | StaffReviewModel
     | StaffSelftestModel | StaffConfirmModel | StaffRegisterModel | StaffCounterModel | CounterIdentifyModel
+    | AccountModel | ReturnsModel
 )
 
 MODELS: dict[str, type] = {
@@ -198,6 +254,8 @@ MODELS: dict[str, type] = {
     "staff_register": StaffRegisterModel,
     "staff_counter": StaffCounterModel,
     "counter_identify": CounterIdentifyModel,
+    "account": AccountModel,
+    "returns": ReturnsModel,
 }
 
 

@@ -115,6 +115,7 @@ class SessionSettings:
     barcodes: BarcodeRules = field(default_factory=BarcodeRules)
     reminder_interval: float = 4.0
     max_password_failures: int = 3
+    return_button: bool = False          # idle offers "return books" (the return desk, kiosk/core/returns.py)
 
 
 @dataclass
@@ -227,6 +228,8 @@ class Session:
         if s == IDLE:
             m.update(reader_ok=self.reader_ok, library_card=self.settings.library_card_enabled,
                      help=self.help_open)
+            if self.settings.return_button:
+                m["return_button"] = True           # only when configured: the usual idle model is unchanged
         elif s == PIN:
             card = p.method == "card"
             m.update(purpose="card" if card else "library", digits=len(p.pin),

@@ -54,14 +54,22 @@ def find_cjk_font(preferred: str = "", lang: str = DEFAULT_LANGUAGE) -> str | No
 
 
 def receipt_text(lines: Sequence[tuple[str, str]], library_name: str, day: date, footer: str,
-                 lang: str = DEFAULT_LANGUAGE, rule: str = "-" * 24) -> list[str]:
-    """Pure: the receipt as text lines in `lang`. `lines` are (title, due) pairs, nothing else."""
+                 lang: str = DEFAULT_LANGUAGE, rule: str = "-" * 24, returns: bool = False) -> list[str]:
+    """Pure: the receipt as text lines in `lang`. `lines` are (title, due) pairs, nothing else;
+    with `returns`, (title, outcome) pairs: returned, hold_shelf or counter."""
     t = translator(lang)
-    out = [library_name, t("receipt.heading"), t("receipt.date", date=format_due(day.isoformat(), lang)), rule]
+    heading = t("receipt.heading_returns") if returns else t("receipt.heading")
+    out = [library_name, heading, t("receipt.date", date=format_due(day.isoformat(), lang)), rule]
     for i, (title, due) in enumerate(lines, 1):
         out.append(f"{i}. {title}")
-        out.append("   " + t("receipt.due", date=format_due(due, lang)))
-    out += [rule, t.plural("receipt.count", len(lines))]
+        if returns:
+            out.append("   " + t("returns." + due if due in ("returned", "hold_shelf", "counter") else "returns.counter"))
+        else:
+            out.append("   " + t("receipt.due", date=format_due(due, lang)))
+    if returns:
+        out += [rule, t.plural("returns.count", sum(due != "counter" for _, due in lines))]
+    else:
+        out += [rule, t.plural("receipt.count", len(lines))]
     if footer:
         out += [""] + footer.splitlines()
     return out
@@ -151,13 +159,14 @@ class ReceiptPrinter:
         self.today = today
 
     def print_receipt(self, lines: Sequence[tuple[str, str]], library_name: str | None = None,
-                      date: date | None = None, lang: str = DEFAULT_LANGUAGE) -> bool:
+                      date: date | None = None, lang: str = DEFAULT_LANGUAGE, returns: bool = False) -> bool:
         """`lines`: (title, ISO due) for every item lent, once every item is done; the words
         and dates in `lang`, the session's language."""
         if not lines:
             return False
         try:
-            text = receipt_text(lines, library_name or self.library_name, date or self.today(), self.footer, lang)
+            text = receipt_text(lines, library_name or self.library_name, date or self.today(), self.footer, lang,
+                                returns=returns)
             font = self.font_path if lang == DEFAULT_LANGUAGE else find_cjk_font(self.preferred_font, lang)
             data = compose(text, kanji=self.kanji, font_path=font, width=self.width)
         except Exception as e:

@@ -60,6 +60,7 @@ class IdleScreen(KioskScreen):
         self.high_contrast = KButton(th, toggle, "high_contrast", kind="selected" if th.high_contrast else "secondary")
         for b in (self.library_card, self.help, self.large_text, self.high_contrast):
             self.actions.add_widget(b)
+        self.return_books = KButton(th, press, "return_books", kind="primary")   # added when configured
         body.add_widget(self.actions)
         self.languages = LanguageBar(ctx, compact=False, cols=3 if th.portrait else None)
         body.add_widget(self.languages)
@@ -83,12 +84,27 @@ class IdleScreen(KioskScreen):
         self.library_card.disabled = not model.get("library_card", True)
         self.library_card.opacity = 1 if model.get("library_card", True) else 0
         self.help.text = icon(ICON_INFO) + " " + t("idle.help")
+        self._render_return_button(bool(model.get("return_button")), t)
         for button, msgid, on in ((self.large_text, "idle.large_text", th.large_text),
                                   (self.high_contrast, "idle.high_contrast", th.high_contrast)):
             state = t("common.on") if on else t("common.off")
             button.text = (icon(ICON_OK) + " " if on else "") + f"{t(msgid)}: {state}"
         self.languages.render(t.lang)
         self._render_help(bool(model.get("help")), t)
+
+    def _render_return_button(self, wanted: bool, t: Translator) -> None:
+        """The optional "return books" button, one more cell of the action grid."""
+        th = self.ctx.theme
+        shown = self.return_books.parent is not None
+        if wanted != shown:
+            if wanted:
+                self.actions.add_widget(self.return_books, index=len(self.actions.children) - 1)
+            else:
+                self.actions.remove_widget(self.return_books)
+            n = len(self.actions.children)
+            rows = -(-n // self.actions.cols)
+            self.actions.height = th.touch * rows + th.gap * (rows - 1)
+        self.return_books.text = t("idle.return_books")
 
     def _render_help(self, open_: bool, t: Translator) -> None:
         if not open_:

@@ -9,6 +9,7 @@ the summary screen's list.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
@@ -20,7 +21,7 @@ from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
-from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
+from kiosk.screens.widgets.text import ICON_INFO, ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,10 @@ class RowList(BoxLayout):
         self.scroll.add_widget(self.column)
         self.add_widget(self.placeholder)
 
-    def render(self, rows: list[dict], t: Translator, font: str, empty_text: str) -> None:
+    def render(self, rows: list[dict], t: Translator, font: str, empty_text: str,
+               view_of: Callable[[dict, Translator], RowView] | None = None) -> None:
+        """`view_of` words each row (default: a loan's `row_view`; the return desk has its own)."""
+        view_of = view_of or row_view
         seen = set()
         added = False
         for row in rows:
@@ -115,7 +119,7 @@ class RowList(BoxLayout):
                 self.rows[txn] = widget
                 self.column.add_widget(widget, index=len(self.column.children))
                 added = True
-            widget.show(row_view(row, t), font)
+            widget.show(view_of(row, t), font)
         for txn in [x for x in self.rows if x not in seen]:
             self.column.remove_widget(self.rows.pop(txn))
         if self.rows:
@@ -149,17 +153,23 @@ class ScanningScreen(KioskScreen):
         self.counts = Text(th, size=th.font_body, halign="left", size_hint_y=0.9)
         self.finish = KButton(th, lambda a, v: ctx.press(a, v), "finish", kind="primary",
                               size_hint_y=None, height=th.touch)
+        self.my_account = KButton(th, lambda a, v: ctx.press(a, v), "my_account", kind="secondary",
+                                  size_hint_y=None, height=th.touch)
         self.list = RowList(th)
         if th.portrait:
             body = BoxLayout(orientation="vertical", spacing=th.gap)
             self.title.size_hint_y = 0.7
             self.counts.size_hint_y = 0.9
             self.list.size_hint_y = 1.6
-            for w in (self.greeting, self.title, self.counts, self.list, self.finish):
+            buttons = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+            self.my_account.size_hint_x, self.finish.size_hint_x = 0.45, 0.55
+            buttons.add_widget(self.my_account)
+            buttons.add_widget(self.finish)
+            for w in (self.greeting, self.title, self.counts, self.list, buttons):
                 body.add_widget(w)
         else:
             body = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.38)
-            for w in (self.greeting, self.title, self.counts, self.finish):
+            for w in (self.greeting, self.title, self.counts, self.my_account, self.finish):
                 body.add_widget(w)
         return body
 
@@ -195,6 +205,7 @@ class ScanningScreen(KioskScreen):
             parts.append(t.plural("scan.pending", int(model["pending"])))
         self.counts.text = "\n".join(parts)
         self.finish.text = icon(ICON_OK) + " " + t("scan.finish")
+        self.my_account.text = icon(ICON_INFO) + " " + t("account.open")
         self.list.render(list(model.get("rows") or []), t, fonts.registered(t.lang), t("scan.empty"))
 
     def clear_body(self) -> None:

@@ -62,6 +62,8 @@ SCREEN_CLASSES: dict[str, str] = {
     "staff_register": "kiosk.screens.staff.register:StaffRegisterScreen",
     "staff_counter": "kiosk.screens.counter.home:StaffCounterScreen",
     "counter_identify": "kiosk.screens.counter.identify:CounterIdentifyScreen",
+    "account": "kiosk.screens.account:AccountScreen",
+    "returns": "kiosk.screens.returns:ReturnsScreen",
 }
 
 

@@ -24,6 +24,8 @@ from kiosk.core.session import Session
 from kiosk.logs import log_event
 
 if TYPE_CHECKING:
+    from kiosk.core.account import AccountView
+    from kiosk.core.returns import ReturnDesk
     from kiosk.core.staff import StaffMode
 
 log = logging.getLogger("kiosk.controller")
@@ -57,7 +59,7 @@ class LoanJournal(Protocol):
 
 
 class Receipts(Protocol):
-    def print_receipt(self, lines: tuple[tuple[str, str], ...], *, lang: str) -> bool: ...
+    def print_receipt(self, lines: tuple[tuple[str, str], ...], *, lang: str, returns: bool = False) -> bool: ...
 
 
 class StaffBackend(Protocol):
@@ -116,6 +118,8 @@ class Controller:
         self.receipts: Receipts | None = None
         self.wake_outbox: Callable[[], None] = lambda: None
         self.staff: StaffMode | None = None
+        self.returns: ReturnDesk | None = None     # the return desk (kiosk/core/returns.py), when configured
+        self.account: AccountView | None = None    # My account (kiosk/core/account.py), over the scanning screen
         self.staff_backend: "StaffBackend | None" = None
         self.card_present = False
         self._at_idle: list[Callable[[], None]] = []
@@ -217,6 +221,10 @@ class Controller:
         if isinstance(event, ev.CardInserted | ev.CardRemoved):
             self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
+        if self._to_return_desk(event, now, staff_open=staff is not None and staff.active):
+            return
+        if self._to_account(event, now, staff_open=staff is not None and staff.active):
+            return
         if staff is None:
             self._run(self.session.handle(event, now))
             if isinstance(event, ev.Tick):
@@ -240,6 +248,114 @@ class Controller:
             self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
             return
         self._run(self.session.handle(event, now))
+
+    def set_catalogue_away(self, away: bool) -> None:
+        """Whether the outbox worker finds the catalogue away (the return desk queues returns
+        taken meanwhile, marked for no-block). UI thread."""
+        if self.returns is not None:
+            self._run(self.returns.set_offline(away, self.clock()))
+
+    def open_return_desk(self) -> None:
+        """Open the return desk now (a return station's first screen). UI thread."""
+        if self.returns is not None:
+            self._run(self.returns.open(self.clock()))
+
+    def _to_return_desk(self, event: ev.Event, now: float, staff_open: bool) -> bool:
+        """The return desk takes the patron's events while it is open (always, on a return
+        station); "return books" at idle opens it. True when the event was the desk's."""
+        desk = self.returns
+        if desk is None:
+            return False
+        if staff_open or isinstance(event, ev.StaffOpen):
+            if desk.active and not desk.settings.station:
+                desk.close(now)                             # staff take the screen: the desk is wiped
+            return False
+        if self.session.out_of_service:
+            # Out of service the session alone answers (no return is taken); a station's desk
+            # comes back, empty, once staff put the kiosk back in service.
+            if desk.settings.station and isinstance(event, ev.SetOutOfService):
+                self._run(self.session.handle(event, now))
+                if not self.session.out_of_service:
+                    self._run(desk.open(now))
+                return True
+            return False
+        if not desk.active:
+            if (isinstance(event, ev.Press) and event.action == "return_books"
+                    and self.session.screen == "idle" and not self.session.out_of_service):
+                self._run(desk.open(now))
+                return True
+            return False
+        if isinstance(event, ev.Barcode) and self.staff is not None and self.staff.settings.is_badge(event.code):
+            return False                                    # a staff badge still opens staff mode
+        if desk.settings.station and isinstance(event, ev.CardInserted | ev.CardRemoved | ev.CardProbed):
+            return True                                     # no sign-in at a return station
+        if not isinstance(event, ev.Press | ev.Barcode | ev.ItemDone | ev.JournalFailed | ev.ReceiptDone | ev.Tick):
+            if isinstance(event, ev.CardInserted):
+                desk.close(now)                             # a patron signs in: the desk gives way, wiped
+                return False
+            # The session stays at idle under the desk, unseen (reader news, staff switches); out
+            # of service it draws its own screen, and the desk comes back when it is over.
+            effects = self.session.handle(event, now)
+            if self.session.out_of_service:
+                desk.close(now)                             # wiped; a station's desk waits, empty
+                self._run(effects)
+            else:
+                self._run([e for e in effects if not isinstance(e, fx.Show | fx.Lights)])
+            return True
+        if isinstance(event, ev.ItemDone) and event.result.kind != "checkin":
+            return False
+        self._run(desk.handle(event, now))
+        if not desk.active:
+            self._run(self.session.refresh(now))            # back to the idle screen
+        if isinstance(event, ev.Tick):
+            self._run([e for e in self.session.handle(event, now) if not isinstance(e, fx.Show | fx.Lights)])
+        return True
+
+    _ACCOUNT_EVENTS = (ev.AccountLoaded, ev.RenewDone, ev.RenewAllDone)
+
+    def _to_account(self, event: ev.Event, now: float, staff_open: bool) -> bool:
+        """My account sits over the scanning screen: "my_account" there opens it, "close" goes
+        back. While it is open the session's clock runs on (its timeout ends both, and the
+        account is wiped with the session) and touches count as activity."""
+        view = self.account
+        if view is None:
+            return False
+        if staff_open or isinstance(event, ev.StaffOpen):
+            if view.active:
+                view.close()                                # staff take the screen: My account is wiped
+            return False
+        session = self.session
+        if not view.active:
+            if (isinstance(event, ev.Press) and event.action == "my_account" and session.screen == "scanning"
+                    and session.p.patron_id):
+                self._run(view.open(session.p.patron_id, session.language))
+                return True
+            return isinstance(event, self._ACCOUNT_EVENTS)        # late answers after close: dropped
+        if isinstance(event, ev.Press) and event.action == "close":
+            view.close()
+            self._run(session.refresh(now))
+            return True
+        if isinstance(event, (ev.Press, *self._ACCOUNT_EVENTS)):
+            if isinstance(event, ev.Press):
+                self._quietly(ev.Press("more_time"), now)        # a touch here is activity too
+            self._run(view.handle(event, now))
+            return True
+        if isinstance(event, ev.Barcode):                         # a book scanned: back to borrowing
+            view.close()
+            self._run(session.refresh(now))
+            return False
+        self._quietly(event, now)
+        return True
+
+    def _quietly(self, event: ev.Event, now: float) -> None:
+        """The session's answer while My account covers the screen: drawn only if the
+        session left the scanning screen (a timeout, a reset), which also wipes the account."""
+        effects = self.session.handle(event, now)
+        if self.session.screen != "scanning" and self.account is not None:
+            self.account.close()
+            self._run(effects)
+            return
+        self._run([e for e in effects if not isinstance(e, fx.Show | fx.Lights)])
 
     def when_idle(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the UI thread at the next moment no patron or staff member is using
@@ -294,10 +410,11 @@ class Controller:
             try:
                 handler(effect)
             except Exception as exc:  # one failing effect must never take the kiosk down
-                if isinstance(effect, fx.Checkout):
-                    # Not durable, so not lent: what the session meant to show next (the row
-                    # as lent, green light, success sound) is dropped and the item refused.
-                    self._journal_failed(effect.loan.txn_id, exc)
+                if isinstance(effect, fx.Checkout | fx.CheckIn):
+                    # Not durable, so not lent (or returned): what the machine meant to show next
+                    # (the row as done, green light, success sound) is dropped and the item refused.
+                    txn = effect.loan.txn_id if isinstance(effect, fx.Checkout) else effect.request.txn_id
+                    self._journal_failed(txn, exc)
                     self._run([x for x in effects[i + 1:] if not isinstance(x, fx.Show | fx.Lights | fx.Cue)])
                     return
                 log.exception("effect.failed", extra={"kiosk_fields": {"effect": type(effect).__name__}})
@@ -306,7 +423,9 @@ class Controller:
         from kiosk.store.outbox import OutboxFull
 
         log_event(log, "loan.journal_failed", logging.ERROR, txn=txn_id, error=type(exc).__name__)
-        self._run(self.session.handle(ev.JournalFailed(txn_id), self.clock()))
+        desk = self.returns
+        machine = desk.handle if desk is not None and desk.active else self.session.handle
+        self._run(machine(ev.JournalFailed(txn_id), self.clock()))
         if not isinstance(exc, OutboxFull):
             # The store cannot write: no further loan could be recorded either.
             if self.staff_backend is not None:
@@ -390,6 +509,47 @@ class Controller:
         log_event(log, "loan.journaled", txn=e.loan.txn_id, offline=e.loan.offline)
         self.wake_outbox()
 
+    def _do_LoadAccount(self, e: fx.LoadAccount) -> None:
+        def work() -> None:
+            try:
+                account = self.catalogue.patron_account(e.patron_id)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="patron_account")
+                account = None
+            self.post(ev.AccountLoaded(account, serial=e.serial))        # never logged: reading records
+
+        self._submit(self._net_pool, work, lambda: ev.AccountLoaded(None, serial=e.serial))
+
+    def _do_Renew(self, e: fx.Renew) -> None:
+        def work() -> None:
+            try:
+                result = self.catalogue.renew(e.patron_id, e.item_id, e.key)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="renew")
+                result = None
+            log_event(log, "renewal.answered", ok=None if result is None else result.ok,
+                      refusal=result.refusal.value if result is not None and result.refusal else None)
+            self.post(ev.RenewDone(e.item_id, e.key, result))
+
+        self._submit(self._net_pool, work, lambda: ev.RenewDone(e.item_id, e.key, None))
+
+    def _do_RenewAll(self, e: fx.RenewAll) -> None:
+        def work() -> None:
+            try:
+                result = self.catalogue.renew_all(e.patron_id, e.key)
+            except CatalogueUnavailable:
+                log_event(log, "catalogue.unavailable", during="renew_all")
+                result = None
+            self.post(ev.RenewAllDone(e.key, result))
+
+        self._submit(self._net_pool, work, lambda: ev.RenewAllDone(e.key, None))
+
+    def _do_CheckIn(self, e: fx.CheckIn) -> None:
+        # Durable before anything else happens: the screen may show the return as received next.
+        self.journal.append(e.request)
+        log_event(log, "return.journaled", txn=e.request.txn_id, offline=e.request.offline)
+        self.wake_outbox()
+
     def _do_Withdraw(self, e: fx.Withdraw) -> None:
         self.journal.withdraw(e.txn_id)
         log_event(log, "loan.withdrawn", txn=e.txn_id)
@@ -401,7 +561,10 @@ class Controller:
             return
 
         def work() -> None:
-            ok = bool(receipts.print_receipt(e.lines, lang=e.lang))
+            if e.returns:
+                ok = bool(receipts.print_receipt(e.lines, lang=e.lang, returns=True))
+            else:
+                ok = bool(receipts.print_receipt(e.lines, lang=e.lang))
             log_event(log, "receipt.printed" if ok else "receipt.failed", lines=len(e.lines))
             self.post(ev.ReceiptDone(ok))
 
@@ -446,6 +609,8 @@ class Controller:
         now = self.clock()
         self._run(self.session.handle(ev.CardPresence(self.card_present), now))
         self._run(self.session.refresh(now))
+        if self.returns is not None and self.returns.settings.station and not self.session.out_of_service:
+            self._run(self.returns.open(now))               # a return station's screen again
 
     def _staff_reset(self, _value: Any) -> None:
         self._without_drawing(ev.Reset("staff"))

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kiosk.core.catalogue import Catalogue
     from kiosk.core.interfaces import CardReader, Loop, View
     from kiosk.core.patron_resolver import PatronResolver
+    from kiosk.core.returns import ReturnDesk
     from kiosk.core.staff import StaffSettings
     from kiosk.screens.app import KioskApp
     from kiosk.shell.metrics import KioskMetrics
@@ -119,7 +120,25 @@ def session_settings(config: dict) -> SessionSettings:
         show_patron_name=config["ui"]["show_patron_name"],
         barcodes=BarcodeRules.from_config(config),
         reminder_interval=float(t["card_reminder_interval"]),
+        return_button=loans["return_button"] and config["kiosk"]["mode"] != "return",
     )
+
+
+def build_return_desk(config: dict) -> ReturnDesk | None:
+    """The return desk for a return station (`kiosk.mode = "return"`) or a lending kiosk with
+    the idle screen's "return books" button (`loans.return_button`); None otherwise."""
+    from kiosk.core.returns import ReturnDesk, ReturnSettings
+
+    station = config["kiosk"]["mode"] == "return"
+    if not (station or config["loans"]["return_button"]):
+        return None
+    ui, t = config["ui"], config["timeouts"]
+    languages = (ui["default_language"], *(x for x in ui["languages"] if x != ui["default_language"]))
+    settings = ReturnSettings(
+        barcodes=BarcodeRules.from_config(config), languages=languages, station=station,
+        idle_seconds=float(t.get("scanning", t["default"])), warning_seconds=float(t["warning"]),
+        receipts=config["loans"]["receipt_printer"] or config["hardware"]["printer"] != "none")
+    return ReturnDesk(settings, new_txn_id=_new_txn_id, wall=lambda: datetime.now().astimezone())
 
 
 def staff_settings(config: dict) -> StaffSettings:
@@ -489,6 +508,16 @@ def connect_controller(services: Services, controller: Controller) -> None:
         journal=_RefusingJournal(services.store_problem) if services.store_problem else services.outbox,
         leds=hw.leds, sounds=hw.sounds, receipts=hw.printer, wake_outbox=worker.notify,
     )
+    from kiosk.core.account import AccountView
+
+    controller.account = AccountView(new_key=_new_txn_id)     # My account, after any sign-in
+    desk = build_return_desk(config)
+    if desk is not None:
+        controller.returns = desk
+
+        controller.loop.call_every(1.0, lambda: controller.set_catalogue_away(worker.status.failures > 0))
+        if desk.settings.station:
+            controller.loop.call_soon(controller.open_return_desk)
     if services.store_problem:
         controller.post(SetOutOfService(True))      # found after the first frame: the key check
     counter = services.settings.counter

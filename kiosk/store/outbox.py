@@ -1,4 +1,5 @@
-"""The durable loan outbox: every checkout waits here, sealed, until the catalogue answers.
+"""The durable loan outbox: every checkout and every return waits here, sealed, until the
+catalogue answers (one queue, so a return and a later loan of the same book stay in order).
 
 Only what the worker needs to order and retry loans is in clear (txn_id, sequence
 number, state, queued time, attempts); patron and item ids live in the sealed blob.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Iterator, Sequence
 
-from kiosk.core.catalogue import LoanRequest, LoanResult, Refusal
+from kiosk.core.catalogue import CHECKIN, CHECKOUT, LoanRequest, LoanResult, Refusal
 from kiosk.store.database import Store
 from kiosk.store.sealed import DeviceKey, SealBroken
 
@@ -391,6 +392,7 @@ def _loan_to_json(loan: LoanRequest) -> dict[str, Any]:
         "created_at": loan.created_at.isoformat(),
         "offline": loan.offline,
         "due_date": loan.due_date.isoformat() if loan.due_date else None,
+        **({"kind": CHECKIN} if loan.kind == CHECKIN else {}),     # loans keep their old shape
     }
 
 
@@ -402,6 +404,7 @@ def _loan_from_json(d: dict[str, Any]) -> LoanRequest:
         created_at=datetime.fromisoformat(d["created_at"]),
         offline=d["offline"],
         due_date=date.fromisoformat(d["due_date"]) if d["due_date"] else None,
+        kind=CHECKIN if d.get("kind") == CHECKIN else CHECKOUT,
     )
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from kiosk.core.catalogue import Catalogue, ItemInfo, LoanRequest, LoanResult, PatronStatus
+from kiosk.core.catalogue import (
+    Catalogue,
+    ItemInfo,
+    LoanRequest,
+    LoanResult,
+    PatronAccount,
+    PatronStatus,
+    RenewAllResult,
+)
 
 
 class LinkedCatalogue:
@@ -26,8 +34,17 @@ class LinkedCatalogue:
     def checkout(self, loan: LoanRequest) -> LoanResult:
         return self.circulation.checkout(loan)
 
-    def renew(self, patron_id: str, item_id: str) -> LoanResult:
-        return self.circulation.renew(patron_id, item_id)
+    def renew(self, patron_id: str, item_id: str, key: str | None = None) -> LoanResult:
+        return self.circulation.renew(patron_id, item_id, key)
+
+    def renew_all(self, patron_id: str, key: str | None = None) -> RenewAllResult:
+        return self.circulation.renew_all(patron_id, key)
+
+    def patron_account(self, patron_id: str) -> PatronAccount:
+        return self.circulation.patron_account(patron_id)
+
+    def checkin(self, request: LoanRequest) -> LoanResult:
+        return self.circulation.checkin(request)
 
     def end_session(self, patron_id: str) -> None:
         self.circulation.end_session(patron_id)

@@ -21,6 +21,8 @@ Decisions per answer (made atomically by `Outbox.settle`):
                                                row the loan goes to conflicts so one
                                                poisoned loan cannot block the queue
 A withdrawn loan whose send was never answered is not sent again: it goes to staff.
+Returns (kind CHECKIN) share the queue: "not on loan" after an earlier send is our own
+first send's work (done, replayed); an offline return the catalogue refuses goes to staff.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import logging
 import random
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Sequence, cast
 
 from kiosk.core.catalogue import (
+    CHECKIN,
     BatchCheckout,
     Catalogue,
     CatalogueUnavailable,
@@ -67,6 +70,23 @@ class WorkerStatus:
     next_retry_at: datetime | None
     last_error: str
     held: str = ""                  # why the catalogue takes no checkouts now ("" = not held)
+
+
+def _replayed_return(entry: PendingLoan, result: LoanResult) -> LoanResult:
+    """A return sent before (the answer was lost, or the kiosk died) that the catalogue now
+    calls "not on loan" was checked in by that first send: it is done, not refused."""
+    if (entry.loan.kind == CHECKIN and entry.sent_before and not result.ok
+            and result.refusal == Refusal.NOT_ON_LOAN):
+        return replace(result, ok=True, refusal=None, replayed=True)
+    return result
+
+
+def _refusal_needs_staff(entry: PendingLoan, result: LoanResult) -> bool:
+    """A loan refused on replay or lent offline needs staff (the patron has the book);
+    a return only when it was taken offline (the book is back, the catalogue disagrees)."""
+    if entry.loan.kind == CHECKIN:
+        return entry.loan.offline
+    return entry.loan.offline or entry.sent_before
 
 
 class OutboxWorker(WorkerThread):
@@ -223,9 +243,10 @@ class OutboxWorker(WorkerThread):
                 else:
                     counts[self._withdrawn_to_staff(entry.loan)] += 1
         answers, unsent, healthy = self._send(sendable, counts, should_stop)
+        answers = [(e, _replayed_return(e, r)) for e, r in answers]
         with self._outbox.batch():
             outcomes = self._outbox.settle_many(
-                [(e.loan.txn_id, r, e.loan.offline or e.sent_before) for e, r in answers])
+                [(e.loan.txn_id, r, _refusal_needs_staff(e, r)) for e, r in answers])
             self._outbox.unmark_many([e.loan.txn_id for e in unsent])
         for (entry, result), outcome in zip(answers, outcomes):
             _log.info("outbox: txn %s -> %s", entry.loan.txn_id, outcome)
@@ -284,11 +305,12 @@ class OutboxWorker(WorkerThread):
         return [e for e in group if states[e.loan.txn_id] is not None and e.loan.txn_id not in forget]
 
     def _checkout(self, loans: list[LoanRequest], *, batched: bool) -> list[LoanResult]:
-        if batched:
+        if batched and not any(loan.kind == CHECKIN for loan in loans):
             batch_catalogue: BatchCheckout = self._catalogue  # type: ignore[assignment]
             results = list(batch_catalogue.checkout_many(loans))
         else:
-            results = [self._catalogue.checkout(loan) for loan in loans]
+            results = [self._catalogue.checkin(loan) if loan.kind == CHECKIN else self._catalogue.checkout(loan)
+                       for loan in loans]
         answered = [r.txn_id for r in results]
         asked = [loan.txn_id for loan in loans]
         if answered != asked:

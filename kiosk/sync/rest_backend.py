@@ -15,7 +15,9 @@ import functools
 import logging
 import re
 import uuid
+from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -28,13 +30,20 @@ from urllib3.util.retry import Retry
 
 from kiosk import __version__
 from kiosk.core.catalogue import (
+    CHECKIN,
+    AccountFine,
+    AccountHold,
+    AccountLoan,
     CatalogueUnavailable,
     ItemInfo,
     LinkRefused,
     LoanRequest,
     LoanResult,
+    PatronAccount,
     PatronStatus,
     Refusal,
+    RenewAllResult,
+    catalogue_text,
     from_catalogue,
 )
 from kiosk.logs import log_event
@@ -352,17 +361,65 @@ class RestCatalogue:
                 results[index] = loan_result_from(answer, loan.txn_id)
         return [r for r in results if r is not None]
 
-    def renew(self, patron_id: str, item_id: str) -> LoanResult:
-        """One renewal; its fresh idempotency key makes urllib3's repeats harmless."""
+    def renew(self, patron_id: str, item_id: str, key: str | None = None) -> LoanResult:
+        """One renewal. `key` is the tap's own idempotency key (a fresh one when None), so
+        urllib3's repeats and a second send of the same tap renew once."""
         if not sendable(patron_id):
-            return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.PATRON_UNKNOWN)
+            return LoanResult(txn_id=key or "", ok=False, item_id=item_id, refusal=Refusal.PATRON_UNKNOWN)
         if not sendable(item_id):
-            return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.ITEM_UNKNOWN)
-        body = {"idempotency_key": uuid.uuid4().hex, "patron_id": patron_id, "item_id": item_id}
+            return LoanResult(txn_id=key or "", ok=False, item_id=item_id, refusal=Refusal.ITEM_UNKNOWN)
+        body = {"idempotency_key": _key(key), "patron_id": patron_id, "item_id": item_id}
         _, data = self._post("renew", "/loans/renew", body, "LoanResult")
         self._same("renew", data["idempotency_key"], body["idempotency_key"])
         self._same("renew", data["item_id"], item_id)
-        return loan_result_from(data, "")
+        result = loan_result_from(data, key or "")
+        why = data.get("renewal_refusal")
+        if not result.ok and why:
+            result = replace(result, refusal=Refusal(why))
+        return result
+
+    def renew_all(self, patron_id: str, key: str | None = None) -> RenewAllResult:
+        """Every renewable item; `key` (one per tap) makes urllib3's repeats and a second
+        send of the same tap harmless."""
+        if not sendable(patron_id):
+            return RenewAllResult(ok=False)
+        body = {"idempotency_key": _key(key), "patron_id": patron_id}
+        _, data = self._post("renew_all", "/loans/renew-all", body, "RenewAllResult")
+        self._same("renew_all", data["idempotency_key"], body["idempotency_key"])
+        return RenewAllResult(ok=data["ok"], renewed=tuple(data["renewed"]), unrenewed=tuple(data["unrenewed"]),
+                              message=catalogue_text(data.get("message", "")))
+
+    def patron_account(self, patron_id: str) -> PatronAccount:
+        if not sendable(patron_id):
+            return PatronAccount(patron_id=patron_id, valid=False)
+        status, data = self._post("patron_account", "/patrons/account", {"patron_id": patron_id},
+                                  "PatronAccount", known={404: "PATRON_NOT_FOUND"})
+        if status == 404:
+            return PatronAccount(patron_id=patron_id, valid=False)
+        self._same("patron_account", data["patron_id"], patron_id)
+        return patron_account_from(data)
+
+    def checkin(self, request: LoanRequest) -> LoanResult:
+        """One return by its transaction id as idempotency key: a replay checks nothing in twice."""
+        if request.kind != CHECKIN:
+            raise ValueError("checkin needs a CHECKIN request")
+        if not IDEMPOTENCY_KEY.fullmatch(request.txn_id):
+            raise ValueError("txn_id cannot be used as an idempotency key")
+        if not sendable(request.item_id):
+            return LoanResult(txn_id=request.txn_id, ok=False, item_id=request.item_id,
+                              refusal=Refusal.ITEM_UNKNOWN, kind=CHECKIN)
+        when = request.created_at if request.created_at.tzinfo else request.created_at.astimezone()
+        body = {"idempotency_key": request.txn_id, "item_id": request.item_id,
+                "returned_at": when.isoformat(timespec="seconds"), "offline": request.offline}
+        _, data = self._post("checkin", "/returns", body, "ReturnResult")
+        self._same("checkin", data["idempotency_key"], request.txn_id)
+        self._same("checkin", data["item_id"], request.item_id)
+        outcome = data["outcome"]
+        return from_catalogue(LoanResult(
+            txn_id=request.txn_id, ok=data["ok"], item_id=request.item_id, title=data.get("title", ""),
+            refusal=Refusal(data["refusal"]) if data.get("refusal") else None,
+            message=data.get("message", ""), replayed=data["replayed"], kind=CHECKIN,
+            hold_shelf=outcome == "hold_shelf", alert=outcome != "returned"))
 
     def end_session(self, patron_id: str) -> None:
         if sendable(patron_id):
@@ -446,6 +503,42 @@ class RestCatalogue:
         log_event(log, "catalogue.rest.unavailable", logging.WARNING,
                   operation=operation, status=status, error=error)
         return CatalogueUnavailable(f"{operation}: {error}" + (f" (HTTP {status})" if status else ""))
+
+
+def _key(key: str | None) -> str:
+    if key is None:
+        return uuid.uuid4().hex
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValueError("not a usable idempotency key")
+    return key
+
+
+def patron_account_from(data: Mapping[str, Any]) -> PatronAccount:
+    """A checked PatronAccount body as kiosk data (text in NFC, amounts as Decimal)."""
+    def due(text: str | None) -> tuple[date | None, str]:
+        try:
+            return (date.fromisoformat(text), "") if text else (None, "")
+        except ValueError:
+            return None, text or ""
+
+    loans = []
+    for loan in data["loans"]:
+        day, raw = due(loan.get("due_date"))
+        loans.append(from_catalogue(AccountLoan(item_id=loan["item_id"], title=loan["title"], due_date=day,
+                                                due_text=raw, overdue=loan["overdue"])))
+    return PatronAccount(
+        patron_id=data["patron_id"], valid=data["valid"], loans=tuple(loans),
+        holds=tuple(from_catalogue(AccountHold(item_id=h.get("item_id") or "", title=h["title"], ready=h["ready"]))
+                    for h in data["holds"]),
+        fines=tuple(from_catalogue(AccountFine(description=f["description"], amount=_amount(f.get("amount"))))
+                    for f in data["fines"]),
+        fee_amount=_amount(data.get("fee_amount")), currency=data.get("currency") or "",
+        blocked=tuple(data.get("blocked") or ()),
+        name=catalogue_text(data["name"]) if data.get("name") else None)
+
+
+def _amount(text: str | None) -> Decimal | None:
+    return Decimal(text) if text else None
 
 
 def _cert_hash(value: str) -> str:

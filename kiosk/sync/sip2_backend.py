@@ -8,17 +8,26 @@ and is acknowledged once, never lent twice.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, tzinfo
+from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from kiosk.core.catalogue import (
+    CHECKIN,
+    AccountFine,
+    AccountHold,
+    AccountLoan,
     CatalogueCapabilities,
     CatalogueUnavailable,
     ItemInfo,
     LoanRequest,
     LoanResult,
+    PatronAccount,
     PatronStatus,
     Refusal,
+    RenewAllResult,
+    catalogue_text,
     from_catalogue,
 )
 from kiosk.sync import sip2_codec as codec
@@ -60,6 +69,28 @@ REFUSAL_KEYWORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
     (Refusal.LIMIT_REACHED, ("too many", "limit", "maximum", "上限", "冊数")),
 )
 
+#: Why a renewal (30 ok=0) was refused, checked in this order; AF is free text.
+RENEW_KEYWORDS: tuple[tuple[Refusal, tuple[str, ...]], ...] = (
+    (Refusal.RENEWAL_LIMIT, ("too many renewals", "renewal limit", "no more renewals", "maximum renewals",
+                             "renewals exceeded", "renewal count", "too_many", "延長回数", "延長の上限",
+                             "これ以上延長")),
+    (Refusal.ON_HOLD, ("hold", "reserve", "on_reserve", "予約")),
+    (Refusal.OVERDUE, ("overdue", "延滞")),
+    (Refusal.NOT_ON_LOAN, ("not checked out", "not on loan", "not charged", "not issued",
+                           "貸出されていません")),
+    (Refusal.ITEM_UNKNOWN, ("invalid item", "item not found", "unknown item", "no such item",
+                            "資料が見つかりません")),
+    (Refusal.PATRON_BLOCKED, ("blocked", "debarred", "restricted", "expired", "suspended", "fines",
+                              "owes", "card lost", "利用停止", "有効期限")),
+)
+
+#: Checkin alert types (Koha's CV extension) meaning "a patron is waiting for it".
+HOLD_ALERTS = frozenset({"01", "02"})
+
+#: Detail lists longer than this are read in pages of DETAIL_PAGE (BP/BQ).
+DETAIL_PAGE = 50
+DETAIL_MAX = 200
+
 IDENTITY_UNSUPPORTED = "identity links need the REST backend or the local link service"
 
 #: Why the outbox holds its queue (CheckoutGate.checkout_hold), as staff read it.
@@ -76,6 +107,20 @@ def classify_refusal(messages: Iterable[str], *, fee: bool = False) -> Refusal:
     return Refusal.COUNTER_ONLY if fee else Refusal.OTHER
 
 
+def classify_renewal(messages: Iterable[str], flags: Iterable[str] = ()) -> Refusal:
+    """Refusal for a renewal with ok=0: AF wording first, then the patron's own flags."""
+    text = " ".join(messages).casefold()
+    for refusal, words in RENEW_KEYWORDS:
+        if any(word in text for word in words):
+            return refusal
+    flags = set(flags)
+    if "too_many_renewals" in flags:
+        return Refusal.RENEWAL_LIMIT
+    if flags & (BORROWING_BLOCKS | {"renewal_privileges_denied"}):
+        return Refusal.PATRON_BLOCKED
+    return Refusal.OTHER
+
+
 class Sip2Catalogue:
     """Catalogue backed by a SIP2 ACS. Every call may raise CatalogueUnavailable."""
 
@@ -90,6 +135,7 @@ class Sip2Catalogue:
         counter_only_media: Iterable[str] = DEFAULT_COUNTER_ONLY_MEDIA,
         clock: Callable[[], datetime] = datetime.now,
         tz: tzinfo | None = None,
+        location: str = "",
     ) -> None:
         if patron_request not in ("63", "23"):
             raise ValueError("patron_request must be '63' (patron information) or '23' (patron status)")
@@ -101,6 +147,7 @@ class Sip2Catalogue:
         self.counter_only_media = frozenset(counter_only_media)
         self._clock = clock
         self._tz = tz
+        self.location = location            # AP of a checkin: where the book was handed back
 
     # ------------------------------------------------------------------ Catalogue
 
@@ -170,13 +217,92 @@ class Sip2Catalogue:
             return loan_result(loan.txn_id, loan.item_id, reply, ok=True, replayed=True)
         return loan_result(loan.txn_id, loan.item_id, reply, ok=reply.flag("ok") == "1")
 
-    def renew(self, patron_id: str, item_id: str) -> LoanResult:
+    def renew(self, patron_id: str, item_id: str, key: str | None = None) -> LoanResult:
+        """29, sent once: a reconnect never repeats it (SIP2 has no idempotency key; `key`
+        is for REST). Lost on the wire, it is CatalogueUnavailable and the patron may tap again."""
         if not (self._sendable(patron_id) and self._sendable(item_id)):
-            return LoanResult(txn_id="", ok=False, item_id=item_id, refusal=Refusal.ITEM_UNKNOWN)
+            return LoanResult(txn_id=key or "", ok=False, item_id=item_id, refusal=Refusal.ITEM_UNKNOWN)
         when = self._now()
         reply = self.client.request(codec.renew(
-            self.institution, patron_id, item_id, when, when, terminal_password=self.terminal_password))
-        return loan_result("", item_id, reply, ok=reply.flag("ok") == "1")
+            self.institution, patron_id, item_id, when, when, terminal_password=self.terminal_password),
+            once=True)
+        ok = reply.flag("ok") == "1"
+        result = loan_result(key or "", item_id, reply, ok=ok)
+        if not ok:
+            flags = codec.patron_flags(reply.flag("patron_status"))
+            result = replace(result, refusal=classify_renewal(reply.getall("AF"), flags))
+        return result
+
+    def renew_all(self, patron_id: str, key: str | None = None) -> RenewAllResult:
+        """65, sent once like a single renewal."""
+        if not self._sendable(patron_id):
+            return RenewAllResult(ok=False)
+        reply = self.client.request(codec.renew_all(
+            self.institution, patron_id, self._now(), terminal_password=self.terminal_password), once=True)
+        messages = [m.strip() for m in reply.getall("AF") if m.strip()]
+        return RenewAllResult(
+            ok=reply.flag("ok") == "1",
+            renewed=tuple(reply.getall("BM")),
+            unrenewed=tuple(reply.getall("BN")),
+            message=" ".join(catalogue_text(m) for m in messages),
+        )
+
+    def patron_account(self, patron_id: str) -> PatronAccount:
+        """63 once per detail list (the summary asks for one list at a time), paged with
+        BP/BQ, then 17 per loan for its title and due date (detail lists carry only ids)."""
+        if not self._sendable(patron_id):
+            return PatronAccount(patron_id=patron_id, valid=False)
+        lists: dict[str, list[str]] = {}
+        first: SipMessage | None = None
+        for detail in ("AU", "AT", "AS", "CD", "AV"):
+            values: list[str] = []
+            start = 1
+            while start <= DETAIL_MAX:
+                reply = self._patron_info(patron_id, detail, start, start + DETAIL_PAGE - 1)
+                first = first or reply
+                if reply.get("BL") == "N":
+                    return PatronAccount(patron_id=patron_id, valid=False)
+                page = reply.getall(detail)
+                values.extend(page)
+                if len(page) < DETAIL_PAGE:
+                    break
+                start += DETAIL_PAGE
+            lists[detail] = values
+        assert first is not None
+        overdue_ids = set(lists["AT"])
+        today = self._clock().date()
+        loans = []
+        for item_id in dict.fromkeys(lists["AU"] + lists["AT"]):     # an overdue item is charged too
+            loans.append(self._account_loan(item_id, item_id in overdue_ids, today))
+        holds = [from_catalogue(AccountHold(item_id=h, title=h, ready=True)) for h in lists["AS"]]
+        holds += [from_catalogue(AccountHold(item_id=h, title=h, ready=False)) for h in lists["CD"]]
+        fines = [from_catalogue(AccountFine(description=f.strip(), amount=_leading_amount(f)))
+                 for f in lists["AV"] if f.strip()]
+        return PatronAccount(
+            patron_id=patron_id,
+            valid=True,
+            loans=tuple(loans),
+            holds=tuple(holds),
+            fines=tuple(fines),
+            fee_amount=codec.parse_amount(first.get("BV")),
+            currency=(first.get("BH") or "").strip()[:3],
+            blocked=codec.patron_flags(first.flag("patron_status")),
+            name=catalogue_text(first.get("AE") or "") or None,
+        )
+
+    def checkin(self, request: LoanRequest) -> LoanResult:
+        """09, sent once per attempt (the outbox decides about repeats, knowing it may have
+        been received). An offline return goes with no-block Y and the time of the scan."""
+        if request.kind != CHECKIN:
+            raise ValueError("checkin needs a CHECKIN request")
+        if not self._sendable(request.item_id):
+            return LoanResult(txn_id=request.txn_id, ok=False, item_id=request.item_id,
+                              refusal=Refusal.ITEM_UNKNOWN, kind=CHECKIN)
+        returned = codec.format_datetime(request.created_at, tz=self._tz)
+        reply = self.client.request(codec.checkin(
+            self.institution, request.item_id, self._now(), returned, location=self.location,
+            terminal_password=self.terminal_password, no_block=request.offline), once=True)
+        return checkin_result(request.txn_id, request.item_id, reply)
 
     def end_session(self, patron_id: str) -> None:
         if self._sendable(patron_id):
@@ -234,6 +360,22 @@ class Sip2Catalogue:
 
     # ------------------------------------------------------------------ helpers
 
+    def _patron_info(self, patron_id: str, detail: str, start: int, end: int) -> SipMessage:
+        return self.client.request(codec.patron_information(
+            self.institution, patron_id, self._now(), terminal_password=self.terminal_password,
+            language=self.language, summary=codec.summary(detail), start=start, end=end))
+
+    def _account_loan(self, item_id: str, overdue: bool, today: date) -> AccountLoan:
+        if not self._sendable(item_id):
+            return AccountLoan(item_id=item_id, title=item_id, overdue=overdue)
+        reply = self.client.request(codec.item_information(
+            self.institution, item_id, self._now(), terminal_password=self.terminal_password))
+        due = codec.parse_due_date(reply.get("AH"))
+        late = overdue or (due.date is not None and due.date < today)
+        return from_catalogue(AccountLoan(
+            item_id=item_id, title=reply.get("AJ") or item_id, due_date=due.date,
+            due_text="" if due.when else due.raw.strip(), overdue=late))
+
     def _now(self) -> str:
         return codec.format_datetime(self._clock(), tz=self._tz)
 
@@ -270,6 +412,35 @@ def loan_result(txn_id: str, item_id: str, reply: SipMessage, *, ok: bool,
     ))
 
 
+def checkin_result(txn_id: str, item_id: str, reply: SipMessage) -> LoanResult:
+    """A 10 as a LoanResult of kind CHECKIN. Alert + a hold (Koha's CV 01/02, a sort bin
+    naming holds, or AF wording) means "put it on the hold shelf"; any other alert means
+    "take it to the counter"."""
+    ok = reply.flag("ok") == "1"
+    alert = reply.flag("alert") == "Y"
+    messages = [m.strip() for m in reply.getall("AF") if m.strip()]
+    text = " ".join(messages).casefold()
+    bin_ = (reply.get("CL") or "").casefold()
+    hold = alert and (reply.get("CV") in HOLD_ALERTS or "hold" in bin_ or "予約" in bin_
+                      or any(w in text for w in ("hold", "reserve", "予約")))
+    refusal = None
+    if not ok:
+        refusal = classify_renewal(messages)
+        if refusal not in (Refusal.NOT_ON_LOAN, Refusal.ITEM_UNKNOWN):
+            refusal = Refusal.OTHER
+        if not reply.get("AJ") and refusal == Refusal.OTHER and "unknown" in text:
+            refusal = Refusal.ITEM_UNKNOWN
+    return from_catalogue(LoanResult(
+        txn_id=txn_id, ok=ok, item_id=item_id, title=reply.get("AJ") or "", refusal=refusal,
+        message=" ".join(messages), kind=CHECKIN, hold_shelf=hold, alert=alert))
+
+
+def _leading_amount(text: str) -> Decimal | None:
+    """The amount a fine line starts with ('300 延滞料', '12.50 Overdue'), else None."""
+    head = text.strip().split(" ", 1)[0] if text.strip() else ""
+    return codec.parse_amount(head.lstrip("¥$€£"))
+
+
 def build_sip2_catalogue(settings: Sip2Settings) -> Sip2Catalogue:
     """The backend from its settings ([catalogue] and [catalogue.sip2]).
 
@@ -285,7 +456,7 @@ def build_sip2_catalogue(settings: Sip2Settings) -> Sip2Catalogue:
         location=s.location, charset=s.charset, terminator=s.terminator, retries=s.retries, timeout=s.timeout,
     ))
     return Sip2Catalogue(client, institution=s.institution,
-                         terminal_password=read_secret(s.terminal_password_file))
+                         terminal_password=read_secret(s.terminal_password_file), location=s.location or "")
 
 
 def _count(reply: SipMessage, fixed_name: str, detail_id: str) -> int:
@@ -294,7 +465,8 @@ def _count(reply: SipMessage, fixed_name: str, detail_id: str) -> int:
 
 
 __all__ = [
-    "Sip2Catalogue", "build_sip2_catalogue", "classify_refusal", "loan_result",
+    "Sip2Catalogue", "build_sip2_catalogue", "classify_refusal", "classify_renewal", "loan_result",
+    "checkin_result", "RENEW_KEYWORDS",
     "BORROWING_BLOCKS", "AVAILABLE_STATUSES",
     "DEFAULT_COUNTER_ONLY_MEDIA", "REFUSAL_KEYWORDS", "IDENTITY_UNSUPPORTED",
     "HOLD_OFFLINE", "HOLD_CHECKOUT_NOT_ALLOWED",

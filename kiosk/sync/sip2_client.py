@@ -91,13 +91,20 @@ class Sip2Client:
         self._ssl = make_ssl_context(config) if config.tls else None
         self.acs_status: AcsStatus | None = None
         self.connections = 0                      # how many sockets were opened (for status pages)
+        self._on_wire = False                     # the current request's frame was sent
+        self._request_started = False             # past connect/login: frames now belong to the request
 
     # ------------------------------------------------------------------ public
 
-    def request(self, message: SipMessage) -> SipMessage:
-        """Send `message`, return the matching response, or raise CatalogueUnavailable."""
+    def request(self, message: SipMessage, *, once: bool = False) -> SipMessage:
+        """Send `message`, return the matching response, or raise CatalogueUnavailable.
+
+        `once`: the message is not repeated on a new connection once it went on the wire
+        (a renewal or a return must not reach the ACS twice for one tap or one scan):
+        only the spec's resends on the same connection (97/96) may repeat it.
+        """
         expect = codec.RESPONSE_FOR[message.command]
-        return self._with_attempts(message.command, lambda: self._exchange(message, expect))
+        return self._with_attempts(message.command, lambda: self._exchange(message, expect), once=once)
 
     def status(self) -> AcsStatus:
         """Send 99 now and return the parsed 98 (also kept in `acs_status`)."""
@@ -109,7 +116,7 @@ class Sip2Client:
         """Open the connection (and log in) now rather than on the first request."""
         self._with_attempts("connect", lambda: None)
 
-    def _with_attempts(self, label: str, action: Callable[[], Any]) -> Any:
+    def _with_attempts(self, label: str, action: Callable[[], Any], *, once: bool = False) -> Any:
         """Run `action` on a live connection; reconnect with backoff, at most `attempts` times."""
         cfg = self.config
         with self._lock:
@@ -117,8 +124,10 @@ class Sip2Client:
             for attempt in range(cfg.attempts):
                 if attempt:
                     self._sleep(min(cfg.backoff_max, cfg.backoff * 2 ** (attempt - 1)))
+                self._on_wire = False
                 try:
                     self._ensure_connected()
+                    self._request_started = True
                     return action()
                 except CatalogueUnavailable:
                     self._drop()
@@ -127,6 +136,11 @@ class Sip2Client:
                     last_error = _describe(exc)
                     log.info("sip2 %s attempt %d/%d failed: %s", label, attempt + 1, cfg.attempts, last_error)
                     self._drop()
+                    if once and self._on_wire:
+                        raise CatalogueUnavailable(f"SIP2 {label} sent, then failed: {last_error}; "
+                                                   "not sent again") from None
+                finally:
+                    self._request_started = False
             raise CatalogueUnavailable(f"SIP2 {label} failed after {cfg.attempts} attempts: {last_error}")
 
     def close(self) -> None:
@@ -291,6 +305,8 @@ class Sip2Client:
     def _send(self, frame: bytes, command: str) -> None:
         assert self._sock is not None
         self._sock.settimeout(self.config.timeout)
+        if self._request_started:
+            self._on_wire = True                  # even a partial send may have reached the ACS
         self._sock.sendall(frame)
         log.debug("sip2 sent %s (%d bytes)", command, len(frame))
 

@@ -7,7 +7,7 @@ Error contract, for any input from the wire (enforced by tests/test_fuzz_sip2.py
 - `decode` and `FrameSplitter.feed` raise only SipDecodeError (SipChecksumError is
   one: ask for a resend);
 - `encode` raises only SipEncodeError, whatever the message holds;
-- the field readers (`parse_count`, `parse_datetime`, `parse_due_date`,
+- the field readers (`parse_count`, `parse_amount`, `parse_datetime`, `parse_due_date`,
   `patron_flags`, `supported_messages`) never raise: junk reads as None / no flag;
   `parse_acs_status` raises SipDecodeError only for a message that is not a 98.
 Wire numbers (counts, limits, timeouts, dates, AY) are ASCII digits only: str.isdigit()
@@ -22,6 +22,7 @@ import codecs
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone, tzinfo
+from decimal import Decimal
 from typing import Iterable, Mapping
 
 from kiosk.core.catalogue import catalogue_text
@@ -62,7 +63,12 @@ __all__ = [
     "patron_status",
     "item_information",
     "checkout",
+    "checkin",
     "renew",
+    "renew_all",
+    "SUMMARY_DETAIL",
+    "summary",
+    "parse_amount",
     "end_session",
     "resend_request",
     "combine_due",
@@ -102,6 +108,8 @@ FIXED_LAYOUT: dict[str, tuple[tuple[str, int], ...]] = {
     "10": (("ok", 1), ("resensitize", 1), ("magnetic_media", 1), ("alert", 1), *_DATE18),
     "29": (("third_party", 1), ("no_block", 1), *_DATE18, ("nb_due_date", 18)),
     "30": _RESULT_12,
+    "65": _DATE18,
+    "66": (("ok", 1), ("renewed_count", 4), ("unrenewed_count", 4), *_DATE18),
     "35": _DATE18,
     "36": (("end_session", 1), *_DATE18),
     "97": (),
@@ -111,7 +119,7 @@ FIXED_LAYOUT: dict[str, tuple[tuple[str, int], ...]] = {
 #: The response command each request expects.
 RESPONSE_FOR = {
     "93": "94", "99": "98", "63": "64", "23": "24", "17": "18",
-    "11": "12", "09": "10", "29": "30", "35": "36",
+    "11": "12", "09": "10", "29": "30", "65": "66", "35": "36",
 }
 
 _CONTROL = {"96", "97"}          # resend requests carry AZ but never AY
@@ -477,6 +485,18 @@ def parse_count(text: str | None) -> int | None:
     return int(text) if _WIRE_NUMBER.fullmatch(text) else None
 
 
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,4})?")
+
+
+def parse_amount(text: str | None) -> Decimal | None:
+    """A fee amount (BV, CC): ASCII digits with an optional decimal part; junk gives None.
+
+    ACSs differ ('1500', '1500.00', ' 200 '); a currency sign or words are not guessed at.
+    """
+    text = (text or "").strip()
+    return Decimal(text) if _AMOUNT.fullmatch(text) else None
+
+
 @dataclass(frozen=True)
 class AcsStatus:
     """What the ACS said about itself in 98."""
@@ -548,13 +568,29 @@ def sc_status(status: int = 0, max_print_width: int = 0, version: str = "2.00") 
     )
 
 
+#: Summary positions (63) and the 64 field each one asks for: one list per request.
+SUMMARY_DETAIL = {"AS": 0, "AT": 1, "AU": 2, "AV": 3, "BU": 4, "CD": 5}
+
+
+def summary(detail: str | None = None) -> str:
+    """The 10-char summary field asking for one detail list ('AU' charged, 'AT' overdue,
+    'AS' holds available, 'CD' unavailable holds, 'AV' fines, 'BU' recalls), or none."""
+    if detail is None:
+        return " " * 10
+    pos = SUMMARY_DETAIL[detail]
+    return " " * pos + "Y" + " " * (9 - pos)
+
+
 def patron_information(
     institution: str, patron_id: str, when: str, *, terminal_password: str = "",
     patron_password: str | None = None, language: str = "000", summary: str = " " * 10,
+    start: int | None = None, end: int | None = None,
 ) -> SipMessage:
+    """63; `start`/`end` (BP/BQ, 1-based, inclusive) page the detail list the summary asks for."""
     return SipMessage(
         "63", {"language": language, "transaction_date": when, "summary": summary},
-        _fields((("AO", institution), ("AA", patron_id), ("AC", terminal_password), ("AD", patron_password))),
+        _fields((("AO", institution), ("AA", patron_id), ("AC", terminal_password), ("AD", patron_password),
+                 ("BP", None if start is None else str(start)), ("BQ", None if end is None else str(end)))),
     )
 
 
@@ -606,6 +642,31 @@ def renew(
             ("AO", institution), ("AA", patron_id), ("AD", patron_password), ("AB", item_id),
             ("AC", terminal_password), ("BO", _yn(fee_acknowledged)),
         )),
+    )
+
+
+def renew_all(
+    institution: str, patron_id: str, when: str, *, terminal_password: str = "",
+    patron_password: str | None = None, fee_acknowledged: bool = False,
+) -> SipMessage:
+    """65: renew every item on the patron's card; 66 lists renewed (BM) and unrenewed (BN)."""
+    return SipMessage(
+        "65", {"transaction_date": when},
+        _fields((("AO", institution), ("AA", patron_id), ("AD", patron_password), ("AC", terminal_password),
+                 ("BO", _yn(fee_acknowledged)))),
+    )
+
+
+def checkin(
+    institution: str, item_id: str, when: str, return_date: str, *, location: str = "",
+    terminal_password: str = "", no_block: bool = False,
+) -> SipMessage:
+    """09. `return_date` is when the book was handed back (the scan, also for an offline
+    return replayed later with no-block Y); `location` is the kiosk (AP, required)."""
+    return SipMessage(
+        "09", {"no_block": _yn(no_block), "transaction_date": when, "return_date": return_date},
+        _fields((("AP", location), ("AO", institution), ("AB", item_id), ("AC", terminal_password),
+                 ("BI", "N"))),
     )
 
 

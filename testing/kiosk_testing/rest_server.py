@@ -113,6 +113,8 @@ class RestLibrary:
         self.renewals: dict[str, tuple[tuple[str, str], dict]] = {}
         self.lent: list[tuple[str, str, str]] = []        # (key, patron, item): every loan made
         self.renewed: list[tuple[str, str, str]] = []
+        self.returns: dict[str, tuple[str, dict]] = {}
+        self.returned: list[tuple[str, str, bool]] = []   # (key, item, offline): every return made
         self.ended: list[str] = []
 
     @classmethod
@@ -181,6 +183,8 @@ class RestLibrary:
         result = self._decide(loan)
         if result["ok"]:
             self.items[iid]["on_loan_to"] = pid
+            self.items[iid]["due_date"] = result["due_date"]
+            self.items[iid]["renewals"] = 0
             self.patrons[pid]["loans"].append(iid)
             self.lent.append((key, pid, iid))
         self.loans[key] = ((pid, iid), result)
@@ -227,17 +231,109 @@ class RestLibrary:
                 return 200, {"idempotency_key": key, "item_id": iid, "ok": False, "refusal": "other",
                              "message": "idempotency key already used", "replayed": False}
             i = self.items.get(iid)
+            why = self._renew_one(pid, iid)
             if i is None:
-                result = {"idempotency_key": key, "item_id": iid, "ok": False, "refusal": "item_unknown"}
-            elif i["on_loan_to"] != pid:
+                result = {"idempotency_key": key, "item_id": iid, "ok": False, "refusal": "item_unknown",
+                          "renewal_refusal": "item_unknown"}
+            elif why is not None:
                 result = {"idempotency_key": key, "item_id": iid, "ok": False, "refusal": "other",
-                          "title": i["title"], "message": "not on loan to this patron"}
+                          "renewal_refusal": why, "title": i["title"], "message": "not renewed"}
             else:
-                due = (date.today() + timedelta(days=self.loan_days)).isoformat()
                 result = {"idempotency_key": key, "item_id": iid, "ok": True, "title": i["title"],
-                          "due_date": due}
+                          "due_date": i["due_date"]}
                 self.renewed.append((key, pid, iid))
             self.renewals[key] = ((pid, iid), result)
+            return 200, {**result, "replayed": False}
+
+    def _renewal_refusal(self, pid: str, i: dict | None) -> str | None:
+        """The same rules as the SIP2 fake library, written again here (not shared code)."""
+        if i is None:
+            return "item_unknown"
+        if i["on_loan_to"] != pid:
+            return "not_on_loan"
+        p = self.patrons[pid]
+        if p["blocked"]:
+            return "patron_blocked"
+        if i["on_hold_for"] not in (None, pid):
+            return "on_hold"
+        if i.get("renewals", 0) >= i.get("max_renewals", 2):
+            return "renewal_limit"
+        if i.get("due_date") and i["due_date"] < date.today().isoformat():
+            return "overdue"
+        return None
+
+    def _renew_one(self, pid: str, iid: str) -> str | None:
+        i = self.items.get(iid)
+        why = self._renewal_refusal(pid, i) if pid in self.patrons else "other"
+        if why is None:
+            i["renewals"] = i.get("renewals", 0) + 1
+            i["due_date"] = (date.today() + timedelta(days=self.loan_days)).isoformat()
+        return why
+
+    def patron_account(self, body: dict) -> tuple[int, Any]:
+        with self.lock:
+            p = self.patrons.get(body["patron_id"])
+            if p is None:
+                return 404, _error("PATRON_NOT_FOUND", "no such library card")
+            today = date.today().isoformat()
+            loans = [{"item_id": i["id"], "title": i["title"], "due_date": i.get("due_date"),
+                      "overdue": bool(i.get("due_date")) and i["due_date"] < today}
+                     for i in self.items.values() if i["on_loan_to"] == p["id"]]
+            return 200, {"patron_id": p["id"], "valid": True, "name": p.get("name"),
+                         "blocked": list(p["blocked"]), "loans": loans,
+                         "holds": [{"item_id": None, **h} for h in p.get("holds", [])],
+                         "fines": list(p.get("fines", [])), "fee_amount": p.get("fee_amount"),
+                         "currency": p.get("currency")}
+
+    def renew_all(self, body: dict) -> tuple[int, Any]:
+        with self.lock:
+            key, pid = body["idempotency_key"], body["patron_id"]
+            if key in self.renewals:
+                fingerprint, result = self.renewals[key]
+                if fingerprint == (pid, "*"):
+                    return 200, {**result, "replayed": True}
+                return 200, {"idempotency_key": key, "ok": False, "renewed": [], "unrenewed": [],
+                             "message": "idempotency key already used", "replayed": False}
+            renewed, unrenewed = [], []
+            for i in list(self.items.values()):
+                if i["on_loan_to"] == pid:
+                    why = self._renew_one(pid, i["id"])
+                    (unrenewed if why else renewed).append(i["id"])
+                    if not why:
+                        self.renewed.append((key, pid, i["id"]))
+            result = {"idempotency_key": key, "ok": pid in self.patrons, "renewed": renewed,
+                      "unrenewed": unrenewed}
+            self.renewals[key] = ((pid, "*"), result)
+            return 200, {**result, "replayed": False}
+
+    def return_item(self, body: dict) -> tuple[int, Any]:
+        with self.lock:
+            key, iid = body["idempotency_key"], body["item_id"]
+            if key in self.returns:
+                fingerprint, result = self.returns[key]
+                if fingerprint == iid:
+                    return 200, {**result, "replayed": True}
+                return 200, {"idempotency_key": key, "item_id": iid, "ok": False, "outcome": "counter",
+                             "refusal": "other", "message": "idempotency key already used", "replayed": False}
+            i = self.items.get(iid)
+            if i is None:
+                result = {"idempotency_key": key, "item_id": iid, "ok": False, "outcome": "counter",
+                          "refusal": "item_unknown", "title": ""}
+            elif i["on_loan_to"] is None:
+                result = {"idempotency_key": key, "item_id": iid, "ok": False, "outcome": "counter",
+                          "refusal": "not_on_loan", "title": i["title"]}
+            else:
+                holder = i["on_loan_to"]
+                i["on_loan_to"] = None
+                i["renewals"] = 0
+                if iid in self.patrons.get(holder, {}).get("loans", []):
+                    self.patrons[holder]["loans"].remove(iid)
+                self.returned.append((key, iid, body["offline"]))
+                waiting = i["on_hold_for"] not in (None, holder)
+                result = {"idempotency_key": key, "item_id": iid, "ok": True,
+                          "outcome": "hold_shelf" if waiting else "returned", "refusal": None,
+                          "title": i["title"]}
+            self.returns[key] = (iid, result)
             return 200, {**result, "replayed": False}
 
     def end_session(self, body: dict) -> tuple[int, Any]:
@@ -258,6 +354,9 @@ ROUTES: dict[str, Callable[[RestLibrary, dict], tuple[int, Any]]] = {
     "/items/info": RestLibrary.item_info,
     "/loans": RestLibrary.loans_post,
     "/loans/renew": RestLibrary.renew,
+    "/loans/renew-all": RestLibrary.renew_all,
+    "/patrons/account": RestLibrary.patron_account,
+    "/returns": RestLibrary.return_item,
     "/sessions/end": RestLibrary.end_session,
 }
 

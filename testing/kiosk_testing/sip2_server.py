@@ -51,6 +51,19 @@ PATRON_NFD_NAME = "ぐり ぐら子"
 GURI_NOTE = "ご返却は2週間後です"
 LONG_TITLE = "長い書名の本" * 20      # 120 characters, 360 UTF-8 bytes
 
+# My account, renewals and returns: a patron with a bit of everything.
+PATRON_ACCOUNT = "2000000044444"
+ITEM_KOKORO = "1230000101"             # on loan, renewable
+ITEM_MAIHIME = "1230000102"            # on loan, overdue
+ITEM_GINGA = "1230000103"              # on loan, reserved by another patron
+ITEM_SANSHIRO = "1230000104"           # on loan, renewed as often as allowed
+ITEM_RASHOMON = "1230000105"           # on loan to PATRON_OK's neighbour; returned with a hold waiting
+ACCOUNT_TITLES = {ITEM_KOKORO: "こころ", ITEM_MAIHIME: "舞姫", ITEM_GINGA: "銀河鉄道の夜",
+                  ITEM_SANSHIRO: "三四郎", ITEM_RASHOMON: "羅生門"}
+HOLD_READY_TITLE = "檸檬"
+HOLD_PENDING_TITLE = "山月記"
+FINE_LINE = "300 延滞料"
+
 
 # --------------------------------------------------------------------------- the library
 
@@ -63,6 +76,9 @@ class FakePatron:
     blocked: bool = False
     limit: int = 10
     holds_ready: list[str] = field(default_factory=list)
+    holds_pending: list[str] = field(default_factory=list)
+    fines: list[str] = field(default_factory=list)         # AV lines
+    fee_amount: str = ""                                   # BV ('' = none)
 
 
 @dataclass
@@ -73,6 +89,8 @@ class FakeItem:
     on_hold_for: str | None = None
     not_for_loan: bool = False
     note: str = ""                # screen message (AF) on a successful loan
+    renewals: int = 0
+    max_renewals: int = 2
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,8 @@ class FakeLibrary:
         self.items: dict[str, FakeItem] = {}
         self.loans: dict[str, tuple[str, str]] = {}       # item -> (patron, due)
         self.checkouts: list[dict[str, str]] = []         # every 11 received, in order
+        self.checkins: list[dict[str, str]] = []          # every 09 received, in order
+        self.renewals: list[dict[str, str]] = []          # every 29 (and each item of a 65), in order
         self.requests: list[str] = []                      # command ids received, in order
 
     @classmethod
@@ -105,6 +125,8 @@ class FakeLibrary:
             FakePatron(PATRON_PIPE, "Smith|Jones"),
             FakePatron("2000000088888", "Other Patron"),
             FakePatron(PATRON_NFD, unicodedata.normalize("NFD", PATRON_NFD_NAME)),
+            FakePatron(PATRON_ACCOUNT, "佐藤 花子", password="2468", holds_ready=[HOLD_READY_TITLE],
+                       holds_pending=[HOLD_PENDING_TITLE], fines=[FINE_LINE], fee_amount="300"),
         )}
         lib.items = {i.item_id: i for i in (
             FakeItem(ITEM_NEKO, NEKO_TITLE),
@@ -118,6 +140,15 @@ class FakeLibrary:
         )}
         lib.loans[ITEM_OUT] = ("2000000088888", "20990101    235900")
         lib.loans["1230000099"] = (PATRON_AT_LIMIT, "20990101    235900")
+        for item_id, title in ACCOUNT_TITLES.items():
+            lib.items[item_id] = FakeItem(item_id, title)
+        lib.items[ITEM_GINGA].on_hold_for = "2000000088888"
+        lib.items[ITEM_RASHOMON].on_hold_for = PATRON_OK
+        lib.items[ITEM_SANSHIRO].renewals = 2
+        for item_id in (ITEM_KOKORO, ITEM_GINGA, ITEM_SANSHIRO):
+            lib.loans[item_id] = (PATRON_ACCOUNT, "20990101    235900")
+        lib.loans[ITEM_MAIHIME] = (PATRON_ACCOUNT, "20200101    235900")
+        lib.loans[ITEM_RASHOMON] = ("2000000088888", "20990101    235900")
         return lib
 
     def note(self, command: str) -> None:
@@ -171,6 +202,58 @@ class FakeLibrary:
                 return Outcome(False, False, item.title, "", "Too many items checked out")
         self.loans[item_id] = (patron_id, due)
         return Outcome(True, False, item.title, due, item.note)
+
+
+    def overdue_of(self, patron_id: str, today: str) -> list[str]:
+        with self.lock:
+            return [item for item, (patron, due) in self.loans.items() if patron == patron_id and due[:8] < today]
+
+    def renew(self, patron_id: str, item_id: str, when: str, days: int) -> Outcome:
+        """29 (and each item of 65): the rules a Koha-like ILS applies, refusals in its words."""
+        with self.lock:
+            outcome = self._renew(patron_id, item_id, when, days)
+            self.renewals.append({"patron": patron_id, "item": item_id,
+                                  "outcome": "renewed" if outcome.ok else outcome.message})
+            return outcome
+
+    def _renew(self, patron_id: str, item_id: str, when: str, days: int) -> Outcome:
+        holder, item, patron = self.loans.get(item_id), self.items.get(item_id), self.patrons.get(patron_id)
+        title = item.title if item else ""
+        if not holder or holder[0] != patron_id or item is None or patron is None:
+            return Outcome(False, False, title, "", "Item not checked out to this patron")
+        if patron.blocked:
+            return Outcome(False, False, title, "", "Patron blocked")
+        if item.on_hold_for and item.on_hold_for != patron_id:
+            return Outcome(False, False, title, "", "Item is on hold for another patron")
+        if item.renewals >= item.max_renewals:
+            return Outcome(False, False, title, "", "Too many renewals")
+        if holder[1][:8] < when[:8]:
+            return Outcome(False, False, title, "", "Item is overdue")
+        item.renewals += 1
+        due = _koha_due(when, days)
+        self.loans[item_id] = (patron_id, due)
+        return Outcome(True, True, title, due)
+
+    def checkin(self, item_id: str, no_block: str, when: str, return_date: str) -> tuple[bool, bool, str, str]:
+        """09: (ok, alert, title, screen message); records the outcome of every 09 received."""
+        with self.lock:
+            item = self.items.get(item_id)
+            record = {"item": item_id, "no_block": no_block, "transaction_date": when, "return_date": return_date}
+            if item is None:
+                record["outcome"] = "unknown"
+                self.checkins.append(record)
+                return False, True, "", "Item unknown"
+            if item_id not in self.loans:
+                record["outcome"] = "not_on_loan"
+                self.checkins.append(record)
+                return False, False, item.title, "Item not checked out"
+            del self.loans[item_id]
+            item.renewals = 0
+            record["outcome"] = "returned"
+            self.checkins.append(record)
+            if item.on_hold_for:
+                return True, True, item.title, "Item on hold for another patron: hold shelf"
+            return True, False, item.title, ""
 
 
 def _koha_due(date18: str, days: int) -> str:
@@ -229,15 +312,25 @@ def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
         library.note("63")
         patron, extra = patron_fields(req.patron_identifier, req.patron_password)
         loans = library.loans_of(req.patron_identifier)
+        overdue = library.overdue_of(req.patron_identifier, ctx.now_18()[:8])
         holds = patron.holds_ready if patron else []
+        pending = patron.holds_pending if patron else []
+        fines = patron.fines if patron else []
+        asked = {fid: _page(values, req.start_item, req.end_item) if req.summary[pos: pos + 1] == "Y" else []
+                 for fid, pos, values in (("AS", 0, holds), ("AT", 1, overdue), ("AU", 2, loans),
+                                          ("AV", 3, fines), ("CD", 5, pending))}
         return m.PatronInformationResponse(
             language=req.language, transaction_date=ctx.now_18(),
-            hold_items_count=f"{len(holds):04d}", overdue_items_count="0000",
-            charged_items_count=f"{len(loans):04d}", fine_items_count="0000",
-            recall_items_count="0000", unavailable_holds_count="0000",
+            hold_items_count=f"{len(holds):04d}", overdue_items_count=f"{len(overdue):04d}",
+            charged_items_count=f"{len(loans):04d}", fine_items_count=f"{len(fines):04d}",
+            recall_items_count="0000", unavailable_holds_count=f"{len(pending):04d}",
             institution_id=INSTITUTION, patron_identifier=req.patron_identifier,
             charged_items_limit=f"{patron.limit:04d}" if patron else None,
-            hold_items=tuple(holds) if req.summary.startswith("Y") else (),
+            fee_amount=patron.fee_amount or None if patron else None,
+            currency_type="JPY" if patron and patron.fee_amount else None,
+            hold_items=tuple(asked["AS"]), overdue_items=tuple(asked["AT"]),
+            charged_items=tuple(asked["AU"]), fine_items=tuple(asked["AV"]),
+            unavailable_hold_items=tuple(asked["CD"]),
             **extra,
         )
 
@@ -253,7 +346,9 @@ def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
     async def _item_info(req: m.ItemInformationRequest, ctx):
         library.note("17")
         item = library.items.get(req.item_identifier)
+        holder = library.loans.get(req.item_identifier)
         return m.ItemInformationResponse(
+            due_date=holder[1] if holder else None,
             circulation_status=library.circulation_status(req.item_identifier),
             security_marker="02", fee_type="01", transaction_date=ctx.now_18(),
             item_identifier=req.item_identifier, title_identifier=item.title if item else "",
@@ -278,19 +373,39 @@ def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
     @app.route(pysip2.RENEW)
     async def _renew(req: m.RenewRequest, ctx):
         library.note("29")
-        holder = library.loans.get(req.item_identifier or "")
-        ok = bool(holder and holder[0] == req.patron_identifier)
-        due = _koha_due(req.transaction_date, 14) if ok else ""
-        if ok:
-            library.loans[req.item_identifier] = (req.patron_identifier, due)
-        item = library.items.get(req.item_identifier or "")
+        out = library.renew(req.patron_identifier, req.item_identifier or "", req.transaction_date, 14)
         return m.RenewResponse(
-            ok="1" if ok else "0", renewal_ok="Y" if ok else "N", magnetic_media="N",
+            ok="1" if out.ok else "0", renewal_ok="Y" if out.ok else "N", magnetic_media="N",
             desensitize="N", transaction_date=ctx.now_18(), institution_id=INSTITUTION,
             patron_identifier=req.patron_identifier, item_identifier=req.item_identifier or "",
-            title_identifier=item.title if item else "", due_date=due,
-            screen_message=() if ok else ("Item not checked out to this patron",),
+            title_identifier=out.title, due_date=out.due,
+            screen_message=(out.message,) if out.message else (),
         )
+
+    @app.route(pysip2.RENEW_ALL)
+    async def _renew_all(req: m.RenewAllRequest, ctx):
+        library.note("65")
+        renewed, unrenewed = [], []
+        for item_id in library.loans_of(req.patron_identifier):
+            out = library.renew(req.patron_identifier, item_id, req.transaction_date, 14)
+            (renewed if out.ok else unrenewed).append(item_id)
+        return m.RenewAllResponse(
+            ok="1", renewed_count=f"{len(renewed):04d}", unrenewed_count=f"{len(unrenewed):04d}",
+            transaction_date=ctx.now_18(), institution_id=INSTITUTION,
+            renewed_items=tuple(renewed), unrenewed_items=tuple(unrenewed))
+
+    @app.route(pysip2.CHECKIN)
+    async def _checkin(req: m.CheckinRequest, ctx):
+        library.note("09")
+        ok, alert, title, message = library.checkin(req.item_identifier, req.no_block, req.transaction_date,
+                                                    req.return_date)
+        hold = alert and ok
+        return m.CheckinResponse(
+            ok="1" if ok else "0", resensitize="Y" if ok else "N", magnetic_media="N",
+            alert="Y" if alert else "N", transaction_date=ctx.now_18(), institution_id=INSTITUTION,
+            item_identifier=req.item_identifier, permanent_location="MAIN",
+            title_identifier=title or None, sort_bin="HOLDS" if hold else None,
+            screen_message=(message,) if message else ())
 
     @app.route(pysip2.END_PATRON_SESSION)
     async def _end(req: m.EndPatronSessionRequest, ctx):
@@ -324,7 +439,8 @@ def run_pysip2_acs(library: FakeLibrary, *, login_required: bool = True,
 
 # --------------------------------------------------------------------------- Koha-quirks ACS
 
-_REQUEST_FIXED = {"93": 2, "99": 8, "63": 31, "23": 21, "17": 18, "11": 38, "29": 38, "35": 18, "09": 37}
+_REQUEST_FIXED = {"93": 2, "99": 8, "63": 31, "23": 21, "17": 18, "11": 38, "29": 38, "35": 18, "09": 37,
+                  "65": 18}
 _TRAILER = re.compile(rb"AY\dAZ[0-9A-Fa-f]{4}\Z|AZ[0-9A-Fa-f]{4}\Z")
 
 
@@ -534,12 +650,21 @@ class KohaQuirksAcs(_ThreadedServer):
             if command == "23":
                 return f"24{status}000{now}{tail}"
             loans = lib.loans_of(pid)
+            overdue = lib.overdue_of(pid, now[:8])
             holds = patron.holds_ready if patron else []
-            detail = "".join(f"AS{h}|" for h in holds) if fixed[21:22] == "Y" else ""
+            pending = patron.holds_pending if patron else []
+            fines = patron.fines if patron else []
+            summary = fixed[21:31]
+            detail = ""
+            for fid, pos, values in (("AS", 0, holds), ("AT", 1, overdue), ("AU", 2, loans),
+                                     ("AV", 3, fines), ("CD", 5, pending)):
+                if summary[pos: pos + 1] == "Y":
+                    detail += "".join(f"{fid}{esc(v)}|" for v in _page(values, fields.get("BP"), fields.get("BQ")))
             limit = f"CB{patron.limit:04d}|" if patron else ""
+            fee = f"BV{patron.fee_amount}.00|BHJPY|" if patron and patron.fee_amount else ""
             # Koha sends counts, the limit, details and its own extension fields.
-            return (f"64{status}000{now}{len(holds):04d}0000{len(loans):04d}000000000000"
-                    f"{tail}{limit}{detail}PB19800101|PCADULT|PIY|AFGreetings from Koha|")
+            return (f"64{status}000{now}{len(holds):04d}{len(overdue):04d}{len(loans):04d}{len(fines):04d}0000"
+                    f"{len(pending):04d}{tail}{limit}{fee}{detail}PB19800101|PCADULT|PIY|AFGreetings from Koha|")
         item_id = fields.get("AB", "")
         item = lib.items.get(item_id)
         if command == "17":
@@ -560,16 +685,32 @@ class KohaQuirksAcs(_ThreadedServer):
             return (f"12{'1' if out.ok else '0'}{'Y' if out.renewal else 'N'}U{'Y' if out.ok else 'N'}{now}"
                     f"AO{INSTITUTION}|AA{pid}|AB{item_id}|AJ{esc(out.title)}|AH{out.due}|{msg}")
         if command == "29":
-            holder = lib.loans.get(item_id)
-            ok = bool(holder and holder[0] == pid)
-            due = _koha_due(fixed[2:20], 28) if ok else ""
-            if ok:
-                lib.loans[item_id] = (pid, due)
-            return (f"30{'1' if ok else '0'}{'Y' if ok else 'N'}UN{now}AO{INSTITUTION}|AA{pid}|AB{item_id}|"
-                    f"AJ{esc(item.title) if item else ''}|AH{due}|")
+            out = lib.renew(pid, item_id, fixed[2:20], 28)
+            msg = f"AF{out.message}|" if out.message else ""
+            return (f"30{'1' if out.ok else '0'}{'Y' if out.ok else 'N'}UN{now}AO{INSTITUTION}|AA{pid}|AB{item_id}|"
+                    f"AJ{esc(out.title)}|AH{out.due}|{msg}")
+        if command == "65":
+            renewed, unrenewed = [], []
+            for loan in lib.loans_of(pid):
+                (renewed if lib.renew(pid, loan, fixed[:18], 28).ok else unrenewed).append(loan)
+            return (f"661{len(renewed):04d}{len(unrenewed):04d}{now}AO{INSTITUTION}|"
+                    + "".join(f"BM{i}|" for i in renewed) + "".join(f"BN{i}|" for i in unrenewed))
+        if command == "09":
+            ok, alert, title, message = lib.checkin(item_id, fixed[:1], fixed[1:19], fixed[19:37])
+            hold = "CV01|CLHOLDS|" if ok and alert else ""          # Koha: alert type 01 = hold here
+            msg = f"AF{message}|" if message else ""
+            return (f"10{'1' if ok else '0'}{'Y' if ok else 'N'}U{'Y' if alert else 'N'}{now}AO{INSTITUTION}|"
+                    f"AB{item_id}|AQMAIN|AJ{esc(title)}|{hold}{msg}")
         if command == "35":
             return f"36Y{now}AO{INSTITUTION}|AA{pid}|"
         return None
+
+
+def _page(values: list[str], start: str | None, end: str | None) -> list[str]:
+    """BP/BQ paging (1-based, inclusive); missing or junk bounds mean the whole list."""
+    first = int(start) if start and start.isdigit() else 1
+    last = int(end) if end and end.isdigit() else len(values)
+    return values[max(first, 1) - 1: last]
 
 
 def _koha_escape(text: str) -> str:
