@@ -11,30 +11,13 @@ from pathlib import Path
 import pytest
 
 from kiosk.core.events import Barcode, Press
-from kiosk.shell.launcher import build_controller, build_services, load_site
-from kiosk_testing.fleet import free_port, https, make_bundle, site_text
-from kiosk_testing.manual_loop import ManualLoop, RecordingView
+from kiosk_testing.fleet import https, make_bundle, running_kiosk_with_management
 
 
 @pytest.fixture
 def running_kiosk(tmp_path: Path, fleet_keys, fleet_pki):
-    port = free_port()
-    site = tmp_path / "kiosk.toml"
-    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
-    text = text.replace("[management]\n", f"[management]\nport = {port}\n")
-    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
-             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
-    site.write_text(text, encoding="utf-8")
-    effective = load_site(str(site))
-    services = build_services(effective.config)
-    services.effective = effective
-    view, loop = RecordingView(), ManualLoop()
-    controller = build_controller(services, view, loop)
-    controller.start()
-    loop.run_pending()
-    yield services, controller, view, loop, f"https://127.0.0.1:{port}"
-    controller.stop()
-    services.close()
+    with running_kiosk_with_management(tmp_path, fleet_keys, fleet_pki) as kiosk:
+        yield kiosk
 
 
 def push(url: str, pki, body: bytes):

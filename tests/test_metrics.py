@@ -15,10 +15,8 @@ from kiosk.core import effects as fx
 from kiosk.core import events as ev
 from kiosk.core.card import AuthOutcome, CardError, CardKind, CardProbe
 from kiosk.core.catalogue import Refusal
-from kiosk.shell.launcher import build_controller, build_services, load_site
 from kiosk.shell.metrics import KioskMetrics
-from kiosk_testing.fleet import free_port, https, site_text
-from kiosk_testing.manual_loop import ManualLoop, RecordingView
+from kiosk_testing.fleet import https, running_kiosk_with_management
 
 NOW = datetime(2025, 4, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -92,23 +90,8 @@ def test_the_registry_is_private():
 
 @pytest.fixture
 def running_kiosk(tmp_path: Path, fleet_keys, fleet_pki):
-    port = free_port()
-    site = tmp_path / "kiosk.toml"
-    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
-    text = text.replace("[management]\n", f"[management]\nport = {port}\n")
-    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
-             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
-    site.write_text(text, encoding="utf-8")
-    effective = load_site(str(site))
-    services = build_services(effective.config)
-    services.effective = effective
-    view, loop = RecordingView(), ManualLoop()
-    controller = build_controller(services, view, loop)
-    controller.start()
-    loop.run_pending()
-    yield services, controller, view, loop, f"https://127.0.0.1:{port}"
-    controller.stop()
-    services.close()
+    with running_kiosk_with_management(tmp_path, fleet_keys, fleet_pki) as kiosk:
+        yield kiosk
 
 
 def test_metrics_of_a_running_kiosk_over_mtls(running_kiosk, fleet_pki):

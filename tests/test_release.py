@@ -463,25 +463,10 @@ def test_the_fuzzed_good_payload_is_taken():
 # -- the running kiosk: poll, stage, restart at the next idle moment -------------------------------
 
 def running(tmp_path, fleet_keys, fleet_pki, release_key, url):
-    from kiosk.shell.launcher import build_controller, build_services, load_site
-    from kiosk_testing.fleet import free_port, site_text
-    from kiosk_testing.manual_loop import ManualLoop, RecordingView
+    from kiosk_testing.fleet import running_kiosk_with_management
 
-    site = tmp_path / "kiosk.toml"
-    text = site_text(tmp_path / "data", fleet_keys, fleet_pki)
-    text = text.replace("[management]\n", f"[management]\nport = {free_port()}\n"
-                                          f"release_keys = ['{release_key}']\nrelease_url = '{url}'\n")
-    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
-             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
-    site.write_text(text, encoding="utf-8")
-    effective = load_site(str(site))
-    services = build_services(effective.config)
-    services.effective = effective
-    view, loop = RecordingView(), ManualLoop()
-    controller = build_controller(services, view, loop)
-    controller.start()
-    loop.run_pending()
-    return services, controller, view, loop
+    return running_kiosk_with_management(tmp_path, fleet_keys, fleet_pki,
+                                         f"release_keys = ['{release_key}']\nrelease_url = '{url}'\n")
 
 
 def test_an_unreadable_release_key_leaves_the_kiosk_serving_without_releases(tmp_path, web, fleet_keys, fleet_pki,
@@ -489,14 +474,10 @@ def test_an_unreadable_release_key_leaves_the_kiosk_serving_without_releases(tmp
     from kiosk.sync.config_poll import ConfigPoller
 
     url = f"{web.url}/r/manifest.json"
-    services, controller, view, loop = running(tmp_path, fleet_keys, fleet_pki, tmp_path / "missing.pub", url)
-    try:
+    with running(tmp_path, fleet_keys, fleet_pki, tmp_path / "missing.pub", url) as (services, controller, view, loop, _):
         assert view.screen == "idle" and services.staff_backend is not None
         assert not any(isinstance(x, ConfigPoller) and x.url == url for x in services.extras)
         assert any(r.getMessage() == "release.poll_off" for r in caplog.records)
-    finally:
-        controller.stop()
-        services.close()
 
 
 def test_a_running_kiosk_stages_a_polled_release_and_restarts_only_at_idle(tmp_path, keys, web, fleet_keys,
@@ -505,8 +486,7 @@ def test_a_running_kiosk_stages_a_polled_release_and_restarts_only_at_idle(tmp_p
     from kiosk.sync.config_poll import ConfigPoller
 
     url = publish(build(tmp_path, keys, "99.0.0"), web)
-    services, controller, view, loop = running(tmp_path, fleet_keys, fleet_pki, keys["release_pub"], url)
-    try:
+    with running(tmp_path, fleet_keys, fleet_pki, keys["release_pub"], url) as (services, controller, view, loop, _):
         poller = next(x for x in services.extras if isinstance(x, ConfigPoller) and x.url == url)
         controller.post(Barcode("20000001"))                    # a patron is signed in
         loop.pump_until(lambda: view.screen == "scanning")
@@ -524,6 +504,3 @@ def test_a_running_kiosk_stages_a_polled_release_and_restarts_only_at_idle(tmp_p
             loop.tick()
             loop.run_pending()
         assert view.screen == "idle" and services.exit_how == "restart"
-    finally:
-        controller.stop()
-        services.close()

@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -217,6 +218,37 @@ tls_key = "{pki.server_key}"
 client_ca = "{pki.ca}"
 """
     return text + extra
+
+
+
+@contextmanager
+def running_kiosk_with_management(tmp_path: Path, keys: SigningKeys, pki: FleetPki,
+                                  management: str = "") -> Iterator[tuple[Any, Any, Any, Any, str]]:
+    """A kiosk built by the launcher (demo catalogue, no card reader) with central IT's endpoint on
+    a free loopback port, driven by a manual loop: yields (services, controller, view, loop, url).
+    `management` adds lines to the site file's [management] table."""
+    from kiosk.shell.launcher import build_controller, build_services, load_site
+    from kiosk_testing.manual_loop import ManualLoop, RecordingView
+
+    port = free_port()
+    site = tmp_path / "kiosk.toml"
+    text = site_text(tmp_path / "data", keys, pki)
+    text = text.replace("[management]\n", f"[management]\nport = {port}\n{management}")
+    text += (f"\n[card]\nbackend = 'none'\n\n[catalogue.local]\npath = '{tmp_path / 'ils.json'}'\n"
+             "seed_demo = true\n\n[loans]\nlibrary_card_password = false\n")
+    site.write_text(text, encoding="utf-8")
+    effective = load_site(str(site))
+    services = build_services(effective.config)
+    services.effective = effective
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    try:
+        controller.start()
+        loop.run_pending()
+        yield services, controller, view, loop, f"https://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+        services.close()
 
 
 @pytest.fixture
