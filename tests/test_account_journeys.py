@@ -13,7 +13,7 @@ import pytest
 
 from kiosk.config.load import load_config
 from kiosk.core.events import Barcode, Press
-from kiosk.shell.launcher import build_controller, build_services
+from kiosk.shell.launcher import build_controller, build_services, session_settings
 from kiosk_testing.manual_loop import ManualLoop, RecordingView
 from kiosk_testing.testbed_accounts import (
     ITEM_GINGA,
@@ -156,6 +156,41 @@ def test_the_return_desk_gives_way_to_out_of_service_and_comes_back(mode, tmp_pa
         post(SetOutOfService(False))
         loop.pump_until(lambda: view.screen == ("returns" if mode == "return" else "idle"))
         assert "rows" not in view.shown[-1][1] or view.shown[-1][1]["rows"] == []    # wiped
+    finally:
+        controller.stop()
+        services.close()
+
+
+def test_new_configuration_waits_for_the_patron_at_the_return_desk(tmp_path):
+    """A live switch or a restart lands at idle: not while a patron is returning books, and a
+    return station keeps its desk on screen afterwards (never the lending idle screen)."""
+    layer = {"kiosk": {"data_dir": str(tmp_path / "kiosk"), "id": "journey", "mode": "return"},
+             "card": {"backend": "none"},
+             "catalogue": {"backend": "local", "local": {"path": str(tmp_path / "ils.json"), "seed_demo": True}},
+             "logging": {"format": "text", "level": "WARNING"}}
+    config = load_config(None, [("journey", layer)])
+    services = build_services(config)
+    view, loop = RecordingView(), ManualLoop()
+    controller = build_controller(services, view, loop)
+    controller.start()
+    ran: list[str] = []
+    try:
+        loop.pump_until(lambda: view.screen == "returns")
+        controller.post(Barcode("10000013"))
+        loop.pump_until(lambda: view.shown[-1][1]["rows"] and view.shown[-1][1]["rows"][-1]["state"] == "returned")
+        controller.when_idle(lambda: ran.append("switch"))
+        loop.run_pending()
+        loop.tick()
+        loop.run_pending()
+        assert ran == []                                        # a patron is at the desk
+        controller.post(Press("done"))
+        loop.run_pending()
+        loop.tick()
+        loop.run_pending()
+        assert ran == ["switch"]
+        controller.apply_settings(session_settings(config))     # what a live layer does
+        loop.run_pending()
+        assert view.screen == "returns" and view.shown[-1][1]["rows"] == []
     finally:
         controller.stop()
         services.close()

@@ -73,6 +73,12 @@ class ReturnDesk:
     notice: str = ""
     _touched: float = 0.0
 
+    @property
+    def in_use(self) -> bool:
+        """A patron is at the desk (a station's empty desk is its idle screen): new
+        configuration and restarts wait until the desk is closed or cleared."""
+        return self.active and (not self.settings.station or bool(self.rows) or self.summary or self.printing)
+
     # ------------------------------------------------------------------ lifecycle
 
     def open(self, now: float) -> list[fx.Effect]:
@@ -168,8 +174,6 @@ class ReturnDesk:
                 return self.close(now)
             self._settle_pending(now, force=True)
             self.summary = True
-            if not self.settings.receipts:
-                return self._show(now)
             return self._show(now)
         if e.action == "receipt" and self.summary and self.settings.receipts and not self.printing:
             self.printing = True

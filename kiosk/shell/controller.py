@@ -221,9 +221,10 @@ class Controller:
         if isinstance(event, ev.CardInserted | ev.CardRemoved):
             self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
-        if self._to_return_desk(event, now, staff_open=staff is not None and staff.active):
-            return
-        if self._to_account(event, now, staff_open=staff is not None and staff.active):
+        staff_open = staff is not None and staff.active
+        if self._to_return_desk(event, now, staff_open) or self._to_account(event, now, staff_open):
+            if isinstance(event, ev.Tick):
+                self._run_at_idle()         # a station's desk takes every tick: idle work still runs
             return
         if staff is None:
             self._run(self.session.handle(event, now))
@@ -362,10 +363,17 @@ class Controller:
         the kiosk (new configuration never lands in the middle of a session). Any thread."""
         self.loop.call_soon(lambda: (self._at_idle.append(fn), self._run_at_idle()))
 
+    def _idle(self) -> bool:
+        """Nobody is using the kiosk: no patron session (out of service counts as idle), no one
+        at the return desk, no staff."""
+        if self.session.in_session and self.session.screen != "out_of_service":
+            return False
+        if self.returns is not None and self.returns.in_use:
+            return False
+        return self.staff is None or not self.staff.active
+
     def _run_at_idle(self) -> None:
-        if not self._at_idle or self.session.in_session and self.session.screen != "out_of_service":
-            return
-        if self.staff is not None and self.staff.active:
+        if not self._at_idle or not self._idle():
             return
         pending, self._at_idle = self._at_idle, []
         for fn in pending:
@@ -377,7 +385,10 @@ class Controller:
     def apply_settings(self, settings) -> None:
         """Live configuration: the session's rules change; the screen is redrawn."""
         self.session.settings = settings
-        self._run(self.session.refresh(self.clock()))
+        if self.returns is not None and self.returns.active:
+            self._run(self.returns.open(self.clock()))      # a station's desk stays its screen
+        else:
+            self._run(self.session.refresh(self.clock()))
         log_event(log, "config.applied_live")
 
     def on_loan_result(self, result: LoanResult) -> None:

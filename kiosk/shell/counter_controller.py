@@ -84,16 +84,9 @@ class CounterController(Controller):
         elif isinstance(event, self._STAFF_EVENTS):
             self._run(staff.handle(event, now))
 
-    def _run_at_idle(self) -> None:
+    def _idle(self) -> bool:
         """New configuration lands while nobody is signed in at the counter."""
-        if not self._at_idle or (self.staff is not None and self.staff.screen not in (CLOSED, SIGNIN)):
-            return
-        pending, self._at_idle = self._at_idle, []
-        for fn in pending:
-            try:
-                fn()
-            except Exception as exc:
-                log_event(log, "idle_task.failed", logging.ERROR, error=type(exc).__name__)
+        return self.staff is None or self.staff.screen in (CLOSED, SIGNIN)
 
     def apply_settings(self, settings) -> None:
         """Live configuration: the session's rules change, and nothing of the patron's is drawn."""
