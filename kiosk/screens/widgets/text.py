@@ -10,8 +10,9 @@ from __future__ import annotations
 from kivy.clock import Clock
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.label import Label
+from kivy.utils import get_hex_from_color
 
-from kiosk.screens import fonts
+from kiosk.screens import fonts, linebreak
 from kiosk.screens.theme import RGBA, Theme
 
 # Icons come from the icon font (DejaVu): the CJK fonts have no ✕ or ⌫.
@@ -39,12 +40,20 @@ def escape(text: str) -> str:
 _FITS: dict[tuple, tuple] = {}
 
 
+# Widths of phrases by (font, size, bold, string): typesetting measures the same phrases
+# at every size a text is tried at. Cleared with the fits (it holds texts too).
+_WIDTHS: dict[tuple, float] = {}
+
+
 def forget_fits() -> None:
     _FITS.clear()
+    _WIDTHS.clear()
 
 
 class FitMixin:
-    """Fit the text to the box: shrink the font (never below 45 %) and wrap as needed.
+    """Fit the text to the box: shrink the font and wrap as needed, never below the
+    theme's readable minimum (`least_for`; else 45 %): a text that still does not fit is
+    `overflowing`, a layout fault the display matrix test reports.
 
     `prefer_single` (buttons, headings) first tries one line down to 70 % of the size,
     so "全部消す" shrinks a little rather than breaking in the middle of a word.
@@ -56,6 +65,8 @@ class FitMixin:
     grow = BooleanProperty(False)
     prefer_single = BooleanProperty(False)
     overflowing = BooleanProperty(False)    # even the smallest size did not fit (layout tests)
+    shown_text = ""                         # the text as drawn: `text` with its line breaks
+    least_for = None                        # base size -> smallest readable size (Theme.least_size)
 
     def _init_fit(self) -> None:
         # Kivy's own first render of the label comes before the fit: at the base size it
@@ -71,6 +82,60 @@ class FitMixin:
     def _markup_if_needed(self, _w, text: str) -> None:
         # Markup layout is several times slower; most texts have no icon or escape.
         self.markup = "[" in text or "&" in text
+
+    def typeset(self, text: str) -> str:
+        """`text` with its line breaks placed between phrases and by the kinsoku rules
+        (kiosk/screens/linebreak.py) for the current box and font size: Kivy would cut a
+        Japanese or Chinese line at any character. Other scripts wrap at spaces as before."""
+        width = self.text_size[0]
+        if width is None or not text or not linebreak.is_cjk(text):
+            return text
+        pad = self.padding
+        avail = width - pad[0] - pad[2] - 1
+        core = self._label
+        key = (core.options["font_name"], int(core.options["font_size"]), bool(core.options["bold"]))
+
+        def measure(s: str) -> float:
+            k = (*key, s)
+            w = _WIDTHS.get(k)
+            if w is None:
+                if len(_WIDTHS) > 20000:
+                    _WIDTHS.clear()
+                w = _WIDTHS[k] = core.get_extents(s)[0]
+            return w
+
+        if self.markup:
+            return linebreak.break_markup(text, avail, measure)
+        starts = linebreak.breaks(text, avail, measure)
+        return "\n".join(linebreak.lines_at(text, starts)) if starts else text
+
+    def texture_update(self, *largs) -> None:
+        """Kivy's Label.texture_update, drawing the typeset text instead of `text`."""
+        if not self.text:
+            super().texture_update(*largs)
+            return
+        shown = self.typeset(self.text)
+        self.shown_text = shown
+        if not self.markup:
+            self._label.text = shown
+            super().texture_update(*largs)
+            return
+        if shown == self.text:
+            super().texture_update(*largs)
+            return
+        # The markup branch of Label.texture_update, with the typeset text.
+        self.texture = None
+        color = self.disabled_color if self.disabled else self.color
+        self._label.text = "".join(("[color=", get_hex_from_color(color), "]", shown, "[/color]"))
+        self._label.refresh()
+        if self._label.texture:
+            self._label.texture.bind()
+        self.refs = self._label.refs
+        self.anchors = self._label.anchors
+        if self._label.texture is not None:
+            self.texture = self._label.texture
+            self.texture_size = list(self.texture.size)
+        self.is_shortened = self._label.is_shortened
 
     def _measure(self, size: float, text_size) -> tuple[float, float]:
         self.font_size = max(1, int(size))      # whole pixels: the font cache is per size
@@ -105,10 +170,11 @@ class FitMixin:
             return
         if h <= 4:
             return
+        least = max(base * 0.45, self.least_for(base) if self.least_for else 0)
         if self.prefer_single:
             tw, th = self._measure(base, (None, None))
             scale = 1.0 if (tw <= w - 2 and th <= h) else min((w - 2) / tw, h / th) * 0.98
-            if scale >= 0.7:
+            if scale >= 0.7 and base * scale >= least:
                 if scale < 1.0:
                     tw, th = self._measure(base * scale, (None, None))
                 if tw <= w - 2 and th <= h:
@@ -121,10 +187,10 @@ class FitMixin:
         size = base
         _, th = self._measure(size, (w, None))
         if th > h + 0.5:
-            size = max(base * 0.45, base * (h / th) ** 0.5 * 0.97)
+            size = max(least, base * (h / th) ** 0.5 * 0.97)
             _, th = self._measure(size, (w, None))
-            while th > h + 0.5 and size > base * 0.45:
-                size = max(base * 0.45, size * 0.9)
+            while th > h + 0.5 and size > least:
+                size = max(least, size * 0.9)
                 _, th = self._measure(size, (w, None))
         self.overflowing = th > h + 0.5
         self.text_size = (w, h)
@@ -147,4 +213,5 @@ class Text(FitMixin, Label):
         super().__init__(halign=halign, valign=valign, **kw)
         self.base_size = size or theme.font_body
         self.color = color or theme.palette.text
+        self.least_for = theme.least_size
         self._init_fit()
