@@ -17,7 +17,7 @@ from kiosk.screens import fonts
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import Context, paint
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import Slot, set_font
+from kiosk.screens.widgets.layout import Slot, TextColumn, set_font
 from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
 from kiosk.screens.widgets.text import Text, escape
 
@@ -28,12 +28,16 @@ INFO_NOTICES = {"printing"}
 class Header(BoxLayout):
     """Library name, TEST/DEMO badges and (on most screens) a compact language bar.
 
-    In portrait the width goes to the language buttons and the name is left out
-    (idle, which has no compact bar, still shows it)."""
+    In portrait the language buttons get a row of their own under the name, so that each
+    language name is readable in full; in landscape with large text the name is left out
+    to give them the width (idle, which has no compact bar, always shows it)."""
 
     def __init__(self, ctx: Context, language_bar: bool) -> None:
         th = ctx.theme
-        super().__init__(orientation="horizontal", size_hint_y=None, height=th.header, spacing=th.gap)
+        two_rows = language_bar and th.portrait
+        name_row = th.line * 1.2
+        super().__init__(orientation="vertical" if two_rows else "horizontal", size_hint_y=None,
+                         height=th.header + name_row + th.gap if two_rows else th.header, spacing=th.gap)
         self.ctx = ctx
         self.name = Text(th, text=escape(ctx.library_name), halign="left", size=th.font_body, bold=True,
                          color=th.palette.muted, fixed_font=True, font_name=fonts.registered(ctx.default_language),
@@ -42,12 +46,21 @@ class Header(BoxLayout):
         self.languages: LanguageBar | None = None
         if language_bar:
             self.languages = LanguageBar(ctx, compact=True)
-            if not th.portrait:
-                self.name.size_hint_x = 0.42
-                self.languages.size_hint_x = 0.58
-                self.add_widget(self.name)
-            self.add_widget(self.badges)
-            self.add_widget(self.languages)
+            if two_rows:
+                top = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=name_row)
+                top.add_widget(self.name)
+                top.add_widget(self.badges)
+                self.add_widget(top)
+                self.languages.size_hint_y = None
+                self.languages.height = th.header
+                self.add_widget(self.languages)
+            else:
+                if not th.large_text:
+                    self.name.size_hint_x = 0.42
+                    self.languages.size_hint_x = 0.58
+                    self.add_widget(self.name)
+                self.add_widget(self.badges)
+                self.add_widget(self.languages)
         else:
             self.add_widget(self.name)
             self.add_widget(self.badges)
@@ -129,7 +142,7 @@ class KioskScreen(Screen):
             self.footer.set(None)
         else:
             if self.countdown.parent is None:
-                self.footer.set(self.countdown, self.ctx.theme.touch)
+                self.footer.set(self.countdown, self.countdown.height)
         self.countdown.render(seconds, t, font)
         self.render_body(model, t)
         set_font(self.frame, font)
@@ -188,7 +201,7 @@ class KioskScreen(Screen):
 def message_column(screen: KioskScreen, *widgets: Widget) -> Widget:
     """The body of a message screen (take your card, scan your library card, thank you):
     its parts stacked top to bottom."""
-    body = BoxLayout(orientation="vertical", spacing=screen.ctx.theme.gap)
+    body = TextColumn(spacing=screen.ctx.theme.gap)
     for w in widgets:
         body.add_widget(w)
     return body

@@ -19,7 +19,7 @@ from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.drawings import CardArt
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import ModalLayer, set_font
+from kiosk.screens.widgets.layout import ModalLayer, TextColumn, set_font
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
 
@@ -29,7 +29,7 @@ class IdleScreen(KioskScreen):
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True)
         self.subtitle = Text(th, size=th.font_body, color=th.palette.muted)
         self.art = CardArt(th, "down")
@@ -42,7 +42,7 @@ class IdleScreen(KioskScreen):
         else:
             top = BoxLayout(orientation="horizontal", spacing=th.gap)
             self.art.size_hint_x = 0.4
-            words = BoxLayout(orientation="vertical", spacing=th.gap)
+            words = TextColumn(spacing=th.gap)
             words.add_widget(self.title)
             self.subtitle.size_hint_y = 0.6
             words.add_widget(self.subtitle)
@@ -52,7 +52,7 @@ class IdleScreen(KioskScreen):
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
         cols = 2 if th.portrait else 4
         self.actions = GridLayout(cols=cols, spacing=th.gap, size_hint_y=None,
-                                  height=th.touch * (4 // cols) + th.gap * (4 // cols - 1))
+                                  height=th.two_line_touch * (4 // cols) + th.gap * (4 // cols - 1))
         self.library_card = KButton(th, press, "library_card", kind="primary")
         self.help = KButton(th, press, "help")
         toggle = lambda what, _v: ctx.toggle(what)  # noqa: E731

@@ -120,6 +120,8 @@ def _split_long(unit: str, width: float, measure: Measure) -> list[str]:
         cut = fit
         while cut > 0 and not _breakable(rest, cut):
             cut -= 1
+        if 1 < cut == len(rest) - 1 and _breakable(rest, cut - 1):
+            cut -= 1                    # no single character alone on the next line ("1字 / 消す")
         if cut == 0:                    # nowhere allowed: keep going to the next allowed place
             cut = next((k for k in range(fit + 1, len(rest)) if _breakable(rest, k)), len(rest))
         pieces.append(rest[:cut])

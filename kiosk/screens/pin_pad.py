@@ -16,6 +16,7 @@ from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_BACK, ICON_OK, ICON_WARN, Text, icon
 
 FILLED = "●"
@@ -61,7 +62,7 @@ class PinScreen(KeypadLayout, KioskScreen):
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
         self.keys: dict[str, KButton] = {}
         self.pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
-                              width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
+                              width=th.key_width * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
         for label in "1234567890":
             self.keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
         self.keys["clear"] = KButton(th, press, "clear", size=th.font_small)
@@ -73,7 +74,7 @@ class PinScreen(KeypadLayout, KioskScreen):
 
         self.title = Text(th, size=th.font_title, bold=True)
         self.hint = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME,
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME,
                          prefer_single=True)
         self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
         self.note = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
@@ -83,7 +84,7 @@ class PinScreen(KeypadLayout, KioskScreen):
         self.actions.add_widget(self.cancel)
         self.actions.add_widget(self.ok)
 
-        self.info = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.info = TextColumn(spacing=th.gap)
         for w in (self.title, self.hint, self.dots, self.tries, self.note):
             self.info.add_widget(w)
         return self.keypad_body()

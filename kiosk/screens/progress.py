@@ -16,6 +16,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.drawings import Spinner
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import Text
 
 
@@ -48,7 +49,7 @@ class ProgressScreen(KioskScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True)
         holder = AnchorLayout()
         self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))

@@ -82,7 +82,8 @@ class Theme:
     font_title: float
     font_huge: float
     font_key: float
-    key: float              # PIN key edge, px
+    key: float              # PIN key height, px
+    key_width: float        # PIN key width, px: wider than tall, so "全部消す" fits on one line
     touch: float            # primary button height, px
     small_touch: float      # header controls, px
     pad: float
@@ -90,6 +91,12 @@ class Theme:
     header: float           # header bar height, px
     least_text: float       # px: no text is fitted smaller than this
     least_body: float       # px: nor body-sized text (and larger) smaller than this
+    line: float             # height of one line of body text at its smallest (Noto CJK: 1.45 em)
+
+    @property
+    def two_line_touch(self) -> float:
+        """A button high enough for a label that wraps to two lines at the smallest body size."""
+        return max(self.touch, self.line * 2 + self.gap * 1.5)
 
     @property
     def portrait(self) -> bool:
@@ -119,7 +126,8 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
     grow = 1.3 if large_text else 1.0
     body = max(MIN_BODY_MM * 1.15 * mm, 20 * scale) * grow
     small = max(body * 0.8, MIN_TEXT_MM * 1.1 * mm * grow)
-    key = max(MIN_KEY_MM * mm * (1.12 if large_text else 1.0), short / 7.2)
+    # Keys are sized for fingers, which large text does not change: their labels grow inside.
+    key = max(MIN_KEY_MM * mm, short / 7.2)
     touch = max(MIN_KEY_MM * mm, short / 8.0)
     small_touch = max(MIN_TOUCH_MM * mm, short / 11.0)
     return Theme(
@@ -127,9 +135,10 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         high_contrast=high_contrast, large_text=large_text,
         width=w, height=h, dpi=dpi,
         font_small=small, font_body=body, font_title=body * 1.4, font_huge=body * 2.0,
-        font_key=min(key * 0.45, body * 1.8),
-        key=key, touch=touch, small_touch=small_touch,
+        font_key=min(key * 0.45, body * 1.8) * (1.2 if large_text else 1.0),
+        key=key, key_width=key * 1.4, touch=touch, small_touch=small_touch,
         pad=max(2.0 * mm, short / 60), gap=max(1.2 * mm, short / 100),
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
+        line=MIN_BODY_MM * mm * grow * 1.5,
     )

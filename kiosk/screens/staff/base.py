@@ -31,7 +31,7 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
     press = press_for(screen)
     keys: dict[str, KButton] = {}
     pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
-                     width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
+                     width=th.key_width * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
     for label in "1234567890":
         keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
     keys["clear"] = KButton(th, press, "clear", size=th.font_small)

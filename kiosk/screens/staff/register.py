@@ -17,6 +17,7 @@ from kiosk.screens.error import error_text
 from kiosk.screens.pin_pad import masked
 from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
@@ -40,7 +41,7 @@ class StaffRegisterScreen(StaffScreen):
         press = press_for(self)
         body = BoxLayout(orientation="vertical", spacing=th.gap)
         body.add_widget(self.title_row())
-        self.stage = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.stage = TextColumn(spacing=th.gap)
         body.add_widget(self.stage)
         self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
         body.add_widget(self.actions)
@@ -70,9 +71,9 @@ class StaffRegisterScreen(StaffScreen):
         self.pad, self.keys = staff_pin_pad(self)
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
-        self.pin_words = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.pin_words = TextColumn(spacing=th.gap)
         # Portrait: the pad goes under the words; landscape: in a side column as tall as
         # the screen below the header (as on the patron PIN screen), empty on other steps.
         self.pin_row = BoxLayout(orientation="vertical", spacing=th.pad)

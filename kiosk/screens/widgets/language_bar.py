@@ -32,6 +32,8 @@ class LanguageBar(GridLayout):
                         size=th.font_small if compact else th.font_body, fixed_font=True,
                         font_name=fonts.registered(lang))
             b.selected = False
+            if compact:         # narrow header buttons: each language name in full
+                b.padding = (th.gap * 0.3, th.gap * 0.2)
             self.buttons[lang] = b
             self.add_widget(b)
 
@@ -48,7 +50,8 @@ class LanguageBar(GridLayout):
             b._bg = th.palette.selected if chosen else th.palette.secondary
             b.background_color = b._bg
             b.color = th.palette.on_selected if chosen else th.palette.on_secondary
-            b.text = (icon(ICON_OK) + " " if chosen else "") + escape(name)
+            # In the narrow header buttons the tick goes above the name, which stays whole.
+            b.text = (icon(ICON_OK) + ("\n" if self.compact else " ") if chosen else "") + escape(name)
             b.selected = chosen
 
 

@@ -30,6 +30,62 @@ class Slot(BoxLayout):
         self.height = height if height is not None else widget.height
 
 
+class TextColumn(BoxLayout):
+    """A vertical stack in which each text gets the height it needs at its full size, not
+    a fixed share: a two-line hint gets two lines' room and an empty line none. Room left
+    over goes to the stretchy parts (drawings) or is shared by the texts; when the column
+    is too short every text gives up the same fraction and shrinks alike (never below the
+    theme's readable minimum)."""
+
+    def __init__(self, **kw) -> None:
+        kw.setdefault("orientation", "vertical")
+        super().__init__(**kw)
+        self._texts: list[FitMixin] = []
+
+    def add_widget(self, widget: Widget, *args, **kw) -> None:
+        if isinstance(widget, FitMixin) and widget.size_hint_y is not None and widget not in self._texts:
+            self._texts.append(widget)
+            widget.size_hint_y = None
+            for prop in ("text", "font_name", "base_size", "bold"):
+                widget.fbind(prop, self._trigger_layout)
+        super().add_widget(widget, *args, **kw)
+
+    def remove_widget(self, widget: Widget, *args, **kw) -> None:
+        if widget in self._texts:
+            self._texts.remove(widget)
+            widget.size_hint_y = 1
+            for prop in ("text", "font_name", "base_size", "bold"):
+                widget.funbind(prop, self._trigger_layout)
+        super().remove_widget(widget, *args, **kw)
+
+    def do_layout(self, *args) -> None:
+        texts = [c for c in self.children if c in self._texts]
+        if texts and self.height > 1 and self.width > 4:
+            pl, pt, pr, pb = self.padding
+            inner = self.width - pl - pr
+            fixed = sum(c.height for c in self.children if c.size_hint_y is None and c not in texts)
+            room = self.height - fixed - pt - pb - self.spacing * (len(self.children) - 1)
+            need = [c.natural_height(inner) for c in texts]
+            total = sum(need)
+            flexible = any(c.size_hint_y is not None for c in self.children)
+            if total > room:
+                # Every text keeps at least its height at the smallest readable size; the
+                # room above that is shared in proportion to what each would like more.
+                least = [c.least_height(inner) for c in texts]
+                spare = room - sum(least)
+                want = total - sum(least)
+                share = max(0.0, min(1.0, spare / want)) if want > 0 else 0.0
+                heights = [lo + (n - lo) * share for lo, n in zip(least, need)]
+            elif flexible:
+                heights = need
+            else:
+                extra = (room - total) / len(texts)
+                heights = [n + extra for n in need]
+            for c, h in zip(texts, heights):
+                c.height = max(0.0, h)
+        super().do_layout(*args)
+
+
 class ModalLayer(FloatLayout):
     """An overlay that keeps touches away from the screen under it."""
 

@@ -7,6 +7,8 @@ to work from 800x480 to 1920x1080.
 
 from __future__ import annotations
 
+import math
+
 from kivy.clock import Clock
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.label import Label
@@ -137,8 +139,37 @@ class FitMixin:
             self.texture_size = list(self.texture.size)
         self.is_shortened = self._label.is_shortened
 
+    def natural_height(self, width: float) -> float:
+        """How tall the text is at its full size set in `width` (TextColumn shares by it)."""
+        if not self.text or width <= 4:
+            return 0.0
+        key = ("natural", self.text, self.font_name, self.bold, self.base_size, int(width), tuple(self.padding))
+        known = _FITS.get(key)
+        if known is None:
+            saved = (self.font_size, self.text_size)
+            _, h = self._measure(self.base_size, (width, None))
+            self.font_size, self.text_size = saved
+            self._fit_trigger()
+            known = _FITS[key] = (h,)
+        return known[0]
+
+    def least_height(self, width: float) -> float:
+        """How tall the text is at the smallest size it may be shrunk to, set in `width`."""
+        if not self.text or width <= 4:
+            return 0.0
+        least = max(self.base_size * 0.45, self.least_for(self.base_size) if self.least_for else 0)
+        key = ("least", self.text, self.font_name, self.bold, least, int(width), tuple(self.padding))
+        known = _FITS.get(key)
+        if known is None:
+            saved = (self.font_size, self.text_size)
+            _, h = self._measure(least, (width, None))
+            self.font_size, self.text_size = saved
+            self._fit_trigger()
+            known = _FITS[key] = (h,)
+        return known[0]
+
     def _measure(self, size: float, text_size) -> tuple[float, float]:
-        self.font_size = max(1, int(size))      # whole pixels: the font cache is per size
+        self.font_size = max(1, math.ceil(size - 0.01))      # whole pixels: the font cache is per size
         self.text_size = text_size
         self.texture_update()
         return self.texture_size
