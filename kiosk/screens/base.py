@@ -214,9 +214,10 @@ def centred_button(screen: KioskScreen, action: str, **kw: object) -> KButton:
                    width=max(th.touch * 3, th.width * 0.3), height=th.touch, pos_hint={"center_x": 0.5}, **kw)
 
 
-def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -> Widget:
+def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
+                 bottom: Widget | None = None) -> Widget:
     """Landscape frame: the header across the top, `left` stacked in a column, `right`
-    (a keypad or a side panel) beside it at full height."""
+    (a keypad or a side panel) beside it at full height, `bottom` (the countdown) under both."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
@@ -227,6 +228,8 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -
     row.add_widget(column)
     row.add_widget(right)
     frame.add_widget(row)
+    if bottom is not None:
+        frame.add_widget(bottom)
     return frame
 
 

@@ -31,19 +31,30 @@ def masked(digits: int, max_digits: int, purpose: str) -> str:
 
 
 class KeypadLayout:
-    """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`):
-    stacked in portrait; in landscape the keypad takes the full height on the right."""
+    """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`).
+
+    Portrait: the words on top, under them the keypad with cancel and OK in a column to
+    its right (as on Japanese bank ATMs), which leaves the words a row's more room.
+    Landscape: the keypad takes the full height on the right; the countdown runs under
+    both, so that the words keep the room for the smallest readable size."""
 
     def keypad_body(self) -> Widget:
         th = self.ctx.theme
+        self.info.spacing = th.gap * 0.5
         if not th.portrait:
             return self.info
         body = BoxLayout(orientation="vertical", spacing=th.gap)
         body.add_widget(self.info)
-        self.pad_holder.size_hint_y = None
-        self.pad_holder.height = self.pad.height
-        body.add_widget(self.pad_holder)
-        body.add_widget(self.actions)
+        row = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=self.pad.height)
+        self.pad_holder.size_hint_x = None
+        self.pad_holder.width = self.pad.width
+        row.add_widget(self.pad_holder)
+        self.actions.orientation = "vertical"
+        self.actions.size_hint_y = 1
+        for button in self.actions.children:
+            button.prefer_single = False
+        row.add_widget(self.actions)
+        body.add_widget(row)
         return body
 
     def compose(self) -> Widget:
@@ -51,7 +62,7 @@ class KeypadLayout:
             return super().compose()
         self.pad_holder.size_hint_x = None
         self.pad_holder.width = self.pad.width
-        return side_by_side(self, (self.banners, self.info, self.actions, self.footer), self.pad_holder)
+        return side_by_side(self, (self.banners, self.info, self.actions), self.pad_holder, self.footer)
 
 
 class PinScreen(KeypadLayout, KioskScreen):
@@ -67,6 +78,9 @@ class PinScreen(KeypadLayout, KioskScreen):
             self.keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
         self.keys["clear"] = KButton(th, press, "clear", size=th.font_small)
         self.keys["delete"] = KButton(th, press, "delete", size=th.font_small)
+        for k in (self.keys["clear"], self.keys["delete"]):
+            k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
+            k.line_height = 0.9
         for name in list("123456789") + ["clear", "0", "delete"]:
             self.pad.add_widget(self.keys[name])
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")

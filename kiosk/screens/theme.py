@@ -9,6 +9,7 @@ but never below a physical minimum. No Kivy import: the rules are testable alone
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 RGBA = tuple[float, float, float, float]
@@ -136,9 +137,9 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         width=w, height=h, dpi=dpi,
         font_small=small, font_body=body, font_title=body * 1.4, font_huge=body * 2.0,
         font_key=min(key * 0.45, body * 1.8) * (1.2 if large_text else 1.0),
-        key=key, key_width=key * 1.4, touch=touch, small_touch=small_touch,
+        key=key, key_width=key * 1.5, touch=touch, small_touch=small_touch,
         pad=max(2.0 * mm, short / 60), gap=max(1.2 * mm, short / 100),
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
-        line=MIN_BODY_MM * mm * grow * 1.5,
+        line=math.ceil(MIN_BODY_MM * mm * grow) * 1.5 + 1,
     )

@@ -36,6 +36,9 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
         keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
     keys["clear"] = KButton(th, press, "clear", size=th.font_small)
     keys["delete"] = KButton(th, press, "delete", size=th.font_small)
+    for k in (keys["clear"], keys["delete"]):
+        k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
+        k.line_height = 0.9
     for name in list("123456789") + ["clear", "0", "delete"]:
         pad.add_widget(keys[name])
     return pad, keys
@@ -62,10 +65,13 @@ class StaffScreen(KioskScreen):
         info = "notice:" + str(model.get("notice")) if model.get("notice") in STAFF_INFO_NOTICES else None
         return [("info" if ident == info else kind, text, ident) for kind, text, ident in super().banner_specs(model, t)]
 
-    def title_row(self) -> Text:
+    def title_row(self, fixed: bool = True) -> Text:
+        """The screen's title; `fixed=False` leaves its height to a TextColumn."""
         th = self.ctx.theme
-        self.title = Text(th, size=th.font_title, bold=True, size_hint_y=None, height=th.font_title * 1.7,
-                          halign="left", prefer_single=True)
+        self.title = Text(th, size=th.font_title, bold=True, halign="left", prefer_single=True)
+        if fixed:
+            self.title.size_hint_y = None
+            self.title.height = th.font_title * 1.7
         return self.title
 
     def back_button(self, **kw) -> KButton:

@@ -39,8 +39,8 @@ class StaffRegisterScreen(StaffScreen):
     def build_body(self) -> Widget:
         th = self.ctx.theme
         press = press_for(self)
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
         self.stage = TextColumn(spacing=th.gap)
         body.add_widget(self.stage)
         self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
@@ -76,7 +76,7 @@ class StaffRegisterScreen(StaffScreen):
         self.pin_words = TextColumn(spacing=th.gap)
         # Portrait: the pad goes under the words; landscape: in a side column as tall as
         # the screen below the header (as on the patron PIN screen), empty on other steps.
-        self.pin_row = BoxLayout(orientation="vertical", spacing=th.pad)
+        self.pin_row = TextColumn(spacing=th.pad)
         self.pin_row.add_widget(self.pin_words)
         self.side = BoxLayout(orientation="vertical", size_hint_x=None, width=0)
         if th.portrait:
@@ -106,7 +106,7 @@ class StaffRegisterScreen(StaffScreen):
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
             return super().compose()
-        return side_by_side(self, (self.banners, self.body, self.footer), self.side)
+        return side_by_side(self, (self.banners, self.body), self.side, self.footer)
 
     def _arrange(self, step: str, linked_before: bool) -> None:
         """Put the step's widgets in the stage and its buttons in the action row."""

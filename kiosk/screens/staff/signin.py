@@ -26,7 +26,7 @@ class StaffSigninScreen(KeypadLayout, StaffScreen):
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
         self.info = TextColumn(spacing=th.gap)
-        self.info.add_widget(self.title_row())
+        self.info.add_widget(self.title_row(fixed=False))
         self.hint = Text(th, size=th.font_body)
         self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.locked = Text(th, size=th.font_body, bold=True, color=th.palette.warn)

@@ -50,8 +50,12 @@ class LanguageBar(GridLayout):
             b._bg = th.palette.selected if chosen else th.palette.secondary
             b.background_color = b._bg
             b.color = th.palette.on_selected if chosen else th.palette.on_secondary
-            # In the narrow header buttons the tick goes above the name, which stays whole.
-            b.text = (icon(ICON_OK) + ("\n" if self.compact else " ") if chosen else "") + escape(name)
+            if self.compact:
+                # The narrow header buttons have no room for a tick beside the name: the
+                # current one is bold and underlined (a shape as well as the colour).
+                b.text = f"[b][u]{escape(name)}[/u][/b]" if chosen else escape(name)
+            else:
+                b.text = (icon(ICON_OK) + " " if chosen else "") + escape(name)
             b.selected = chosen
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from kivy.properties import NumericProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.layout import Layout
@@ -37,26 +38,52 @@ class TextColumn(BoxLayout):
     is too short every text gives up the same fraction and shrinks alike (never below the
     theme's readable minimum)."""
 
+    need_changed = NumericProperty(0)       # bumped when a text in it (or in a nested column) changes
+
     def __init__(self, **kw) -> None:
         kw.setdefault("orientation", "vertical")
         super().__init__(**kw)
-        self._texts: list[FitMixin] = []
+        self._texts: list[Widget] = []
+
+    def _changed(self, *_) -> None:
+        self.need_changed += 1
+        self._trigger_layout()
 
     def add_widget(self, widget: Widget, *args, **kw) -> None:
-        if isinstance(widget, FitMixin) and widget.size_hint_y is not None and widget not in self._texts:
+        if isinstance(widget, (FitMixin, TextColumn)) and widget.size_hint_y is not None and widget not in self._texts:
             self._texts.append(widget)
             widget.size_hint_y = None
-            for prop in ("text", "font_name", "base_size", "bold"):
-                widget.fbind(prop, self._trigger_layout)
+            for prop in ("text", "font_name", "base_size", "bold") if isinstance(widget, FitMixin) else ("need_changed",):
+                widget.fbind(prop, self._changed)
         super().add_widget(widget, *args, **kw)
+        self._changed()
 
     def remove_widget(self, widget: Widget, *args, **kw) -> None:
         if widget in self._texts:
             self._texts.remove(widget)
             widget.size_hint_y = 1
-            for prop in ("text", "font_name", "base_size", "bold"):
-                widget.funbind(prop, self._trigger_layout)
+            for prop in ("text", "font_name", "base_size", "bold") if isinstance(widget, FitMixin) else ("need_changed",):
+                widget.funbind(prop, self._changed)
         super().remove_widget(widget, *args, **kw)
+        self._changed()
+
+    def _measure_need(self, width: float, least: bool) -> float:
+        pl, pt, pr, pb = self.padding
+        inner = width - pl - pr
+        total = pt + pb + self.spacing * max(0, len(self.children) - 1)
+        for c in self.children:
+            if c in self._texts:
+                total += c.least_height(inner) if least else c.natural_height(inner)
+            elif c.size_hint_y is None:
+                total += c.height
+        return total
+
+    def natural_height(self, width: float) -> float:
+        """Its height with every text at full size (a column nested in a column)."""
+        return self._measure_need(width, least=False)
+
+    def least_height(self, width: float) -> float:
+        return self._measure_need(width, least=True)
 
     def do_layout(self, *args) -> None:
         texts = [c for c in self.children if c in self._texts]

@@ -80,13 +80,13 @@ class CountdownBar(BoxLayout):
         # Room for two lines of the message at the smallest readable size above the bar: a
         # narrow or large-text screen wraps "returning to the start in 12 s".
         super().__init__(orientation="horizontal", size_hint_y=None,
-                         height=max(th.touch, th.line * 2 + th.gap * 2.5 + th.touch * 0.15),
+                         height=max(th.touch, th.line * 2 + th.gap * 2.5 + th.touch * 0.12),
                          spacing=th.gap, padding=(0, 0))
         paint(self, th.palette.surface, radius=th.gap)
         self._start: int | None = None
         left = BoxLayout(orientation="vertical", padding=(th.pad, th.gap), spacing=th.gap * 0.5)
         self.label = Text(th, halign="left", size=th.font_body)
-        self.bar = Bar(th, size_hint_y=None, height=th.touch * 0.15)
+        self.bar = Bar(th, size_hint_y=None, height=th.touch * 0.12)
         left.add_widget(self.label)
         left.add_widget(self.bar)
         self.add_widget(left)

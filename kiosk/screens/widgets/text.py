@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from kivy.clock import Clock
+from kivy.core.text import Label as CoreLabel
 from kivy.properties import BooleanProperty, NumericProperty
 from kivy.uix.label import Label
 from kivy.utils import get_hex_from_color
@@ -45,6 +46,7 @@ _FITS: dict[tuple, tuple] = {}
 # Widths of phrases by (font, size, bold, string): typesetting measures the same phrases
 # at every size a text is tried at. Cleared with the fits (it holds texts too).
 _WIDTHS: dict[tuple, float] = {}
+_RULERS: dict[tuple, CoreLabel] = {}
 
 
 def forget_fits() -> None:
@@ -94,8 +96,12 @@ class FitMixin:
             return text
         pad = self.padding
         avail = width - pad[0] - pad[2] - 1
-        core = self._label
-        key = (core.options["font_name"], int(core.options["font_size"]), bool(core.options["bold"]))
+        key = (self.font_name, max(1, int(self.font_size)), bool(self.bold))
+        # A label of its own per font and size: a widget's core label measures with the
+        # font of its last render, which during fitting is often another size.
+        ruler = _RULERS.get(key)
+        if ruler is None:
+            ruler = _RULERS[key] = CoreLabel(font_name=key[0], font_size=key[1], bold=key[2])
 
         def measure(s: str) -> float:
             k = (*key, s)
@@ -103,7 +109,7 @@ class FitMixin:
             if w is None:
                 if len(_WIDTHS) > 20000:
                     _WIDTHS.clear()
-                w = _WIDTHS[k] = core.get_extents(s)[0]
+                w = _WIDTHS[k] = ruler.get_extents(s)[0]
             return w
 
         if self.markup:
@@ -205,10 +211,15 @@ class FitMixin:
         if self.prefer_single:
             tw, th = self._measure(base, (None, None))
             scale = 1.0 if (tw <= w - 2 and th <= h) else min((w - 2) / tw, h / th) * 0.98
-            if scale >= 0.7 and base * scale >= least:
+            single = base if scale >= 1.0 else math.floor(base * scale)     # whole pixels, rounded down
+            if scale >= 0.7 and single >= math.ceil(least - 0.01):
                 if scale < 1.0:
-                    tw, th = self._measure(base * scale, (None, None))
+                    tw, th = self._measure(single, (None, None))
                 if tw <= w - 2 and th <= h:
+                    # Unbounded and boxed layouts differ by a few pixels for markup with
+                    # several fonts: check the height as it will be drawn.
+                    _, th = self._measure(single, (w, None))
+                if tw <= w - 2 and th <= h + 0.5:
                     self.text_size = (w, h)
                     self.overflowing = False
                     self._remember(key)
