@@ -137,7 +137,7 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         width=w, height=h, dpi=dpi,
         font_small=small, font_body=body, font_title=body * 1.4, font_huge=body * 2.0,
         font_key=min(key * 0.45, body * 1.8) * (1.2 if large_text else 1.0),
-        key=key, key_width=key * 1.5, touch=touch, small_touch=small_touch,
+        key=key, key_width=key * (1.5 if h > w else 1.3), touch=touch, small_touch=small_touch,
         pad=max(2.0 * mm, short / 60), gap=max(1.2 * mm, short / 100),
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
