@@ -77,8 +77,12 @@ class IdleScreen(KioskScreen):
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
+        # With the reader down, the steps that follow the card would contradict the banner
+        # (and their room is what the banner needs on a small panel in large text).
+        reader_ok = model.get("reader_ok") is not False
         self.title.text = t("idle.title")
-        self.subtitle.text = t("idle.subtitle")
+        self.subtitle.text = t("idle.subtitle") if reader_ok else ""
+        self.art.opacity = 1 if reader_ok else 0
         self.library_card.text = t("idle.library_card")
         self.library_card.disabled = not model.get("library_card", True)
         self.library_card.opacity = 1 if model.get("library_card", True) else 0

@@ -93,6 +93,7 @@ class Theme:
     least_text: float       # px: no text is fitted smaller than this
     least_body: float       # px: nor body-sized text (and larger) smaller than this
     line: float             # height of one line of body text at its smallest (Noto CJK: 1.45 em)
+    single_floor: float     # a button or heading shrinks this far to stay on one line, no further
 
     @property
     def two_line_touch(self) -> float:
@@ -142,4 +143,6 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
         line=math.ceil(MIN_BODY_MM * mm * grow) * 1.5 + 1,
+        # Large text shrinks one-line labels less, so that they stay larger than in normal text.
+        single_floor=0.86 if large_text else 0.7,
     )

@@ -71,6 +71,7 @@ class FitMixin:
     overflowing = BooleanProperty(False)    # even the smallest size did not fit (layout tests)
     shown_text = ""                         # the text as drawn: `text` with its line breaks
     least_for = None                        # base size -> smallest readable size (Theme.least_size)
+    single_floor = 0.7                      # prefer_single shrinks this far (Theme.single_floor)
 
     def _init_fit(self) -> None:
         # Kivy's own first render of the label comes before the fit: at the base size it
@@ -212,7 +213,7 @@ class FitMixin:
             tw, th = self._measure(base, (None, None))
             scale = 1.0 if (tw <= w - 2 and th <= h) else min((w - 2) / tw, h / th) * 0.98
             single = base if scale >= 1.0 else math.floor(base * scale)     # whole pixels, rounded down
-            if scale >= 0.7 and single >= math.ceil(least - 0.01):
+            if scale >= self.single_floor and single >= math.ceil(least - 0.01):
                 if scale < 1.0:
                     tw, th = self._measure(single, (None, None))
                 if tw <= w - 2 and th <= h:
@@ -256,4 +257,5 @@ class Text(FitMixin, Label):
         self.base_size = size or theme.font_body
         self.color = color or theme.palette.text
         self.least_for = theme.least_size
+        self.single_floor = theme.single_floor
         self._init_fit()
