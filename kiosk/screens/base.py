@@ -233,9 +233,10 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
     return frame
 
 
-def list_beside(screen: KioskScreen) -> Widget:
+def list_beside(screen: KioskScreen, under_list: Widget | None = None) -> Widget:
     """Landscape frame of the screens with a book list (scanning, summary): instructions on
-    the left keep their room; notices sit above the list on the right; footer below."""
+    the left keep their room; notices sit above the list on the right, `under_list` (the
+    summary's receipt choice) below it; footer below all."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
@@ -244,6 +245,8 @@ def list_beside(screen: KioskScreen) -> Widget:
     right = BoxLayout(orientation="vertical", spacing=th.gap)
     right.add_widget(screen.banners)
     right.add_widget(screen.list)
+    if under_list is not None:
+        right.add_widget(under_list)
     row.add_widget(right)
     frame.add_widget(row)
     frame.add_widget(screen.footer)

@@ -30,6 +30,12 @@ def masked(digits: int, max_digits: int, purpose: str) -> str:
     return FILLED * digits
 
 
+def keypad_title_size(th) -> float:
+    """Beside a landscape keypad the column is narrow: a title a little above body size
+    stays on one line there in large text, where the full title size would need two."""
+    return th.font_body * 1.2 if not th.portrait and th.width < 1200 else th.font_title
+
+
 class KeypadLayout:
     """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`).
 
@@ -86,7 +92,7 @@ class PinScreen(KeypadLayout, KioskScreen):
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
 
-        self.title = Text(th, size=th.font_title, bold=True)
+        self.title = Text(th, size=keypad_title_size(th), bold=True)
         self.hint = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
         self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME,
                          prefer_single=True)

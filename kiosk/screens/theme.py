@@ -106,7 +106,11 @@ class Theme:
 
     def least_size(self, base: float) -> float:
         """The smallest size a text of `base` size may be shrunk to when its box is tight."""
-        return min(base, self.least_body if base >= self.font_body - 0.01 else self.least_text)
+        least = self.least_body if base >= self.font_body - 0.01 else self.least_text
+        if self.large_text:
+            # Large text stays larger than normal text at full size (its base is 1.3x that).
+            least = max(least, base * 0.81)
+        return min(base, least)
 
     def mm(self, value: float) -> float:
         return value * self.dpi / 25.4

@@ -10,7 +10,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.pin_pad import KeypadLayout, masked
+from kiosk.screens.pin_pad import KeypadLayout, keypad_title_size, masked
 from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import TextColumn
@@ -27,6 +27,7 @@ class StaffSigninScreen(KeypadLayout, StaffScreen):
         self.pad_holder.add_widget(self.pad)
         self.info = TextColumn(spacing=th.gap)
         self.info.add_widget(self.title_row(fixed=False))
+        self.title.base_size = keypad_title_size(th)
         self.hint = Text(th, size=th.font_body)
         self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.locked = Text(th, size=th.font_body, bold=True, color=th.palette.warn)
