@@ -28,14 +28,14 @@ INFO_NOTICES = {"printing"}
 class Header(BoxLayout):
     """Library name, TEST/DEMO badges and (on most screens) a compact language bar.
 
-    In portrait the language buttons get a row of their own under the name, so that each
+    In portrait the language buttons get a row of their own above the name, so that each
     language name is readable in full; in landscape with large text the name is left out
     to give them the width (idle, which has no compact bar, always shows it)."""
 
     def __init__(self, ctx: Context, language_bar: bool) -> None:
         th = ctx.theme
         two_rows = language_bar and th.portrait
-        name_row = th.line * 1.2
+        name_row = th.font_body * 1.5
         super().__init__(orientation="vertical" if two_rows else "horizontal", size_hint_y=None,
                          height=th.header + name_row + th.gap if two_rows else th.header, spacing=th.gap)
         self.ctx = ctx
@@ -47,13 +47,13 @@ class Header(BoxLayout):
         if language_bar:
             self.languages = LanguageBar(ctx, compact=True)
             if two_rows:
-                top = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=name_row)
-                top.add_widget(self.name)
-                top.add_widget(self.badges)
-                self.add_widget(top)
+                below = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=name_row)
+                below.add_widget(self.name)
+                below.add_widget(self.badges)
                 self.languages.size_hint_y = None
                 self.languages.height = th.header
                 self.add_widget(self.languages)
+                self.add_widget(below)
             else:
                 if not th.large_text:
                     self.name.size_hint_x = 0.42

@@ -27,6 +27,13 @@ class IdleScreen(KioskScreen):
     screen = "idle"
     language_bar = False
 
+    def build(self, ctx) -> None:
+        # Large text on a landscape panel: the language buttons move to the header, as on
+        # every other screen, so that the words keep a readable size.
+        th = ctx.theme
+        self.language_bar = th.large_text and not th.portrait
+        super().build(ctx)
+
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
         body = TextColumn(spacing=th.gap)
@@ -61,8 +68,10 @@ class IdleScreen(KioskScreen):
         for b in (self.library_card, self.help, self.large_text, self.high_contrast):
             self.actions.add_widget(b)
         body.add_widget(self.actions)
-        self.languages = LanguageBar(ctx, compact=False, cols=3 if th.portrait else None)
-        body.add_widget(self.languages)
+        self.languages: LanguageBar | None = None
+        if not self.language_bar:
+            self.languages = LanguageBar(ctx, compact=False, cols=3 if th.portrait else None)
+            body.add_widget(self.languages)
         return body
 
     def after_build(self) -> None:
@@ -91,7 +100,8 @@ class IdleScreen(KioskScreen):
                                   (self.high_contrast, "idle.high_contrast", th.high_contrast)):
             state = t("common.on") if on else t("common.off")
             button.text = (icon(ICON_OK) + " " if on else "") + f"{t(msgid)}: {state}"
-        self.languages.render(t.lang)
+        if self.languages is not None:
+            self.languages.render(t.lang)
         self._render_help(bool(model.get("help")), t)
 
     def _render_help(self, open_: bool, t: Translator) -> None:

@@ -20,6 +20,7 @@ from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
@@ -144,21 +145,22 @@ class ScanningScreen(KioskScreen):
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
-        self.greeting = Text(th, size=th.font_body, bold=True, halign="left", size_hint_y=None, height=0)
+        self.greeting = Text(th, size=th.font_body, bold=True, halign="left")
         self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
         self.counts = Text(th, size=th.font_body, halign="left", size_hint_y=0.9)
         self.finish = KButton(th, lambda a, v: ctx.press(a, v), "finish", kind="primary",
-                              size_hint_y=None, height=th.touch)
+                              size_hint_y=None, height=th.touch if th.portrait else th.two_line_touch)
         self.list = RowList(th)
         if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
+            # Texts as tall as their words (TextColumn); the list takes the rest.
+            body = TextColumn(spacing=th.gap)
             self.title.size_hint_y = 0.7
             self.counts.size_hint_y = 0.9
             self.list.size_hint_y = 1.6
             for w in (self.greeting, self.title, self.counts, self.list, self.finish):
                 body.add_widget(w)
         else:
-            body = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.38)
+            body = TextColumn(spacing=th.gap, size_hint_x=0.38)
             for w in (self.greeting, self.title, self.counts, self.finish):
                 body.add_widget(w)
         return body
@@ -183,10 +185,8 @@ class ScanningScreen(KioskScreen):
         name = model.get("name")
         if name:
             self.greeting.text = t("scan.greeting", name=escape(str(name)))
-            self.greeting.height = th.font_body * 1.6
         else:
             self.greeting.text = ""
-            self.greeting.height = 0
         self.title.text = t("scan.title")
         parts = [t.plural("scan.lent", int(model.get("lent") or 0))]
         if model.get("allowance") is not None:

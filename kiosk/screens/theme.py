@@ -146,7 +146,7 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         pad=max(2.0 * mm, short / 60), gap=max(1.2 * mm, short / 100),
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
-        line=math.ceil(MIN_BODY_MM * mm * grow) * 1.5 + 1,
+        line=math.ceil(max(MIN_BODY_MM * mm * grow, body * 0.81 if large_text else 0)) * 1.5 + 1,
         # Large text shrinks one-line labels less, so that they stay larger than in normal text.
         single_floor=0.86 if large_text else 0.7,
     )
