@@ -216,6 +216,9 @@ def problems_on(view, cell: Cell, size: tuple[int, int]) -> tuple[list[str], dic
                 (need_w, need_h), lines = _laid_out(w)
                 if need_h > w.height + 1 or need_w > w.width + 1:
                     faults.append(f"clipped: {label} needs {need_w:.0f}x{need_h:.0f} in {w.width:.0f}x{w.height:.0f}")
+                elif len(w._label._cached_lines) < len(lines):
+                    # Kivy drops the lines a box has no room for when it draws it.
+                    faults.append(f"clipped: {label} draws {len(w._label._cached_lines)} of {len(lines)} lines")
                 if linebreak.is_cjk(w.text):
                     faults += [f"kinsoku: {label} {v}" for v in linebreak.violations(lines)]
                     planned = (w.shown_text or w.text).count("\n") + 1

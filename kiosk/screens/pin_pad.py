@@ -86,7 +86,6 @@ class PinScreen(KeypadLayout, KioskScreen):
         self.keys["delete"] = KButton(th, press, "delete", size=th.font_small)
         for k in (self.keys["clear"], self.keys["delete"]):
             k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
-            k.line_height = 0.9
         for name in list("123456789") + ["clear", "0", "delete"]:
             self.pad.add_widget(self.keys[name])
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")

@@ -38,7 +38,6 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
     keys["delete"] = KButton(th, press, "delete", size=th.font_small)
     for k in (keys["clear"], keys["delete"]):
         k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
-        k.line_height = 0.9
     for name in list("123456789") + ["clear", "0", "delete"]:
         pad.add_widget(keys[name])
     return pad, keys

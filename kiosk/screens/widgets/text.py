@@ -236,7 +236,10 @@ class FitMixin:
                 size = max(least, size * 0.9)
                 _, th = self._measure(size, (w, None))
         self.overflowing = th > h + 0.5
-        self.text_size = (w, h)
+        # No height: Kivy lays a text with a newline out from its middle line when given a
+        # height and then drops a line the box has just room for; the label centres the
+        # texture in its box anyway.
+        self.text_size = (w, None)
         self._remember(key)
 
     def _remember(self, key: tuple, height: float = 0.0) -> None:
