@@ -17,7 +17,7 @@ from kiosk.screens import fonts
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import Context, paint
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import Slot, TextColumn, set_font
+from kiosk.screens.widgets.layout import Slot, TextColumn, scroll_fit, set_font
 from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
 from kiosk.screens.widgets.text import Text, escape
 
@@ -123,7 +123,7 @@ class KioskScreen(Screen):
         """Header, banners, body and countdown top to bottom; a screen may arrange them otherwise."""
         th = self.ctx.theme
         frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        for w in (self.header, self.banners, self.body, self.footer):
+        for w in (self.header, self.banners, scroll_fit(self.body), self.footer):
             frame.add_widget(w)
         return frame
 
@@ -222,10 +222,10 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
     row = BoxLayout(orientation="horizontal", spacing=th.pad)
-    column = BoxLayout(orientation="vertical", spacing=th.gap)
+    column = TextColumn(spacing=th.gap)
     for w in left:
         column.add_widget(w)
-    row.add_widget(column)
+    row.add_widget(scroll_fit(column))
     row.add_widget(right)
     frame.add_widget(row)
     if bottom is not None:
@@ -233,21 +233,31 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
     return frame
 
 
-def list_beside(screen: KioskScreen, under_list: Widget | None = None) -> Widget:
+def list_beside(screen: KioskScreen, under_list: Widget | None = None, under_words: Widget | None = None) -> Widget:
     """Landscape frame of the screens with a book list (scanning, summary): instructions on
-    the left keep their room; notices sit above the list on the right, `under_list` (the
-    summary's receipt choice) below it; footer below all."""
+    the left keep their room (they scroll rather than shrink on a small panel in large
+    text, with `under_words`, the main button, always in view below them); notices sit
+    above the list on the right, `under_list` (the summary's receipt choice) below it;
+    footer below all."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
     row = BoxLayout(orientation="horizontal", spacing=th.pad)
-    row.add_widget(screen.body)
-    right = BoxLayout(orientation="vertical", spacing=th.gap)
+    words = scroll_fit(screen.body)
+    if under_words is None:
+        row.add_widget(words)
+    else:
+        left = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=words.size_hint_x)
+        words.size_hint_x = 1
+        left.add_widget(words)
+        left.add_widget(under_words)
+        row.add_widget(left)
+    right = TextColumn(spacing=th.gap)
     right.add_widget(screen.banners)
     right.add_widget(screen.list)
     if under_list is not None:
         right.add_widget(under_list)
-    row.add_widget(right)
+    row.add_widget(scroll_fit(right))
     frame.add_widget(row)
     frame.add_widget(screen.footer)
     return frame

@@ -19,7 +19,7 @@ from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.drawings import CardArt
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import ModalLayer, TextColumn, set_font
+from kiosk.screens.widgets.layout import ModalLayer, TextColumn, TextRow, set_font
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
 
@@ -47,7 +47,7 @@ class IdleScreen(KioskScreen):
             body.add_widget(self.subtitle)
             body.add_widget(self.art)
         else:
-            top = BoxLayout(orientation="horizontal", spacing=th.gap)
+            top = TextRow(spacing=th.gap)
             self.art.size_hint_x = 0.4
             words = TextColumn(spacing=th.gap)
             words.add_widget(self.title)

@@ -16,7 +16,7 @@ from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.widgets.buttons import KButton
-from kiosk.screens.widgets.layout import TextColumn
+from kiosk.screens.widgets.layout import TextColumn, scroll_fit
 from kiosk.screens.widgets.text import ICON_BACK, ICON_OK, ICON_WARN, Text, icon
 
 FILLED = "●"
@@ -50,7 +50,7 @@ class KeypadLayout:
         if not th.portrait:
             return self.info
         body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.info)
+        body.add_widget(scroll_fit(self.info))
         row = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=self.pad.height)
         self.pad_holder.size_hint_x = None
         self.pad_holder.width = self.pad.width

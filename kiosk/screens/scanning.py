@@ -66,14 +66,20 @@ class LoanRow(BoxLayout):
         self.mark = Text(theme, size=theme.font_title, bold=True, size_hint_x=None,
                          width=theme.font_title * 1.6, fixed_font=True)
         self._mark_bg = paint(self.mark, theme.palette.secondary, radius=theme.gap)
-        words = BoxLayout(orientation="vertical")
-        self.heading = Text(theme, halign="left", bold=True, size=theme.font_body, size_hint_y=1.0,
-                            prefer_single=True)
-        self.detail = Text(theme, halign="left", size=theme.font_small, size_hint_y=1.6)
+        self.words = words = TextColumn()
+        self.heading = Text(theme, halign="left", bold=True, size=theme.font_body, prefer_single=True)
+        self.detail = Text(theme, halign="left", size=theme.font_small)
         words.add_widget(self.heading)
         words.add_widget(self.detail)
         self.add_widget(self.mark)
         self.add_widget(words)
+        # At least its usual height; taller when the words need it (large text, a long reason).
+        self._least = height
+        words.bind(width=self._grow, need_changed=self._grow)
+
+    def _grow(self, *_) -> None:
+        if self.words.width > 4:
+            self.height = max(self._least, self.words.natural_height(self.words.width) + self.padding[1] * 2)
 
     def show(self, view: RowView, font: str) -> None:
         p = self.theme.palette
@@ -96,6 +102,7 @@ class RowList(BoxLayout):
     def __init__(self, theme: Theme, **kw) -> None:
         super().__init__(orientation="vertical", **kw)
         self.theme = theme
+        self.least_room = theme.touch * 1.5     # a TextColumn leaves it at least a row
         self.rows: dict[str, LoanRow] = {}
         self.placeholder = Text(theme, color=theme.palette.muted, size=theme.font_body)
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, theme.gap), scroll_type=["bars", "content"])
@@ -161,7 +168,7 @@ class ScanningScreen(KioskScreen):
                 body.add_widget(w)
         else:
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
-            for w in (self.greeting, self.title, self.counts, self.finish):
+            for w in (self.greeting, self.title, self.counts):
                 body.add_widget(w)
         return body
 
@@ -169,7 +176,7 @@ class ScanningScreen(KioskScreen):
         """Landscape: notices sit above the list, so the instructions keep their room."""
         if self.ctx.theme.portrait:
             return super().compose()
-        return list_beside(self)
+        return list_beside(self, under_words=self.finish)
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         specs = super().banner_specs(model, t)

@@ -83,7 +83,7 @@ class SummaryScreen(KioskScreen):
             self.receipt.text = t("summary.receipt")
             self.no_receipt.text = t("summary.no_receipt")
             vertical = self.actions.orientation == "vertical"
-            self.actions.height = th.touch * 2 + th.gap if vertical else (th.touch if portrait else th.two_line_touch)
+            self.actions.height = th.touch * 2 + th.gap if vertical else (th.action if portrait else th.two_line_touch)
             self.actions.add_widget(self.receipt if vertical else self.no_receipt)
             self.actions.add_widget(self.no_receipt if vertical else self.receipt)
         else:

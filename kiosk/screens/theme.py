@@ -101,6 +101,11 @@ class Theme:
         return max(self.touch, self.line * 2 + self.gap * 1.5)
 
     @property
+    def action(self) -> float:
+        """Height of a row of action buttons: room for two-line labels in large text."""
+        return self.two_line_touch if self.large_text else self.touch
+
+    @property
     def portrait(self) -> bool:
         return self.height > self.width
 

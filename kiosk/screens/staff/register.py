@@ -43,7 +43,7 @@ class StaffRegisterScreen(StaffScreen):
         body.add_widget(self.title_row(fixed=False))
         self.stage = TextColumn(spacing=th.gap)
         body.add_widget(self.stage)
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
         body.add_widget(self.actions)
         self.buttons = {
             "cancel": KButton(th, press, "cancel"),
@@ -87,8 +87,10 @@ class StaffRegisterScreen(StaffScreen):
             self.pad_holder.size_hint_x = None
             self.pad_holder.width = self.pad.width
         # confirm: what will be linked
+        # Rows with room for a label that wraps to two lines (large text on a narrow panel).
+        fact_row = max(th.font_title * 1.8, th.line * 2 + th.gap)
         self.facts = GridLayout(cols=2, spacing=(th.pad, th.gap), size_hint_y=None,
-                                height=th.font_title * 1.8 * 2 + th.gap)
+                                height=fact_row * 2 + th.gap)
         self.card_label = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
         self.card_value = Text(th, halign="left", bold=True, size=th.font_title, prefer_single=True)
         self.card_value.ident = "patron_id"

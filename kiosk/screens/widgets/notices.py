@@ -81,7 +81,7 @@ class CountdownBar(BoxLayout):
         # screen wraps it, so the bar makes room for two lines at the smallest readable size.
         button = max(th.touch * 2.6, th.width * 0.26)
         label_width = th.width - 2 * th.pad - button - th.gap - 2 * th.pad
-        lines = 1 if label_width >= 20 * th.least_body else 2
+        lines = 1 if label_width >= 20 * th.least_size(th.font_body) else 2
         super().__init__(orientation="horizontal", size_hint_y=None,
                          height=max(th.touch, th.line * lines + th.gap * 2.5 + th.touch * 0.12),
                          spacing=th.gap, padding=(0, 0))

@@ -96,7 +96,7 @@ class FitMixin:
         if width is None or not text or not linebreak.is_cjk(text):
             return text
         pad = self.padding
-        avail = width - pad[0] - pad[2] - 1
+        avail = width - pad[0] - pad[2] - 3     # a few px spare: Kivy rounds differently
         key = (self.font_name, max(1, int(self.font_size)), bool(self.bold))
         # A label of its own per font and size: a widget's core label measures with the
         # font of its last render, which during fitting is often another size.
@@ -114,7 +114,10 @@ class FitMixin:
             return w
 
         if self.markup:
-            return linebreak.break_markup(text, avail, measure)
+            # Icons are drawn in the icon font, measured here in the text's: keep half an
+            # em spare so that Kivy never breaks such a line again at a space.
+            spare = self.font_size * 0.5 if "[/font] " in text else 0
+            return linebreak.break_markup(text, avail - spare, measure)
         starts = linebreak.breaks(text, avail, measure)
         return "\n".join(linebreak.lines_at(text, starts)) if starts else text
 
