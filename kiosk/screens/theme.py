@@ -113,8 +113,9 @@ class Theme:
         """The smallest size a text of `base` size may be shrunk to when its box is tight."""
         least = self.least_body if base >= self.font_body - 0.01 else self.least_text
         if self.large_text:
-            # Large text stays larger than normal text at full size (its base is 1.3x that).
-            least = max(least, base * 0.81)
+            # Large text stays larger than normal text at full size (its base is 1.3x that),
+            # by more than a rounding to whole pixels.
+            least = max(least, base * 0.85)
         return min(base, least)
 
     def mm(self, value: float) -> float:
@@ -151,7 +152,7 @@ def make_theme(size: tuple[float, float], dpi: float, high_contrast: bool = Fals
         pad=max(2.0 * mm, short / 60), gap=max(1.2 * mm, short / 100),
         header=small_touch + 2 * max(0.8 * mm, short / 150),
         least_text=MIN_TEXT_MM * mm * grow, least_body=MIN_BODY_MM * mm * grow,
-        line=math.ceil(max(MIN_BODY_MM * mm * grow, body * 0.81 if large_text else 0)) * 1.5 + 1,
+        line=math.ceil(max(MIN_BODY_MM * mm * grow, body * 0.85 if large_text else 0)) * 1.5 + 1,
         # Large text shrinks one-line labels less, so that they stay larger than in normal text.
         single_floor=0.86 if large_text else 0.7,
     )

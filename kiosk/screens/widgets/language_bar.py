@@ -20,7 +20,7 @@ class LanguageBar(GridLayout):
         n = len(ctx.languages)
         cols = cols or n
         rows = -(-n // cols)
-        height = th.small_touch if compact else th.touch
+        height = th.small_touch if compact else th.action
         kw.setdefault("size_hint_y", None)
         super().__init__(cols=cols, height=height * rows + th.gap * (rows - 1), spacing=th.gap, **kw)
         self.ctx = ctx

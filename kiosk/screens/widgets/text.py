@@ -96,7 +96,7 @@ class FitMixin:
         if width is None or not text or not linebreak.is_cjk(text):
             return text
         pad = self.padding
-        avail = width - pad[0] - pad[2] - 3     # a few px spare: Kivy rounds differently
+        avail = width - pad[0] - pad[2] - 1
         key = (self.font_name, max(1, int(self.font_size)), bool(self.bold))
         # A label of its own per font and size: a widget's core label measures with the
         # font of its last render, which during fitting is often another size.
@@ -118,7 +118,15 @@ class FitMixin:
             # em spare so that Kivy never breaks such a line again at a space.
             spare = self.font_size * 0.5 if "[/font] " in text else 0
             return linebreak.break_markup(text, avail - spare, measure)
-        starts = linebreak.breaks(text, avail, measure)
+        # Measured widths are cached and phrases measured one by one: a whole line, measured
+        # afresh, can come out a few pixels wider; then set it again a little narrower, or
+        # Kivy breaks it a second time where it likes.
+        for _ in range(3):
+            starts = linebreak.breaks(text, avail, measure)
+            over = max(ruler.get_extents(line)[0] for line in linebreak.lines_at(text, starts)) - avail
+            if over <= 0 or over > avail * 0.05:     # fits, or a word longer than the line
+                break
+            avail -= over
         return "\n".join(linebreak.lines_at(text, starts)) if starts else text
 
     def texture_update(self, *largs) -> None:
