@@ -266,7 +266,7 @@ def test_every_screen_reads_well_on_every_display(make_view, kivy_window, displa
                 faults += [f"{display} {'large' if large else 'normal'} {lang} {cell.name}: {f}" for f in found]
                 font_sizes[large].update({(lang, cell.name, text): s for text, s in sizes.items()})
                 kivy_window.screenshot(ARTIFACTS / "matrix" / display / ("large" if large else "normal")
-                                       / f"{lang}-{cell.name}.png")
+                                       / f"{lang}-{cell.name}.png", warm=0)
             kivy_window.Window.remove_widget(view)
             view.close()
     for key, normal in font_sizes[False].items():

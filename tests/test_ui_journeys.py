@@ -309,3 +309,36 @@ def test_catalogue_gone_mid_session_finishing_times_out_to_unconfirmed_rows(ui_k
     assert "カウンター" in summary.note.text
     k.tap("done")
     k.until("thank_you")
+
+
+@pytest.mark.parametrize("screen", ["pin", "scanning", "summary", "error"])
+def test_controls_never_move_when_the_countdown_appears(ui_kiosk, screen):
+    """The countdown's room is kept free: the patron's finger is on the same button before
+    and after "Returning to the start in …" appears, and a tap there still reaches it."""
+    k = ui_kiosk
+    reach = {
+        "pin": lambda: (k.services.demo.insert_card("registered-1"), k.until("pin")),
+        "summary": lambda: (sign_in(k), scan(k, "10000001", "ok"), k.tap("finish"), k.until("summary")),
+        "error": lambda: (k.services.demo.insert_card("pin-locked"), k.until("error")),
+        "scanning": lambda: (sign_in(k), scan(k, "10000001", "ok")),
+    }
+    reach[screen]()
+    k.h.settle()
+    from kiosk.screens.widgets.buttons import KButton
+
+    def places() -> dict[str, tuple]:
+        return {w.ident: (*w.to_window(w.x, w.y), w.width, w.height)
+                for w in k.view.screens[screen].walk(restrict=True)
+                if isinstance(w, KButton) and w.ident and w.ident != "more_time" and w.opacity > 0}
+
+    before = places()
+    assert before and k.view.find("more_time") is None
+    timeouts = k.controller.session.settings.timeouts
+    k.elapse(max(0.0, timeouts.for_screen(screen) - timeouts.warning) + 1)
+    k.h.settle()
+    assert k.screen == screen and k.view.find("more_time") is not None
+    assert places() == before
+    k.tap("more_time")                     # the bar's own button works, and the rest stay put
+    k.h.settle()
+    assert k.screen == screen and places() == before
+

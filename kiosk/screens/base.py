@@ -87,6 +87,9 @@ class Header(BoxLayout):
 class KioskScreen(Screen):
     screen = ""                 # the session's screen name
     language_bar = True         # compact language buttons in the header
+    # The countdown's room is kept free while it is not shown, so that nothing moves under
+    # a finger when it appears (screens that never time out give the room to the body).
+    reserve_countdown = True
 
     def __init__(self, ctx: Context, screen: str = "") -> None:
         if screen:
@@ -109,6 +112,7 @@ class KioskScreen(Screen):
         self.body = self.build_body()
         self.footer = Slot()
         self.countdown = CountdownBar(ctx)
+        self.countdown_room = Widget(size_hint_y=None, height=self.countdown.height)
         self.frame = self.compose()
         paint(self.frame, th.palette.bg)
         self.add_widget(self.frame)
@@ -139,7 +143,7 @@ class KioskScreen(Screen):
         self._render_banners(self.banner_specs(model, t), font)
         seconds = model.get("countdown")
         if seconds is None:
-            self.footer.set(None)
+            self.footer.set(self.countdown_room if self.reserve_countdown else None)
         else:
             if self.countdown.parent is None:
                 self.footer.set(self.countdown, self.countdown.height)
@@ -184,7 +188,7 @@ class KioskScreen(Screen):
             return
         self._banner_specs = None
         self.banners.clear_widgets()
-        self.footer.set(None)
+        self.footer.set(self.countdown_room if self.reserve_countdown else None)
         self.countdown.render(None, None, "")
         self.clear_body()
 

@@ -24,6 +24,7 @@ from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
 
 class IdleScreen(KioskScreen):
+    reserve_countdown = False       # never times out
     screen = "idle"
     language_bar = False
 
@@ -57,7 +58,7 @@ class IdleScreen(KioskScreen):
             top.add_widget(words)
             body.add_widget(top)
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
-        cols = 2 if th.portrait else 4
+        cols = 2 if th.portrait or th.large_text else 4     # large text: two-line labels need the width
         self.actions = GridLayout(cols=cols, spacing=th.gap, size_hint_y=None,
                                   height=th.two_line_touch * (4 // cols) + th.gap * (4 // cols - 1))
         self.library_card = KButton(th, press, "library_card", kind="primary")

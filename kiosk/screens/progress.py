@@ -44,6 +44,7 @@ WORDS: dict[str, Callable[[dict, Translator], tuple[str, str]]] = {
 
 class ProgressScreen(KioskScreen):
     """Made by the view under each name in WORDS (kiosk/screens/view.py, SCREEN_CLASSES)."""
+    reserve_countdown = False       # never times out
 
     language_bar = False
 
