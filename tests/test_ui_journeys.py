@@ -342,3 +342,23 @@ def test_controls_never_move_when_the_countdown_appears(ui_kiosk, screen):
     k.h.settle()
     assert k.screen == screen and places() == before
 
+
+
+def test_a_book_scanned_twice_is_already_on_the_list_not_refused(ui_kiosk):
+    k = ui_kiosk
+    sign_in(k)
+    scan(k, "10000001", "ok")
+    k.view.last_cue = None
+    k.h.type_keys("10000001")
+    k.pump()
+    model = k.until_model(lambda m: m.get("notice") == "already_on_list")
+    assert [r["state"] for r in model["rows"]] == ["ok"]                 # listed once, as borrowed
+    banner = k.view.find("notice:already_on_list")
+    assert banner is not None and banner.kind == "info"                  # no warning colour
+    assert "すでに貸出リストにあります" in banner.message.text
+    assert k.view.last_cue is None and k.view.light_pattern != "refused"
+    rows = k.view.screens["scanning"].list.rows
+    assert [r.kind for r in rows.values()] == ["ok"]
+    k.tap("finish")
+    k.until("summary")
+    assert [r["state"] for r in k.model["rows"]] == ["ok"]

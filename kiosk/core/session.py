@@ -464,6 +464,10 @@ class Session:
         taken = {r.item_id for r in p.rows if r.state in ("ok", "pending")}
         in_session = sum(r.state in ("ok", "pending") for r in p.rows)
         refusal = check_scan(item_id, taken, p.status, in_session, self._offline_rules())
+        if refusal is Refusal.ALREADY_YOURS:
+            # Scanned again: it is already borrowed (or being lent) in this session. Nothing
+            # is refused, so no row, no refusal sound or light: a neutral note on the list.
+            return self._go(SCANNING, now, notice="already_on_list")
         txn_id = self._new_txn_id()
         if refusal is not None:
             p.rows.append(_Row(txn_id, item_id, "refused", refusal=refusal.value))

@@ -22,7 +22,7 @@ from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
 from kiosk.screens.widgets.text import Text, escape
 
 # Notices that report progress rather than a problem.
-INFO_NOTICES = {"printing"}
+INFO_NOTICES = {"printing", "already_on_list"}
 
 
 class Header(BoxLayout):
