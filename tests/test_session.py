@@ -563,6 +563,18 @@ def test_card_left_after_an_error_is_reminded_at_error_and_idle(d):
     assert d.run_for(12) == []
 
 
+def test_a_new_card_during_an_error_starts_a_new_reading(d):
+    d.insert_card()
+    d.probe(0)                                      # locked: error screen
+    d.remove_card()
+    assert d.screen == "error"
+    out = d.insert_card()                           # the patron tries another card
+    assert d.screen == "reading_card" and d.model.get("card_reminder") is False
+    assert d.of_type(fx.ProbeCard, out) == [fx.ProbeCard(serial=d.serial)]
+    d.probe(3)
+    assert d.screen == "pin"
+
+
 def test_card_left_at_idle_is_not_read_again_but_barcode_sign_in_works(d):
     d.drive_to("error")                             # card still in the reader
     d.press("ok")

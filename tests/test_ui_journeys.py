@@ -362,3 +362,23 @@ def test_a_book_scanned_twice_is_already_on_the_list_not_refused(ui_kiosk):
     k.tap("finish")
     k.until("summary")
     assert [r["state"] for r in k.model["rows"]] == ["ok"]
+
+
+def test_a_new_card_while_an_error_shows_starts_a_new_reading(ui_kiosk):
+    k = ui_kiosk
+    k.services.demo.insert_card("pin-locked")
+    k.until("error")
+    k.services.demo.remove_card()
+    k.pump()
+    assert k.screen == "error"
+    k.services.demo.insert_card("registered-1")       # another card, the error still on screen
+    k.until("pin")
+    k.enter_pin(PIN)
+    k.until("take_card")
+    k.services.demo.remove_card()
+    k.until("scanning")
+    k.tap("finish")
+    k.until("thank_you")
+    k.elapse(k.controller.session.settings.timeouts.for_screen("thank_you") + 1)
+    k.until("idle")
+    assert k.model.get("card_reminder") is False              # no card asked back at idle

@@ -321,6 +321,13 @@ class Session:
                 return out + self._render(now) + [self._lights()]
             self.p = _Patron(method="card")
             return out + self._go(READING_CARD, now) + [fx.ProbeCard(serial=self.serial)]
+        if self.screen == ERROR and not self.out_of_service and self._out_of_service_requested is None \
+                and self.reader_ok:
+            # A card put down while an error shows is a new attempt (the card that failed
+            # was taken away first): read it, rather than ask for it to be taken away later.
+            self.card_used = True
+            self.p = _Patron(method="card")
+            return self._go(READING_CARD, now) + [fx.ProbeCard(serial=self.serial)]
         self.card_used = True           # not ours to read now: remind the patron to take it
         return self._render(now) + [self._lights()]
 
