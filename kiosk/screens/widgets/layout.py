@@ -181,6 +181,9 @@ class ScrollFit(ScrollView):
     def _fit(self, *_) -> None:
         if self.width <= 4:
             return
+        # Sized here at once, not on Kivy's next frame: layout_now lays the column out
+        # right after, and the first screen is drawn (and touched) before any frame.
+        self.column.width = self.width
         need = self.column.least_height(self.width)
         scrolls = need > self.height + 0.5
         self.column.height = need if scrolls else self.height
