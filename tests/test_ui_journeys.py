@@ -382,3 +382,17 @@ def test_a_new_card_while_an_error_shows_starts_a_new_reading(ui_kiosk):
     k.elapse(k.controller.session.settings.timeouts.for_screen("thank_you") + 1)
     k.until("idle")
     assert k.model.get("card_reminder") is False              # no card asked back at idle
+
+
+def test_the_demo_staff_account_opens_staff_mode(ui_kiosk):
+    """README: badge S00001 and staff PIN 2468 (the demo config's own account)."""
+    k = ui_kiosk
+    k.h.type_keys("S00001")
+    k.pump()
+    k.until("staff_signin")
+    for d in "2468":
+        k.tap(f"digit:{d}")
+    k.tap("ok")
+    k.until("staff_menu")
+    k.tap("exit")
+    k.until("idle")
