@@ -563,6 +563,18 @@ def test_card_left_after_an_error_is_reminded_at_error_and_idle(d):
     assert d.run_for(12) == []
 
 
+def test_a_new_card_during_an_error_starts_a_new_reading(d):
+    d.insert_card()
+    d.probe(0)                                      # locked: error screen
+    d.remove_card()
+    assert d.screen == "error"
+    out = d.insert_card()                           # the patron tries another card
+    assert d.screen == "reading_card" and d.model.get("card_reminder") is False
+    assert d.of_type(fx.ProbeCard, out) == [fx.ProbeCard(serial=d.serial)]
+    d.probe(3)
+    assert d.screen == "pin"
+
+
 def test_card_left_at_idle_is_not_read_again_but_barcode_sign_in_works(d):
     d.drive_to("error")                             # card still in the reader
     d.press("ok")
@@ -777,16 +789,19 @@ def test_item_done_for_unknown_or_settled_txn_is_ignored(d):
     assert snapshot(d) == after
 
 
-def test_duplicate_scan_is_refused_already_yours(d):
+def test_duplicate_scan_is_a_neutral_already_on_your_list(d):
+    """Not a refusal: the book is being lent or lent already; patrons took the red ✕ for
+    "not borrowed". No row, no refusal sound or light, a note instead."""
     d.sign_in_with_card()
     t = d.checkout(ITEM_A).loan.txn_id
     out = d.scan(ITEM_A)                                # still pending
     assert d.of_type(fx.Checkout, out) == []
-    assert d.cues(out) == ["refused"] and d.lights(out) == ["ready", "refused"]
-    assert d.model["rows"][-1]["state"] == "refused" and d.model["rows"][-1]["refusal"] == "already_yours"
+    assert d.cues(out) == [] and "refused" not in d.lights(out)
+    assert d.model["notice"] == "already_on_list" and [r["state"] for r in d.model["rows"]] == ["pending"]
     d.item_done(t)
     out = d.scan(f"A{ITEM_A}A")                         # confirmed, and NW-7 framed
-    assert d.of_type(fx.Checkout, out) == [] and d.model["rows"][-1]["refusal"] == "already_yours"
+    assert d.of_type(fx.Checkout, out) == [] and d.cues(out) == [] and d.model["notice"] == "already_on_list"
+    assert [r["state"] for r in d.model["rows"]] == ["ok"]
     assert (d.model["lent"], d.model["pending"]) == (1, 0)
 
 
@@ -870,11 +885,11 @@ def test_finish_with_pending_waits_then_shows_summary(d):
 def test_finish_with_everything_settled_goes_to_summary(d):
     d.sign_in_with_card()
     d.scan(ITEM_A)
-    d.scan(ITEM_A)                      # refused already_yours
+    d.scan(ITEM_A)                      # already on the list: no row
     d.item_done("txn-1")
     out = d.press("finish")
     assert out == [fx.Show("summary", base(rows=d.model["rows"], receipt_available=False)), fx.Lights("ready")]
-    assert [r["state"] for r in d.model["rows"]] == ["ok", "refused"]
+    assert [r["state"] for r in d.model["rows"]] == ["ok"]
 
 
 def test_finish_with_only_refused_rows_shows_summary(d):

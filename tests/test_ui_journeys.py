@@ -309,3 +309,90 @@ def test_catalogue_gone_mid_session_finishing_times_out_to_unconfirmed_rows(ui_k
     assert "カウンター" in summary.note.text
     k.tap("done")
     k.until("thank_you")
+
+
+@pytest.mark.parametrize("screen", ["pin", "scanning", "summary", "error"])
+def test_controls_never_move_when_the_countdown_appears(ui_kiosk, screen):
+    """The countdown's room is kept free: the patron's finger is on the same button before
+    and after "Returning to the start in …" appears, and a tap there still reaches it."""
+    k = ui_kiosk
+    reach = {
+        "pin": lambda: (k.services.demo.insert_card("registered-1"), k.until("pin")),
+        "summary": lambda: (sign_in(k), scan(k, "10000001", "ok"), k.tap("finish"), k.until("summary")),
+        "error": lambda: (k.services.demo.insert_card("pin-locked"), k.until("error")),
+        "scanning": lambda: (sign_in(k), scan(k, "10000001", "ok")),
+    }
+    reach[screen]()
+    k.h.settle()
+    from kiosk.screens.widgets.buttons import KButton
+
+    def places() -> dict[str, tuple]:
+        return {w.ident: (*w.to_window(w.x, w.y), w.width, w.height)
+                for w in k.view.screens[screen].walk(restrict=True)
+                if isinstance(w, KButton) and w.ident and w.ident != "more_time" and w.opacity > 0}
+
+    before = places()
+    assert before and k.view.find("more_time") is None
+    timeouts = k.controller.session.settings.timeouts
+    k.elapse(max(0.0, timeouts.for_screen(screen) - timeouts.warning) + 1)
+    k.h.settle()
+    assert k.screen == screen and k.view.find("more_time") is not None
+    assert places() == before
+    k.tap("more_time")                     # the bar's own button works, and the rest stay put
+    k.h.settle()
+    assert k.screen == screen and places() == before
+
+
+
+def test_a_book_scanned_twice_is_already_on_the_list_not_refused(ui_kiosk):
+    k = ui_kiosk
+    sign_in(k)
+    scan(k, "10000001", "ok")
+    k.view.last_cue = None
+    k.h.type_keys("10000001")
+    k.pump()
+    model = k.until_model(lambda m: m.get("notice") == "already_on_list")
+    assert [r["state"] for r in model["rows"]] == ["ok"]                 # listed once, as borrowed
+    banner = k.view.find("notice:already_on_list")
+    assert banner is not None and banner.kind == "info"                  # no warning colour
+    assert "すでに貸出リストにあります" in banner.message.text
+    assert k.view.last_cue is None and k.view.light_pattern != "refused"
+    rows = k.view.screens["scanning"].list.rows
+    assert [r.kind for r in rows.values()] == ["ok"]
+    k.tap("finish")
+    k.until("summary")
+    assert [r["state"] for r in k.model["rows"]] == ["ok"]
+
+
+def test_a_new_card_while_an_error_shows_starts_a_new_reading(ui_kiosk):
+    k = ui_kiosk
+    k.services.demo.insert_card("pin-locked")
+    k.until("error")
+    k.services.demo.remove_card()
+    k.pump()
+    assert k.screen == "error"
+    k.services.demo.insert_card("registered-1")       # another card, the error still on screen
+    k.until("pin")
+    k.enter_pin(PIN)
+    k.until("take_card")
+    k.services.demo.remove_card()
+    k.until("scanning")
+    k.tap("finish")
+    k.until("thank_you")
+    k.elapse(k.controller.session.settings.timeouts.for_screen("thank_you") + 1)
+    k.until("idle")
+    assert k.model.get("card_reminder") is False              # no card asked back at idle
+
+
+def test_the_demo_staff_account_opens_staff_mode(ui_kiosk):
+    """README: badge S00001 and staff PIN 2468 (the demo config's own account)."""
+    k = ui_kiosk
+    k.h.type_keys("S00001")
+    k.pump()
+    k.until("staff_signin")
+    for d in "2468":
+        k.tap(f"digit:{d}")
+    k.tap("ok")
+    k.until("staff_menu")
+    k.tap("exit")
+    k.until("idle")

@@ -324,6 +324,13 @@ class Session:
                 return out + self._render(now) + [self._lights()]
             self.p = _Patron(method="card")
             return out + self._go(READING_CARD, now) + [fx.ProbeCard(serial=self.serial)]
+        if self.screen == ERROR and not self.out_of_service and self._out_of_service_requested is None \
+                and self.reader_ok:
+            # A card put down while an error shows is a new attempt (the card that failed
+            # was taken away first): read it, rather than ask for it to be taken away later.
+            self.card_used = True
+            self.p = _Patron(method="card")
+            return self._go(READING_CARD, now) + [fx.ProbeCard(serial=self.serial)]
         self.card_used = True           # not ours to read now: remind the patron to take it
         return self._render(now) + [self._lights()]
 
@@ -467,6 +474,10 @@ class Session:
         taken = {r.item_id for r in p.rows if r.state in ("ok", "pending")}
         in_session = sum(r.state in ("ok", "pending") for r in p.rows)
         refusal = check_scan(item_id, taken, p.status, in_session, self._offline_rules())
+        if refusal is Refusal.ALREADY_YOURS:
+            # Scanned again: it is already borrowed (or being lent) in this session. Nothing
+            # is refused, so no row, no refusal sound or light: a neutral note on the list.
+            return self._go(SCANNING, now, notice="already_on_list")
         txn_id = self._new_txn_id()
         if refusal is not None:
             p.rows.append(_Row(txn_id, item_id, "refused", refusal=refusal.value))

@@ -17,23 +17,27 @@ from kiosk.screens import fonts
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import Context, paint
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import Slot, set_font
+from kiosk.screens.widgets.layout import Slot, TextColumn, scroll_fit, set_font
 from kiosk.screens.widgets.notices import Badge, Banner, CountdownBar
 from kiosk.screens.widgets.text import Text, escape
 
 # Notices that report progress rather than a problem.
-INFO_NOTICES = {"printing"}
+INFO_NOTICES = {"printing", "already_on_list"}
 
 
 class Header(BoxLayout):
     """Library name, TEST/DEMO badges and (on most screens) a compact language bar.
 
-    In portrait the width goes to the language buttons and the name is left out
-    (idle, which has no compact bar, still shows it)."""
+    In portrait the language buttons get a row of their own above the name, so that each
+    language name is readable in full; in landscape with large text the name is left out
+    to give them the width (idle, which has no compact bar, always shows it)."""
 
     def __init__(self, ctx: Context, language_bar: bool) -> None:
         th = ctx.theme
-        super().__init__(orientation="horizontal", size_hint_y=None, height=th.header, spacing=th.gap)
+        two_rows = language_bar and th.portrait
+        name_row = th.font_body * 1.5
+        super().__init__(orientation="vertical" if two_rows else "horizontal", size_hint_y=None,
+                         height=th.header + name_row + th.gap if two_rows else th.header, spacing=th.gap)
         self.ctx = ctx
         self.name = Text(th, text=escape(ctx.library_name), halign="left", size=th.font_body, bold=True,
                          color=th.palette.muted, fixed_font=True, font_name=fonts.registered(ctx.default_language),
@@ -42,12 +46,21 @@ class Header(BoxLayout):
         self.languages: LanguageBar | None = None
         if language_bar:
             self.languages = LanguageBar(ctx, compact=True)
-            if not th.portrait:
-                self.name.size_hint_x = 0.42
-                self.languages.size_hint_x = 0.58
-                self.add_widget(self.name)
-            self.add_widget(self.badges)
-            self.add_widget(self.languages)
+            if two_rows:
+                below = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=name_row)
+                below.add_widget(self.name)
+                below.add_widget(self.badges)
+                self.languages.size_hint_y = None
+                self.languages.height = th.header
+                self.add_widget(self.languages)
+                self.add_widget(below)
+            else:
+                if not th.large_text:
+                    self.name.size_hint_x = 0.42
+                    self.languages.size_hint_x = 0.58
+                    self.add_widget(self.name)
+                self.add_widget(self.badges)
+                self.add_widget(self.languages)
         else:
             self.add_widget(self.name)
             self.add_widget(self.badges)
@@ -74,6 +87,9 @@ class Header(BoxLayout):
 class KioskScreen(Screen):
     screen = ""                 # the session's screen name
     language_bar = True         # compact language buttons in the header
+    # The countdown's room is kept free while it is not shown, so that nothing moves under
+    # a finger when it appears (screens that never time out give the room to the body).
+    reserve_countdown = True
 
     def __init__(self, ctx: Context, screen: str = "") -> None:
         if screen:
@@ -96,6 +112,7 @@ class KioskScreen(Screen):
         self.body = self.build_body()
         self.footer = Slot()
         self.countdown = CountdownBar(ctx)
+        self.countdown_room = Widget(size_hint_y=None, height=self.countdown.height)
         self.frame = self.compose()
         paint(self.frame, th.palette.bg)
         self.add_widget(self.frame)
@@ -110,7 +127,7 @@ class KioskScreen(Screen):
         """Header, banners, body and countdown top to bottom; a screen may arrange them otherwise."""
         th = self.ctx.theme
         frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
-        for w in (self.header, self.banners, self.body, self.footer):
+        for w in (self.header, self.banners, scroll_fit(self.body), self.footer):
             frame.add_widget(w)
         return frame
 
@@ -126,10 +143,10 @@ class KioskScreen(Screen):
         self._render_banners(self.banner_specs(model, t), font)
         seconds = model.get("countdown")
         if seconds is None:
-            self.footer.set(None)
+            self.footer.set(self.countdown_room if self.reserve_countdown else None)
         else:
             if self.countdown.parent is None:
-                self.footer.set(self.countdown, self.ctx.theme.touch)
+                self.footer.set(self.countdown, self.countdown.height)
         self.countdown.render(seconds, t, font)
         self.render_body(model, t)
         set_font(self.frame, font)
@@ -171,7 +188,7 @@ class KioskScreen(Screen):
             return
         self._banner_specs = None
         self.banners.clear_widgets()
-        self.footer.set(None)
+        self.footer.set(self.countdown_room if self.reserve_countdown else None)
         self.countdown.render(None, None, "")
         self.clear_body()
 
@@ -188,7 +205,7 @@ class KioskScreen(Screen):
 def message_column(screen: KioskScreen, *widgets: Widget) -> Widget:
     """The body of a message screen (take your card, scan your library card, thank you):
     its parts stacked top to bottom."""
-    body = BoxLayout(orientation="vertical", spacing=screen.ctx.theme.gap)
+    body = TextColumn(spacing=screen.ctx.theme.gap)
     for w in widgets:
         body.add_widget(w)
     return body
@@ -201,34 +218,50 @@ def centred_button(screen: KioskScreen, action: str, **kw: object) -> KButton:
                    width=max(th.touch * 3, th.width * 0.3), height=th.touch, pos_hint={"center_x": 0.5}, **kw)
 
 
-def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget) -> Widget:
+def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
+                 bottom: Widget | None = None) -> Widget:
     """Landscape frame: the header across the top, `left` stacked in a column, `right`
-    (a keypad or a side panel) beside it at full height."""
+    (a keypad or a side panel) beside it at full height, `bottom` (the countdown) under both."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
     row = BoxLayout(orientation="horizontal", spacing=th.pad)
-    column = BoxLayout(orientation="vertical", spacing=th.gap)
+    column = TextColumn(spacing=th.gap)
     for w in left:
         column.add_widget(w)
-    row.add_widget(column)
+    row.add_widget(scroll_fit(column))
     row.add_widget(right)
     frame.add_widget(row)
+    if bottom is not None:
+        frame.add_widget(bottom)
     return frame
 
 
-def list_beside(screen: KioskScreen) -> Widget:
+def list_beside(screen: KioskScreen, under_list: Widget | None = None, under_words: Widget | None = None) -> Widget:
     """Landscape frame of the screens with a book list (scanning, summary): instructions on
-    the left keep their room; notices sit above the list on the right; footer below."""
+    the left keep their room (they scroll rather than shrink on a small panel in large
+    text, with `under_words`, the main button, always in view below them); notices sit
+    above the list on the right, `under_list` (the summary's receipt choice) below it;
+    footer below all."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
     row = BoxLayout(orientation="horizontal", spacing=th.pad)
-    row.add_widget(screen.body)
-    right = BoxLayout(orientation="vertical", spacing=th.gap)
+    words = scroll_fit(screen.body)
+    if under_words is None:
+        row.add_widget(words)
+    else:
+        left = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=words.size_hint_x)
+        words.size_hint_x = 1
+        left.add_widget(words)
+        left.add_widget(under_words)
+        row.add_widget(left)
+    right = TextColumn(spacing=th.gap)
     right.add_widget(screen.banners)
     right.add_widget(screen.list)
-    row.add_widget(right)
+    if under_list is not None:
+        right.add_widget(under_list)
+    row.add_widget(scroll_fit(right))
     frame.add_widget(row)
     frame.add_widget(screen.footer)
     return frame

@@ -12,6 +12,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_INFO, ICON_WARN, Text, icon
 
 
@@ -25,10 +26,10 @@ class ErrorScreen(KioskScreen):
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True, color=th.palette.error, size_hint_y=0.7)
         self.message = Text(th, size=th.font_title, size_hint_y=1.4)
-        self.counter = Text(th, size=th.font_body, bold=True, size_hint_y=None, height=0)
+        self.counter = Text(th, size=th.font_body, bold=True)
         self.ok = KButton(th, lambda a, v: ctx.press(a, v), "ok", kind="primary", size_hint=(None, None),
                           width=max(th.touch * 3.5, th.width * 0.36), height=th.touch, pos_hint={"center_x": 0.5})
         for w in (self.title, self.message, self.counter, self.ok):
@@ -42,10 +43,8 @@ class ErrorScreen(KioskScreen):
         self.message.text = error_text(self.code, t)
         if model.get("counter"):
             self.counter.text = icon(ICON_INFO) + " " + t("common.go_to_counter")
-            self.counter.height = th.font_body * 2.2
         else:
             self.counter.text = ""
-            self.counter.height = 0
         self.ok.text = t("error.ok")
 
     def clear_body(self) -> None:

@@ -19,17 +19,25 @@ from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.drawings import CardArt
 from kiosk.screens.widgets.language_bar import LanguageBar
-from kiosk.screens.widgets.layout import ModalLayer, set_font
+from kiosk.screens.widgets.layout import ModalLayer, TextColumn, TextRow, set_font
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, Text, escape, icon
 
 
 class IdleScreen(KioskScreen):
+    reserve_countdown = False       # never times out
     screen = "idle"
     language_bar = False
 
+    def build(self, ctx) -> None:
+        # Large text on a landscape panel: the language buttons move to the header, as on
+        # every other screen, so that the words keep a readable size.
+        th = ctx.theme
+        self.language_bar = th.large_text and not th.portrait
+        super().build(ctx)
+
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True)
         self.subtitle = Text(th, size=th.font_body, color=th.palette.muted)
         self.art = CardArt(th, "down")
@@ -40,9 +48,9 @@ class IdleScreen(KioskScreen):
             body.add_widget(self.subtitle)
             body.add_widget(self.art)
         else:
-            top = BoxLayout(orientation="horizontal", spacing=th.gap)
+            top = TextRow(spacing=th.gap)
             self.art.size_hint_x = 0.4
-            words = BoxLayout(orientation="vertical", spacing=th.gap)
+            words = TextColumn(spacing=th.gap)
             words.add_widget(self.title)
             self.subtitle.size_hint_y = 0.6
             words.add_widget(self.subtitle)
@@ -50,9 +58,9 @@ class IdleScreen(KioskScreen):
             top.add_widget(words)
             body.add_widget(top)
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
-        cols = 2 if th.portrait else 4
+        cols = 2 if th.portrait or th.large_text else 4     # large text: two-line labels need the width
         self.actions = GridLayout(cols=cols, spacing=th.gap, size_hint_y=None,
-                                  height=th.touch * (4 // cols) + th.gap * (4 // cols - 1))
+                                  height=th.two_line_touch * (4 // cols) + th.gap * (4 // cols - 1))
         self.library_card = KButton(th, press, "library_card", kind="primary")
         self.help = KButton(th, press, "help")
         toggle = lambda what, _v: ctx.toggle(what)  # noqa: E731
@@ -62,8 +70,10 @@ class IdleScreen(KioskScreen):
             self.actions.add_widget(b)
         self.return_books = KButton(th, press, "return_books", kind="primary")   # added when configured
         body.add_widget(self.actions)
-        self.languages = LanguageBar(ctx, compact=False, cols=3 if th.portrait else None)
-        body.add_widget(self.languages)
+        self.languages: LanguageBar | None = None
+        if not self.language_bar:
+            self.languages = LanguageBar(ctx, compact=False, cols=3 if th.portrait else None)
+            body.add_widget(self.languages)
         return body
 
     def after_build(self) -> None:
@@ -78,8 +88,12 @@ class IdleScreen(KioskScreen):
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
+        # With the reader down, the steps that follow the card would contradict the banner
+        # (and their room is what the banner needs on a small panel in large text).
+        reader_ok = model.get("reader_ok") is not False
         self.title.text = t("idle.title")
-        self.subtitle.text = t("idle.subtitle")
+        self.subtitle.text = t("idle.subtitle") if reader_ok else ""
+        self.art.opacity = 1 if reader_ok else 0
         self.library_card.text = t("idle.library_card")
         self.library_card.disabled = not model.get("library_card", True)
         self.library_card.opacity = 1 if model.get("library_card", True) else 0
@@ -89,7 +103,8 @@ class IdleScreen(KioskScreen):
                                   (self.high_contrast, "idle.high_contrast", th.high_contrast)):
             state = t("common.on") if on else t("common.off")
             button.text = (icon(ICON_OK) + " " if on else "") + f"{t(msgid)}: {state}"
-        self.languages.render(t.lang)
+        if self.languages is not None:
+            self.languages.render(t.lang)
         self._render_help(bool(model.get("help")), t)
 
     def _render_return_button(self, wanted: bool, t: Translator) -> None:

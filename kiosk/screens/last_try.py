@@ -13,6 +13,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_WARN, Text, icon
 
 
@@ -22,7 +23,7 @@ class LastTryScreen(KioskScreen):
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True, color=th.palette.warn, size_hint_y=0.9)
         self.body_text = Text(th, size=th.font_body, size_hint_y=1.1)
         self.advice = Text(th, size=th.font_body, color=th.palette.muted)

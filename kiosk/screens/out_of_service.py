@@ -11,6 +11,7 @@ from kiosk.screens.widgets.text import Text
 
 
 class OutOfServiceScreen(KioskScreen):
+    reserve_countdown = False       # never times out
     screen = "out_of_service"
     language_bar = False
 

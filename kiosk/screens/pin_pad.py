@@ -16,6 +16,7 @@ from kiosk.i18n import Translator
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, side_by_side
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn, scroll_fit
 from kiosk.screens.widgets.text import ICON_BACK, ICON_OK, ICON_WARN, Text, icon
 
 FILLED = "●"
@@ -29,20 +30,37 @@ def masked(digits: int, max_digits: int, purpose: str) -> str:
     return FILLED * digits
 
 
+def keypad_title_size(th) -> float:
+    """Beside a landscape keypad the column is narrow: a title a little above body size
+    stays on one line there in large text, where the full title size would need two."""
+    return th.font_body * 1.2 if not th.portrait and th.width < 1200 else th.font_title
+
+
 class KeypadLayout:
-    """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`):
-    stacked in portrait; in landscape the keypad takes the full height on the right."""
+    """Where a keypad screen puts its parts (`info`, `pad` in `pad_holder`, `actions`).
+
+    Portrait: the words on top, under them the keypad with cancel and OK in a column to
+    its right (as on Japanese bank ATMs), which leaves the words a row's more room.
+    Landscape: the keypad takes the full height on the right; the countdown runs under
+    both, so that the words keep the room for the smallest readable size."""
 
     def keypad_body(self) -> Widget:
         th = self.ctx.theme
+        self.info.spacing = th.gap * 0.5
         if not th.portrait:
             return self.info
         body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.info)
-        self.pad_holder.size_hint_y = None
-        self.pad_holder.height = self.pad.height
-        body.add_widget(self.pad_holder)
-        body.add_widget(self.actions)
+        body.add_widget(scroll_fit(self.info))
+        row = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=self.pad.height)
+        self.pad_holder.size_hint_x = None
+        self.pad_holder.width = self.pad.width
+        row.add_widget(self.pad_holder)
+        self.actions.orientation = "vertical"
+        self.actions.size_hint_y = 1
+        for button in self.actions.children:
+            button.prefer_single = False
+        row.add_widget(self.actions)
+        body.add_widget(row)
         return body
 
     def compose(self) -> Widget:
@@ -50,7 +68,7 @@ class KeypadLayout:
             return super().compose()
         self.pad_holder.size_hint_x = None
         self.pad_holder.width = self.pad.width
-        return side_by_side(self, (self.banners, self.info, self.actions, self.footer), self.pad_holder)
+        return side_by_side(self, (self.banners, self.info, self.actions), self.pad_holder, self.footer)
 
 
 class PinScreen(KeypadLayout, KioskScreen):
@@ -61,19 +79,21 @@ class PinScreen(KeypadLayout, KioskScreen):
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
         self.keys: dict[str, KButton] = {}
         self.pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
-                              width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
+                              width=th.key_width * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
         for label in "1234567890":
             self.keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
         self.keys["clear"] = KButton(th, press, "clear", size=th.font_small)
         self.keys["delete"] = KButton(th, press, "delete", size=th.font_small)
+        for k in (self.keys["clear"], self.keys["delete"]):
+            k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
         for name in list("123456789") + ["clear", "0", "delete"]:
             self.pad.add_widget(self.keys[name])
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
 
-        self.title = Text(th, size=th.font_title, bold=True)
+        self.title = Text(th, size=keypad_title_size(th), bold=True)
         self.hint = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME,
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME,
                          prefer_single=True)
         self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
         self.note = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
@@ -83,7 +103,7 @@ class PinScreen(KeypadLayout, KioskScreen):
         self.actions.add_widget(self.cancel)
         self.actions.add_widget(self.ok)
 
-        self.info = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.info = TextColumn(spacing=th.gap)
         for w in (self.title, self.hint, self.dots, self.tries, self.note):
             self.info.add_widget(w)
         return self.keypad_body()

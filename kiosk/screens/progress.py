@@ -16,6 +16,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.drawings import Spinner
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import Text
 
 
@@ -43,12 +44,13 @@ WORDS: dict[str, Callable[[dict, Translator], tuple[str, str]]] = {
 
 class ProgressScreen(KioskScreen):
     """Made by the view under each name in WORDS (kiosk/screens/view.py, SCREEN_CLASSES)."""
+    reserve_countdown = False       # never times out
 
     language_bar = False
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
         self.title = Text(th, size=th.font_title, bold=True)
         holder = AnchorLayout()
         self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))

@@ -21,6 +21,7 @@ from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_INFO, ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
@@ -66,14 +67,20 @@ class LoanRow(BoxLayout):
         self.mark = Text(theme, size=theme.font_title, bold=True, size_hint_x=None,
                          width=theme.font_title * 1.6, fixed_font=True)
         self._mark_bg = paint(self.mark, theme.palette.secondary, radius=theme.gap)
-        words = BoxLayout(orientation="vertical")
-        self.heading = Text(theme, halign="left", bold=True, size=theme.font_body, size_hint_y=1.0,
-                            prefer_single=True)
-        self.detail = Text(theme, halign="left", size=theme.font_small, size_hint_y=1.6)
+        self.words = words = TextColumn()
+        self.heading = Text(theme, halign="left", bold=True, size=theme.font_body, prefer_single=True)
+        self.detail = Text(theme, halign="left", size=theme.font_small)
         words.add_widget(self.heading)
         words.add_widget(self.detail)
         self.add_widget(self.mark)
         self.add_widget(words)
+        # At least its usual height; taller when the words need it (large text, a long reason).
+        self._least = height
+        words.bind(width=self._grow, need_changed=self._grow)
+
+    def _grow(self, *_) -> None:
+        if self.words.width > 4:
+            self.height = max(self._least, self.words.natural_height(self.words.width) + self.padding[1] * 2)
 
     def show(self, view: RowView, font: str) -> None:
         p = self.theme.palette
@@ -96,6 +103,7 @@ class RowList(BoxLayout):
     def __init__(self, theme: Theme, **kw) -> None:
         super().__init__(orientation="vertical", **kw)
         self.theme = theme
+        self.least_room = theme.touch * 1.5     # a TextColumn leaves it at least a row
         self.rows: dict[str, LoanRow] = {}
         self.placeholder = Text(theme, color=theme.palette.muted, size=theme.font_body)
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, theme.gap), scroll_type=["bars", "content"])
@@ -148,36 +156,42 @@ class ScanningScreen(KioskScreen):
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
-        self.greeting = Text(th, size=th.font_body, bold=True, halign="left", size_hint_y=None, height=0)
+        self.greeting = Text(th, size=th.font_body, bold=True, halign="left")
         self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
         self.counts = Text(th, size=th.font_body, halign="left", size_hint_y=0.9)
         self.finish = KButton(th, lambda a, v: ctx.press(a, v), "finish", kind="primary",
-                              size_hint_y=None, height=th.touch)
+                              size_hint_y=None, height=th.action if th.portrait else th.two_line_touch)
         self.my_account = KButton(th, lambda a, v: ctx.press(a, v), "my_account", kind="secondary",
-                                  size_hint_y=None, height=th.touch)
+                                  size_hint_y=None, height=self.finish.height)
         self.list = RowList(th)
         if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
+            # Texts as tall as their words (TextColumn); the list takes the rest.
+            body = TextColumn(spacing=th.gap)
             self.title.size_hint_y = 0.7
             self.counts.size_hint_y = 0.9
             self.list.size_hint_y = 1.6
-            buttons = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+            buttons = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
             self.my_account.size_hint_x, self.finish.size_hint_x = 0.45, 0.55
             buttons.add_widget(self.my_account)
             buttons.add_widget(self.finish)
             for w in (self.greeting, self.title, self.counts, self.list, buttons):
                 body.add_widget(w)
         else:
-            body = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.38)
-            for w in (self.greeting, self.title, self.counts, self.my_account, self.finish):
+            body = TextColumn(spacing=th.gap, size_hint_x=0.38)
+            for w in (self.greeting, self.title, self.counts):
                 body.add_widget(w)
+            # Both buttons stay in view under the words (which scroll on a small panel).
+            self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None,
+                                     height=self.my_account.height + th.gap + self.finish.height)
+            self.actions.add_widget(self.my_account)
+            self.actions.add_widget(self.finish)
         return body
 
     def compose(self) -> Widget:
         """Landscape: notices sit above the list, so the instructions keep their room."""
         if self.ctx.theme.portrait:
             return super().compose()
-        return list_beside(self)
+        return list_beside(self, under_words=self.actions)
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         specs = super().banner_specs(model, t)
@@ -193,10 +207,8 @@ class ScanningScreen(KioskScreen):
         name = model.get("name")
         if name:
             self.greeting.text = t("scan.greeting", name=escape(str(name)))
-            self.greeting.height = th.font_body * 1.6
         else:
             self.greeting.text = ""
-            self.greeting.height = 0
         self.title.text = t("scan.title")
         parts = [t.plural("scan.lent", int(model.get("lent") or 0))]
         if model.get("allowance") is not None:

@@ -15,6 +15,7 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.scanning import RowList
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, Text, icon
 
 
@@ -40,10 +41,15 @@ class SummaryScreen(KioskScreen):
             for w in (self.title, self.count, self.list, self.note, self.question, self.actions):
                 body.add_widget(w)
             return body
-        side = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.4)
-        self.title.size_hint_y, self.count.size_hint_y = 0.8, 0.6
-        self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None, height=th.touch)
-        for w in (self.title, self.count, self.note, Widget(size_hint_y=0.05), self.question, self.actions):
+        # The side column gives each text the room it needs (TextColumn), so a long note
+        # wraps instead of shrinking below a readable size.
+        side = TextColumn(spacing=th.gap, size_hint_x=0.4)
+        for w in (self.title, self.count, self.note, self.question):
+            w.size_hint_y = 1
+        # The receipt choice goes under the list (list_beside), where two buttons side by side
+        # have room for two-line labels; the side column keeps the words.
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+        for w in (self.title, self.count, self.note, Widget(size_hint_y=0.05), self.question):
             side.add_widget(w)
         return side
 
@@ -51,7 +57,7 @@ class SummaryScreen(KioskScreen):
         """Landscape: notices above the list, the receipt choice keeps its room on the left."""
         if self.ctx.theme.portrait:
             return super().compose()
-        return list_beside(self)
+        return list_beside(self, under_list=self.actions)
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
@@ -77,7 +83,7 @@ class SummaryScreen(KioskScreen):
             self.receipt.text = t("summary.receipt")
             self.no_receipt.text = t("summary.no_receipt")
             vertical = self.actions.orientation == "vertical"
-            self.actions.height = th.touch * 2 + th.gap if vertical else th.touch
+            self.actions.height = th.touch * 2 + th.gap if vertical else (th.action if portrait else th.two_line_touch)
             self.actions.add_widget(self.receipt if vertical else self.no_receipt)
             self.actions.add_widget(self.no_receipt if vertical else self.receipt)
         else:
@@ -89,12 +95,11 @@ class SummaryScreen(KioskScreen):
 
     @staticmethod
     def _show(widget: Widget, height: float, weight: float | None, portrait: bool) -> None:
-        """Fixed height in portrait (the list takes the rest); a share of the side column otherwise."""
-        if portrait or weight is None:
+        """Fixed height in portrait (the list takes the rest); in landscape the side column
+        (a TextColumn) sizes it by its words."""
+        if portrait:
             widget.size_hint_y = None
             widget.height = height
-        else:
-            widget.size_hint_y = weight
 
     def clear_body(self) -> None:
         self.count.text = ""

@@ -89,6 +89,12 @@ def load_site_config(explicit: str | None) -> dict:
     return load_site(explicit).config
 
 
+# The demo's staff account (README): badge S00001 or PIN 2468, so that staff mode can be
+# tried. Only the demo config has it; a site's accounts come from its own config.
+DEMO_STAFF = {"id": "demo", "badge": "S00001",
+              "pin_hash": "scrypt$14$8$1$3ncslUz5QRnBq+QKzCU91A==$knihakTgACOT3efhbPdTNnQrm5xrRTWD0X+pBVgnbLI="}
+
+
 def demo_config(data_dir: str | None, windowed: bool = True) -> dict:
     directory = Path(data_dir).expanduser() if data_dir else DEMO_DIR
     layer = {
@@ -98,6 +104,7 @@ def demo_config(data_dir: str | None, windowed: bool = True) -> dict:
         "catalogue": {"backend": "local", "local": {"seed_demo": True}},
         "loans": {"receipt_printer": False},
         "logging": {"format": "text"},
+        "staff": {"accounts": [dict(DEMO_STAFF)]},
     }
     return load_config(None, [("demo", layer)])
 

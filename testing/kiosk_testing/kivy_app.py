@@ -102,8 +102,9 @@ class KivyHarness:
     def key(self, code: int) -> bool:
         return bool(self.Window.dispatch("on_key_down", code, 0, None, []))
 
-    def screenshot(self, path: Path) -> Path:
-        """Window.screenshot from on_flip (before the swap), after forcing a redraw (trap 2)."""
+    def screenshot(self, path: Path, warm: int = 2) -> Path:
+        """Window.screenshot from on_flip (before the swap), after forcing a redraw (trap 2).
+        `warm` frames are drawn first (animations); a settled still screen needs none."""
         path.parent.mkdir(parents=True, exist_ok=True)
         taken: list[str] = []
 
@@ -111,7 +112,7 @@ class KivyHarness:
             taken.append(self.Window.screenshot(name=str(path)))
             return False
 
-        self.frames(2)
+        self.frames(warm)
         self.Window.bind(on_flip=grab)
         try:
             for _ in range(5):

@@ -31,11 +31,13 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
     press = press_for(screen)
     keys: dict[str, KButton] = {}
     pad = GridLayout(cols=3, spacing=th.gap, size_hint=(None, None),
-                     width=th.key * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
+                     width=th.key_width * 3 + th.gap * 2, height=th.key * 4 + th.gap * 3)
     for label in "1234567890":
         keys[label] = KButton(th, press, "digit", label, kind="key", size=th.font_key, text=label)
     keys["clear"] = KButton(th, press, "clear", size=th.font_small)
     keys["delete"] = KButton(th, press, "delete", size=th.font_small)
+    for k in (keys["clear"], keys["delete"]):
+        k.padding = (th.gap * 0.3, 0)        # two-line labels in a 12 mm key
     for name in list("123456789") + ["clear", "0", "delete"]:
         pad.add_widget(keys[name])
     return pad, keys
@@ -62,10 +64,13 @@ class StaffScreen(KioskScreen):
         info = "notice:" + str(model.get("notice")) if model.get("notice") in STAFF_INFO_NOTICES else None
         return [("info" if ident == info else kind, text, ident) for kind, text, ident in super().banner_specs(model, t)]
 
-    def title_row(self) -> Text:
+    def title_row(self, fixed: bool = True) -> Text:
+        """The screen's title; `fixed=False` leaves its height to a TextColumn."""
         th = self.ctx.theme
-        self.title = Text(th, size=th.font_title, bold=True, size_hint_y=None, height=th.font_title * 1.7,
-                          halign="left", prefer_single=True)
+        self.title = Text(th, size=th.font_title, bold=True, halign="left", prefer_single=True)
+        if fixed:
+            self.title.size_hint_y = None
+            self.title.height = th.font_title * 1.7
         return self.title
 
     def back_button(self, **kw) -> KButton:

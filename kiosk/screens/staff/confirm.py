@@ -8,6 +8,7 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator
 from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_WARN, Text, icon
 
 
@@ -16,12 +17,12 @@ class StaffConfirmScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
         self.message = Text(th, size=th.font_body)
         body.add_widget(self.message)
         actions = BoxLayout(orientation="vertical" if th.portrait else "horizontal", spacing=th.gap,
-                            size_hint_y=None, height=th.touch * (2 if th.portrait else 1) + (th.gap if th.portrait else 0))
+                            size_hint_y=None, height=th.action * (2 if th.portrait else 1) + (th.gap if th.portrait else 0))
         self.back = KButton(th, press_for(self), "back")
         self.confirm = KButton(th, press_for(self), "confirm", kind="warn")
         actions.add_widget(self.back)

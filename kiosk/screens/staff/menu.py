@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, escape, icon
 
 MENU_ACTIONS = ("register", "out_of_service", "offline_lending", "sync_now", "status", "review", "self_test",
@@ -21,11 +21,14 @@ class StaffMenuScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
+        # The grid keeps rows tall enough for two-line labels; on a small panel in large
+        # text the screen scrolls (ScrollFit) rather than squeezing them.
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
         cols = 2 if th.portrait else 3
         rows = -(-len(MENU_ACTIONS) // cols)
         self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
+        self.grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
         kinds = {"register": "primary", "exit": "primary", "restart": "warn", "shutdown": "warn"}
         self.buttons: dict[str, KButton] = {}
         for action in MENU_ACTIONS:

@@ -17,6 +17,7 @@ from kiosk.screens.error import error_text
 from kiosk.screens.pin_pad import masked
 from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
@@ -38,11 +39,11 @@ class StaffRegisterScreen(StaffScreen):
     def build_body(self) -> Widget:
         th = self.ctx.theme
         press = press_for(self)
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.stage = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
+        self.stage = TextColumn(spacing=th.gap)
         body.add_widget(self.stage)
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
         body.add_widget(self.actions)
         self.buttons = {
             "cancel": KButton(th, press, "cancel"),
@@ -70,12 +71,12 @@ class StaffRegisterScreen(StaffScreen):
         self.pad, self.keys = staff_pin_pad(self)
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
-        self.pin_words = BoxLayout(orientation="vertical", spacing=th.gap)
+        self.pin_words = TextColumn(spacing=th.gap)
         # Portrait: the pad goes under the words; landscape: in a side column as tall as
         # the screen below the header (as on the patron PIN screen), empty on other steps.
-        self.pin_row = BoxLayout(orientation="vertical", spacing=th.pad)
+        self.pin_row = TextColumn(spacing=th.pad)
         self.pin_row.add_widget(self.pin_words)
         self.side = BoxLayout(orientation="vertical", size_hint_x=None, width=0)
         if th.portrait:
@@ -86,8 +87,10 @@ class StaffRegisterScreen(StaffScreen):
             self.pad_holder.size_hint_x = None
             self.pad_holder.width = self.pad.width
         # confirm: what will be linked
+        # Rows with room for a label that wraps to two lines (large text on a narrow panel).
+        fact_row = max(th.font_title * 1.8, th.line * 2 + th.gap)
         self.facts = GridLayout(cols=2, spacing=(th.pad, th.gap), size_hint_y=None,
-                                height=th.font_title * 1.8 * 2 + th.gap)
+                                height=fact_row * 2 + th.gap)
         self.card_label = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
         self.card_value = Text(th, halign="left", bold=True, size=th.font_title, prefer_single=True)
         self.card_value.ident = "patron_id"
@@ -105,7 +108,7 @@ class StaffRegisterScreen(StaffScreen):
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
             return super().compose()
-        return side_by_side(self, (self.banners, self.body, self.footer), self.side)
+        return side_by_side(self, (self.banners, self.body), self.side, self.footer)
 
     def _arrange(self, step: str, linked_before: bool) -> None:
         """Put the step's widgets in the stage and its buttons in the action row."""

@@ -14,6 +14,7 @@ from kiosk.screens.base import KioskScreen
 from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, Text, escape, icon
 
 
@@ -26,7 +27,7 @@ class ConflictRow(BoxLayout):
                          padding=(th.pad, th.gap))
         paint(self, th.palette.surface, radius=th.gap)
         self.conflict_id = str(conflict.get("id"))
-        words = BoxLayout(orientation="vertical")
+        words = TextColumn()
         refusal = conflict.get("refusal")
         reason = t(f"refusal.{refusal}") if refusal and t.has(f"refusal.{refusal}") else escape(
             str(conflict.get("reason") or "—"))
@@ -47,6 +48,9 @@ class ConflictRow(BoxLayout):
                                size_hint_x=None, width=max(th.touch * 2.4, th.width * 0.2),
                                text=icon(ICON_OK) + " " + t("staff.review.resolve"))
         self.add_widget(self.resolve)
+        # As tall as its words need at full size in the width they get (large text wraps them).
+        least = th.touch * 1.9
+        words.bind(width=lambda w, width: setattr(self, "height", max(least, w.natural_height(width) + 2 * th.gap)))
 
 
 class StaffReviewScreen(StaffScreen):
@@ -54,9 +58,10 @@ class StaffReviewScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap))
+        self.scroll.least_room = th.touch * 2
         self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap)
         self.column.bind(minimum_height=self.column.setter("height"))
         self.scroll.add_widget(self.column)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
@@ -46,18 +47,26 @@ class StaffSelftestScreen(StaffScreen):
         buttons.add_widget(self.test_lights)
         buttons.add_widget(self.test_sound)
         body.add_widget(buttons)
-        table = GridLayout(cols=2, spacing=(th.pad, th.gap * 0.5))
+        # The results and hints as tall as their words, in a scroll view on a small panel.
+        scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap))
+        content = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None)
+        content.bind(minimum_height=content.setter("height"))
+        table = GridLayout(cols=2, spacing=(th.pad, th.gap * 0.5), size_hint_y=None)
+        table.bind(minimum_height=table.setter("height"))
         self.names: dict[str, Text] = {}
         self.results: dict[str, Text] = {}
         for part in SELFTEST_PARTS:
-            self.names[part] = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
-            self.results[part] = Text(th, halign="left", bold=True)
+            self.names[part] = Text(th, halign="left", color=th.palette.muted, size_hint_y=None, grow=True)
+            self.results[part] = Text(th, halign="left", bold=True, size_hint_y=None, grow=True)
             self.results[part].ident = f"result:{part}"
             table.add_widget(self.names[part])
             table.add_widget(self.results[part])
-        body.add_widget(table)
-        self.hints = Text(th, size=th.font_small, color=th.palette.muted, halign="left", size_hint_y=0.5)
-        body.add_widget(self.hints)
+        content.add_widget(table)
+        self.hints = Text(th, size=th.font_small, color=th.palette.muted, halign="left", size_hint_y=None,
+                          grow=True)
+        content.add_widget(self.hints)
+        scroll.add_widget(content)
+        body.add_widget(scroll)
         self.back = self.back_button()
         body.add_widget(self.back)
         return body

@@ -10,9 +10,10 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.pin_pad import KeypadLayout, masked
+from kiosk.screens.pin_pad import KeypadLayout, keypad_title_size, masked
 from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, ICON_WARN, Text, icon
 
 
@@ -24,10 +25,11 @@ class StaffSigninScreen(KeypadLayout, StaffScreen):
         self.pad, self.keys = staff_pin_pad(self)
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
-        self.info = BoxLayout(orientation="vertical", spacing=th.gap)
-        self.info.add_widget(self.title_row())
+        self.info = TextColumn(spacing=th.gap)
+        self.info.add_widget(self.title_row(fixed=False))
+        self.title.base_size = keypad_title_size(th)
         self.hint = Text(th, size=th.font_body)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.locked = Text(th, size=th.font_body, bold=True, color=th.palette.warn)
         self.note = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
         for w in (self.hint, self.dots, self.locked, self.note):

@@ -65,13 +65,13 @@ class StaffStatusScreen(StaffScreen):
             self.table.add_widget(Text(th, text=t("staff.status.loading"), halign="left", grow=True,
                                        size_hint_y=None))
             return
-        row_h = th.font_body * 1.8
+        # Rows as tall as their words (a long name wraps) in the scroll view, never squeezed.
         for key in keys:
             msgid = f"staff.status.{key}"
             name = Text(th, text=t(msgid) if t.has(msgid) else escape(key), halign="left", color=th.palette.muted,
-                        size_hint_y=None, height=row_h, prefer_single=True)
+                        size_hint_y=None, grow=True)
             value = Text(th, text=status_value(key, status[key], t), halign="left", bold=True,
-                         size_hint_y=None, height=row_h, prefer_single=True)
+                         size_hint_y=None, grow=True)
             value.ident = f"status:{key}"
             self.values[key] = value
             self.table.add_widget(name)

@@ -45,6 +45,8 @@ class KButton(FitMixin, Button):
         self.ident = action if value is None else f"{action}:{value}"
         self._post = post
         self.min_state_time = 0.05
+        self.least_for = theme.least_size
+        self.single_floor = theme.single_floor
         self._init_fit()
 
     def on_state(self, _inst, state: str) -> None:

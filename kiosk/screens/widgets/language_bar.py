@@ -20,7 +20,7 @@ class LanguageBar(GridLayout):
         n = len(ctx.languages)
         cols = cols or n
         rows = -(-n // cols)
-        height = th.small_touch if compact else th.touch
+        height = th.small_touch if compact else th.action
         kw.setdefault("size_hint_y", None)
         super().__init__(cols=cols, height=height * rows + th.gap * (rows - 1), spacing=th.gap, **kw)
         self.ctx = ctx
@@ -32,6 +32,8 @@ class LanguageBar(GridLayout):
                         size=th.font_small if compact else th.font_body, fixed_font=True,
                         font_name=fonts.registered(lang))
             b.selected = False
+            if compact:         # narrow header buttons: each language name in full
+                b.padding = (th.gap * 0.3, th.gap * 0.2)
             self.buttons[lang] = b
             self.add_widget(b)
 
@@ -48,7 +50,12 @@ class LanguageBar(GridLayout):
             b._bg = th.palette.selected if chosen else th.palette.secondary
             b.background_color = b._bg
             b.color = th.palette.on_selected if chosen else th.palette.on_secondary
-            b.text = (icon(ICON_OK) + " " if chosen else "") + escape(name)
+            if self.compact:
+                # The narrow header buttons have no room for a tick beside the name: the
+                # current one is bold and underlined (a shape as well as the colour).
+                b.text = f"[b][u]{escape(name)}[/u][/b]" if chosen else escape(name)
+            else:
+                b.text = (icon(ICON_OK) + " " if chosen else "") + escape(name)
             b.selected = chosen
 
 

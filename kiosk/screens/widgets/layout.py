@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from kivy.properties import NumericProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.layout import Layout
+from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from kiosk.screens.widgets.text import FitMixin
@@ -28,6 +30,171 @@ class Slot(BoxLayout):
             return
         self.add_widget(widget)
         self.height = height if height is not None else widget.height
+
+
+class TextColumn(BoxLayout):
+    """A vertical stack in which each text gets the height it needs at its full size, not
+    a fixed share: a two-line hint gets two lines' room and an empty line none. Room left
+    over goes to the stretchy parts (drawings) or is shared by the texts; when the column
+    is too short every text gives up the same fraction and shrinks alike (never below the
+    theme's readable minimum)."""
+
+    need_changed = NumericProperty(0)       # bumped when a text in it (or in a nested column) changes
+
+    def __init__(self, **kw) -> None:
+        kw.setdefault("orientation", "vertical")
+        super().__init__(**kw)
+        self._texts: list[Widget] = []
+
+    def _changed(self, *_) -> None:
+        self.need_changed += 1
+        self._trigger_layout()
+
+    def add_widget(self, widget: Widget, *args, **kw) -> None:
+        if isinstance(widget, (FitMixin, TextColumn, TextRow)) and widget.size_hint_y is not None and widget not in self._texts:
+            self._texts.append(widget)
+            widget.size_hint_y = None
+            for prop in ("text", "font_name", "base_size", "bold") if isinstance(widget, FitMixin) else ("need_changed",):
+                widget.fbind(prop, self._changed)
+        super().add_widget(widget, *args, **kw)
+        self._changed()
+
+    def remove_widget(self, widget: Widget, *args, **kw) -> None:
+        if widget in self._texts:
+            self._texts.remove(widget)
+            widget.size_hint_y = 1
+            for prop in ("text", "font_name", "base_size", "bold") if isinstance(widget, FitMixin) else ("need_changed",):
+                widget.funbind(prop, self._changed)
+        super().remove_widget(widget, *args, **kw)
+        self._changed()
+
+    def _measure_need(self, width: float, least: bool) -> float:
+        pl, pt, pr, pb = self.padding
+        inner = width - pl - pr
+        total = pt + pb + self.spacing * max(0, len(self.children) - 1)
+        for c in self.children:
+            if c in self._texts:
+                total += c.least_height(inner) if least else c.natural_height(inner)
+            elif c.size_hint_y is None:
+                total += c.height
+            else:
+                total += getattr(c, "least_room", 0.0)
+        return total
+
+    def natural_height(self, width: float) -> float:
+        """Its height with every text at full size (a column nested in a column)."""
+        return self._measure_need(width, least=False)
+
+    def least_height(self, width: float) -> float:
+        return self._measure_need(width, least=True)
+
+    def do_layout(self, *args) -> None:
+        texts = [c for c in self.children if c in self._texts]
+        if texts and self.height > 1 and self.width > 4:
+            pl, pt, pr, pb = self.padding
+            inner = self.width - pl - pr
+            fixed = sum(c.height for c in self.children if c.size_hint_y is None and c not in texts)
+            # Stretchy parts (a book list) keep the least room they declare.
+            fixed += sum(getattr(c, "least_room", 0.0) for c in self.children if c.size_hint_y is not None
+                         and c not in texts)
+            room = self.height - fixed - pt - pb - self.spacing * (len(self.children) - 1)
+            need = [c.natural_height(inner) for c in texts]
+            total = sum(need)
+            flexible = any(c.size_hint_y is not None for c in self.children)
+            if total > room:
+                # Every text keeps at least its height at the smallest readable size; the
+                # room above that is shared in proportion to what each would like more.
+                least = [c.least_height(inner) for c in texts]
+                spare = room - sum(least)
+                want = total - sum(least)
+                share = max(0.0, min(1.0, spare / want)) if want > 0 else 0.0
+                heights = [lo + (n - lo) * share for lo, n in zip(least, need)]
+            elif flexible:
+                heights = need
+            else:
+                extra = (room - total) / len(texts)
+                heights = [n + extra for n in need]
+            for c, h in zip(texts, heights):
+                c.height = max(0.0, h)
+        super().do_layout(*args)
+
+
+class TextRow(BoxLayout):
+    """Parts side by side (a drawing beside a column of words) inside a TextColumn: as
+    tall as its tallest text column needs in its share of the width."""
+
+    need_changed = NumericProperty(0)
+
+    def __init__(self, **kw) -> None:
+        kw.setdefault("orientation", "horizontal")
+        super().__init__(**kw)
+
+    def add_widget(self, widget: Widget, *args, **kw) -> None:
+        if isinstance(widget, (TextColumn, TextRow)):
+            widget.fbind("need_changed", self._changed)
+        super().add_widget(widget, *args, **kw)
+        self._changed()
+
+    def _changed(self, *_) -> None:
+        self.need_changed += 1
+
+    def _need(self, width: float, least: bool) -> float:
+        pl, pt, pr, pb = self.padding
+        inner = width - pl - pr - self.spacing * max(0, len(self.children) - 1)
+        fixed = sum(c.width for c in self.children if c.size_hint_x is None)
+        hints = sum(c.size_hint_x for c in self.children if c.size_hint_x is not None) or 1.0
+        need = 0.0
+        for c in self.children:
+            if isinstance(c, (TextColumn, TextRow)):
+                w = c.width if c.size_hint_x is None else (inner - fixed) * c.size_hint_x / hints
+                need = max(need, c.least_height(w) if least else c.natural_height(w))
+        return need + pt + pb
+
+    def natural_height(self, width: float) -> float:
+        return self._need(width, least=False)
+
+    def least_height(self, width: float) -> float:
+        return self._need(width, least=True)
+
+
+class ScrollFit(ScrollView):
+    """A TextColumn that scrolls rather than squeezing its words below a readable size or
+    spilling out of its box: it is given the room it has, or the least it needs when that
+    is more (large text on a small panel), and only then does it scroll. Touches pass
+    straight through while it does not scroll."""
+
+    def __init__(self, column: TextColumn, **kw) -> None:
+        kw.setdefault("do_scroll_x", False)
+        kw.setdefault("bar_width", 6)
+        kw.setdefault("scroll_type", ["bars", "content"])
+        kw.setdefault("size_hint_x", column.size_hint_x)
+        if column.size_hint_x is None:
+            kw.setdefault("width", column.width)
+        super().__init__(**kw)
+        self.column = column
+        column.size_hint = (1, None)
+        self.add_widget(column)
+        self.fbind("size", self._fit)
+        column.fbind("need_changed", self._fit)
+        self._fit()
+
+    def _fit(self, *_) -> None:
+        if self.width <= 4:
+            return
+        # Sized here at once, not on Kivy's next frame: layout_now lays the column out
+        # right after, and the first screen is drawn (and touched) before any frame.
+        self.column.width = self.width
+        need = self.column.least_height(self.width)
+        scrolls = need > self.height + 0.5
+        self.column.height = need if scrolls else self.height
+        self.do_scroll_y = scrolls
+        if not scrolls:
+            self.scroll_y = 1
+
+
+def scroll_fit(widget: Widget) -> Widget:
+    """`widget` in a ScrollFit if it is a TextColumn (see ScrollFit), else itself."""
+    return ScrollFit(widget) if isinstance(widget, TextColumn) else widget
 
 
 class ModalLayer(FloatLayout):

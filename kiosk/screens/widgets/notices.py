@@ -77,18 +77,24 @@ class CountdownBar(BoxLayout):
 
     def __init__(self, ctx: Context) -> None:
         th = ctx.theme
-        super().__init__(orientation="horizontal", size_hint_y=None, height=th.touch,
+        # "Returning to the start in 12 s" is about 20 em long: a narrow or large-text
+        # screen wraps it, so the bar makes room for two lines at the smallest readable size.
+        button = max(th.touch * 2.6, th.width * 0.26)
+        label_width = th.width - 2 * th.pad - button - th.gap - 2 * th.pad
+        lines = 1 if label_width >= 20 * th.least_size(th.font_body) else 2
+        super().__init__(orientation="horizontal", size_hint_y=None,
+                         height=max(th.touch, th.line * lines + th.gap * 2.5 + th.touch * 0.12),
                          spacing=th.gap, padding=(0, 0))
         paint(self, th.palette.surface, radius=th.gap)
         self._start: int | None = None
         left = BoxLayout(orientation="vertical", padding=(th.pad, th.gap), spacing=th.gap * 0.5)
         self.label = Text(th, halign="left", size=th.font_body)
-        self.bar = Bar(th, size_hint_y=0.25)
+        self.bar = Bar(th, size_hint_y=None, height=th.touch * 0.12)
         left.add_widget(self.label)
         left.add_widget(self.bar)
         self.add_widget(left)
         self.button = KButton(th, lambda a, v: ctx.press(a, v), "more_time", kind="warn",
-                              size_hint_x=None, width=max(th.touch * 2.6, th.width * 0.26))
+                              size_hint_x=None, width=button)
         self.add_widget(self.button)
         self.seconds: int | None = None
 
