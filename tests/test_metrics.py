@@ -31,7 +31,7 @@ def test_counts_sessions_and_signin_failures_by_reason_and_nothing_personal():
     stats = SimpleNamespace(pending=3, oldest_created=NOW - timedelta(minutes=45), damaged=1, conflicts=0,
                             last_success=NOW - timedelta(minutes=50))
     m = KioskMetrics(outbox_stats=lambda: stats, config_version=lambda: 7, rollbacks=lambda: 2,
-                     wall=lambda: NOW)
+                     release_rollback=lambda: 1_700_000_000.0, wall=lambda: NOW)
     for item in [
         fx.EndSession("20000001", "finished"), fx.EndSession("20000002", "finished"),
         fx.EndSession(None, "timeout"), fx.EndSession("20000003", "20000003"),     # not a reason: "other"
@@ -58,6 +58,7 @@ def test_counts_sessions_and_signin_failures_by_reason_and_nothing_personal():
     assert s[("kiosk_outbox_damaged", ())] == 1
     assert s[("kiosk_catalogue_seconds_since_success", ())] == 50 * 60
     assert s[("kiosk_config_version", ())] == 7 and s[("kiosk_rollbacks", ())] == 2
+    assert s[("kiosk_release_last_rollback_timestamp_seconds", ())] == 1_700_000_000.0
     assert s[("kiosk_device_up", (("device", "reader"),))] == 0
     assert s[("kiosk_device_up", (("device", "pcscd"),))] == 0
     assert s[("kiosk_device_up", (("device", "printer"),))] == 0

@@ -42,12 +42,13 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_promtool_accepts_the_alert_rules(promtool):
     r = run(promtool, "check", "rules", "kiosk-alerts.yml", cwd=PROM)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 6 rules found" in r.stdout
+    assert "SUCCESS: 7 rules found" in r.stdout
 
 
 def test_the_alerts_fire_when_they_should(promtool):
     """KioskDown after 5 minutes down, KioskOutboxStale past 30 minutes, KioskReaderGone,
-    KioskOutboxDamaged, KioskRolledBack for an hour after a rollback seen only after a restart."""
+    KioskOutboxDamaged, KioskRolledBack for an hour after a rollback seen only after a restart,
+    KioskReleaseRolledBack for an hour after the release guard rolled back."""
     r = run(promtool, "test", "rules", "kiosk-alerts.test.yml", cwd=PROM)
     assert r.returncode == 0, r.stdout + r.stderr
 

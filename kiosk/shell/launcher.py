@@ -714,6 +714,12 @@ def build_metrics(services: Services) -> KioskMetrics:
             at = None
         return int(state.rolled_back_at_start), at
 
+    def release_rollback() -> float | None:
+        from kiosk.release.status import release_status
+
+        last = release_status().last_rollback
+        return datetime.fromisoformat(last["at"]).timestamp() if last else None
+
     def scanner_ok() -> bool | None:
         return services.scanner.connected.is_set() if services.scanner is not None else None
 
@@ -721,7 +727,8 @@ def build_metrics(services: Services) -> KioskMetrics:
         kiosk_id=services.config["kiosk"]["id"], group=services.config["kiosk"]["group"],
         outbox_stats=lambda: services.outbox.stats() if services.outbox is not None else None,
         config_version=lambda: services.applier.version if services.applier is not None else None,
-        scanner_ok=scanner_ok, rollbacks=lambda: rollback_state()[0], last_rollback=lambda: rollback_state()[1])
+        scanner_ok=scanner_ok, rollbacks=lambda: rollback_state()[0], last_rollback=lambda: rollback_state()[1],
+        release_rollback=release_rollback)
 
 
 def attach_metrics(metrics: KioskMetrics, services: Services, controller: Controller) -> None:

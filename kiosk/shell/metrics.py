@@ -57,6 +57,7 @@ class KioskMetrics(Collector):
         scanner_ok: Callable[[], bool | None] = lambda: None,
         rollbacks: Callable[[], int] = lambda: 0,
         last_rollback: Callable[[], float | None] = lambda: None,
+        release_rollback: Callable[[], float | None] = lambda: None,
         wall: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,6 +67,7 @@ class KioskMetrics(Collector):
         self.scanner_ok = scanner_ok
         self.rollbacks = rollbacks
         self.last_rollback = last_rollback
+        self.release_rollback = release_rollback
         self._wall = wall
         self._monotonic = monotonic
         self._started = monotonic()
@@ -123,6 +125,9 @@ class KioskMetrics(Collector):
              self.rollbacks),
             ("kiosk_last_rollback_timestamp_seconds", "When the last rollback happened (0: never)",
              lambda: self.last_rollback() or 0),
+            ("kiosk_release_last_rollback_timestamp_seconds",
+             "When the release guard last rolled a software release back (0: never)",
+             lambda: self.release_rollback() or 0),
         ):
             value = _read(read)
             if value is not None:
