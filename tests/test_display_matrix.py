@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from kiosk.core.barcode_symbols import encode
 from kiosk.screens import linebreak
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import ModalLayer, layout_overflow
@@ -82,6 +83,29 @@ def patron(screen: str, lang: str, **extra) -> dict:
     return m
 
 
+def account(lang: str) -> dict:
+    """My account at its busiest: a page of loans in every state, holds, a charge, a block."""
+    loans = [dict(item_id=f"1000001{i}", title=t, due=f"2026-08-1{i}", overdue=i == 0, state=st, reason=r)
+             for i, (t, st, r) in enumerate((("舞姫", "refused", "overdue"), ("三四郎", "refused", "renewal_limit"),
+                                             ("風の又三郎（新装版）", "renewed", ""), ("たけくらべ", "refused", "on_hold"),
+                                             ("智恵子抄", "", "")))]
+    return dict(language=lang, loading=False, unavailable=False, loans=loans, loan_count=12,
+                holds_ready=["檸檬"], holds_pending=["山月記", "高瀬舟"], fines=["300 延滞料"], fee_amount="300",
+                currency="JPY", blocks=["excessive_outstanding_fines"], page=0, pages=3, renew_all="done",
+                renew_all_result={"renewed": 1, "unrenewed": 3}, can_renew=False, why_not="blocked")
+
+
+def returns(lang: str, **extra) -> dict:
+    """The return desk with a book in each state, offline, a notice and the countdown."""
+    rows = [dict(txn_id=f"r{i}", item_id=f"1000001{i}", title=t, state=st, queued=q)
+            for i, (t, st, q) in enumerate((("智恵子抄", "hold_shelf", False), ("", "counter", False),
+                                            ("舞姫", "returned", True), ("三四郎", "pending", False)))]
+    m = dict(rows=rows, returned=2, notice="already_returned", language=lang, countdown=9, station=False,
+             summary=False, receipt_available=True, printing=False, offline=True)
+    m.update(extra)
+    return m
+
+
 STATUS = {"reader": "ok", "scanner": "hid", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
           "outbox_pending": 2, "oldest_pending": "2025-04-01T10:15", "last_sync": "", "conflicts": 1,
           "config_version": "42", "app_version": "0.1.0", "disk_free_mb": 5120, "uptime_s": 7380}
@@ -104,6 +128,9 @@ def staff(screen: str, **extra) -> dict:
         "staff_confirm": dict(action="shutdown"),
         "staff_register": dict(step="insert", digits=0, tries_left=None, patron_id=None, valid_until=None,
                                linked_before=False, error=None),
+        "staff_counter": dict(staff_id="s01", last="identified"),
+        "counter_identify": dict(step="insert", digits=0, tries_left=None, error=None, bars=None, symbology=None,
+                                 keyboard=None, wipe_in=None, countdown=20),
     }[screen])
     m.update(extra)
     return m
@@ -136,6 +163,15 @@ def cells(lang: str) -> list[Cell]:
                         ("done", dict(patron_id="20000003")), ("error", dict(error="second_pin_locked"))):
         out.append(Cell(f"staff_register_{step}", "staff_register", staff("staff_register", step=step, **extra),
                         True))
+    out += [Cell("account", "account", account(lang)), Cell("returns", "returns", returns(lang)),
+            Cell("returns_summary", "returns", returns(lang, summary=True, countdown=None)),
+            Cell("staff_counter", "staff_counter", staff("staff_counter"), True)]
+    for step, extra in (("pin", dict(digits=2, tries_left=2, error="pin_wrong")),
+                        ("identified", dict(bars=list(encode("20000003").widths), symbology="nw7",
+                                            keyboard="typed", wipe_in=8)),
+                        ("error", dict(error="not_linked"))):
+        out.append(Cell(f"counter_identify_{step}", "counter_identify",
+                        staff("counter_identify", step=step, **extra), True))
     return out
 
 

@@ -15,6 +15,7 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_WAIT, ICON_WARN, Text, escape, icon
 
 #: Patron-status flags grouped into the few plain reasons the screen words.
@@ -53,7 +54,7 @@ class AccountLine(BoxLayout):
         paint(self, th.palette.surface, radius=th.gap)
         self.mark = Text(th, size=th.font_title, bold=True, size_hint_x=None, width=th.font_title * 1.4,
                          fixed_font=True)
-        words = BoxLayout(orientation="vertical")
+        words = TextColumn()
         self.heading = Text(th, halign="left", bold=True, size=th.font_body, prefer_single=True)
         self.detail = Text(th, halign="left", size=th.font_small)
         words.add_widget(self.heading)
@@ -61,6 +62,15 @@ class AccountLine(BoxLayout):
         self.renew = KButton(th, lambda a, v: screen.ctx.press(a, v), "renew", size_hint_x=0.3)
         for w in (self.mark, words, self.renew):
             self.add_widget(w)
+        self.least = th.touch * 1.3
+
+    def fit(self, width: float) -> None:
+        """As tall as its words need in `width` (a long renewal answer wraps), at least a row."""
+        pl, pt, pr, pb = self.padding
+        inner = width - pl - pr - self.spacing * 2 - self.mark.width
+        words = inner / (1 + self.renew.size_hint_x)
+        need = self.heading.natural_height(words) + self.detail.natural_height(words) + pt + pb
+        self.height = max(self.least, need)
 
     def show(self, row: dict, t: Translator, can_renew: bool) -> None:
         mark, words = loan_text(row, t)
@@ -81,17 +91,17 @@ class AccountScreen(KioskScreen):
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left", size_hint_y=None,
-                          height=th.font_body * 1.8, prefer_single=True)
+        body = TextColumn(spacing=th.gap)
+        self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left", prefer_single=True)
         # Holds, charges and loans scroll together: a long account never pushes the buttons off.
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap), scroll_type=["bars", "content"])
         self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap * 0.5)
-        self.column.bind(minimum_height=self.column.setter("height"))
+        self.column.bind(minimum_height=self.column.setter("height"), width=lambda *_: self._fit_lines())
         self.scroll.add_widget(self.column)
         self.info: list[Text] = []
         # One row of buttons: page back, renew all, back to borrowing, page on.
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+        # Room for two-line labels (large text on a narrow panel).
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
         self.prev = KButton(th, press, "page", size_hint_x=0.6)
         self.renew_all = KButton(th, press, "renew_all", kind="primary")
         self.back = KButton(th, press, "close")
@@ -181,7 +191,20 @@ class AccountScreen(KioskScreen):
         self.renew_all.text = t("account.renewing") if model.get("renew_all") == "renewing" else t("account.renew_all")
         self.renew_all.disabled = not model.get("can_renew") or model.get("renew_all") == "renewing"
         self.back.text = t("account.back")
+        self._fit_lines()
         self.scroll.scroll_y = 1
+
+    def _fit_lines(self) -> None:
+        """Each line of the scrolling column as tall as its words need at full size (the
+        column scrolls rather than shrinking them)."""
+        width = self.column.width
+        if width <= 4:
+            return
+        for text in self.info:
+            text.height = text.natural_height(width) if text.opacity else 0
+        for line in self._line_widgets:
+            if line.opacity:
+                line.fit(width)
 
     def clear_body(self) -> None:
         for text in self.info:

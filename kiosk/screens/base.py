@@ -219,9 +219,10 @@ def centred_button(screen: KioskScreen, action: str, **kw: object) -> KButton:
 
 
 def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
-                 bottom: Widget | None = None) -> Widget:
+                 bottom: Widget | None = None, under_left: Widget | None = None) -> Widget:
     """Landscape frame: the header across the top, `left` stacked in a column, `right`
-    (a keypad or a side panel) beside it at full height, `bottom` (the countdown) under both."""
+    (a keypad or a side panel) beside it at full height, `bottom` (the countdown) under both.
+    `under_left` (the action buttons) stays in view under the column, which may scroll."""
     th = screen.ctx.theme
     frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
     frame.add_widget(screen.header)
@@ -229,7 +230,13 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
     column = TextColumn(spacing=th.gap)
     for w in left:
         column.add_widget(w)
-    row.add_widget(scroll_fit(column))
+    if under_left is None:
+        row.add_widget(scroll_fit(column))
+    else:
+        stack = BoxLayout(orientation="vertical", spacing=th.gap)
+        stack.add_widget(scroll_fit(column))
+        stack.add_widget(under_left)
+        row.add_widget(stack)
     row.add_widget(right)
     frame.add_widget(row)
     if bottom is not None:

@@ -16,6 +16,7 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.scanning import RowList, RowView
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_WAIT, ICON_WARN, Text, escape, icon
 
 
@@ -42,27 +43,31 @@ class ReturnsScreen(KioskScreen):
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
         self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
         self.counts = Text(th, size=th.font_body, halign="left", size_hint_y=0.9)
-        self.finish = KButton(th, press, "finish", kind="primary", size_hint_y=None, height=th.touch)
-        self.receipt = KButton(th, press, "receipt", kind="primary", size_hint_y=None, height=th.touch)
-        self.no_receipt = KButton(th, press, "no_receipt", kind="secondary", size_hint_y=None, height=th.touch)
+        # Buttons with room for two-line labels (large text on a narrow column).
+        self.button_height = th.action if th.portrait else th.two_line_touch
+        self.finish = KButton(th, press, "finish", kind="primary")
+        self.receipt = KButton(th, press, "receipt", kind="primary")
+        self.no_receipt = KButton(th, press, "no_receipt", kind="secondary")
         self.list = RowList(th)
-        self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None, height=th.touch)
+        self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None,
+                                 height=self.button_height)
         if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
-            self.title.size_hint_y = 0.7
+            # Texts as tall as their words (TextColumn); the list takes the rest.
+            body = TextColumn(spacing=th.gap)
             self.list.size_hint_y = 1.6
             for w in (self.title, self.counts, self.list, self.actions):
                 body.add_widget(w)
         else:
-            body = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_x=0.38)
-            for w in (self.title, self.counts, self.actions):
+            # The words scroll on a small panel; the buttons stay in view under them (list_beside).
+            body = TextColumn(spacing=th.gap, size_hint_x=0.38)
+            for w in (self.title, self.counts):
                 body.add_widget(w)
         return body
 
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
             return super().compose()
-        return list_beside(self)
+        return list_beside(self, under_words=self.actions)
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         specs = super().banner_specs(model, t)
@@ -84,12 +89,12 @@ class ReturnsScreen(KioskScreen):
             for b in (self.receipt, self.no_receipt):
                 b.disabled = bool(model.get("printing"))
                 self.actions.add_widget(b)
-            self.actions.height = th.touch * 2 + th.gap
+            self.actions.height = self.button_height * 2 + th.gap
         else:
             self.finish.action = "no_receipt" if summary else "finish"
             self.finish.text = icon(ICON_OK) + " " + (t("common.ok") if summary else t("returns.finish"))
             self.actions.add_widget(self.finish)
-            self.actions.height = th.touch
+            self.actions.height = self.button_height
 
     def clear_body(self) -> None:
         self.counts.text = ""

@@ -3,7 +3,6 @@ menu, sign out. No self-checkout: a counter terminal never lends."""
 
 from __future__ import annotations
 
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
@@ -11,6 +10,7 @@ from kiosk.i18n import Translator
 from kiosk.screens.counter.identify import outcome_text
 from kiosk.screens.staff.base import StaffScreen, press_for
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import Text, escape
 
 ACTIONS = ("identify", "register", "menu", "exit")
@@ -21,9 +21,14 @@ class StaffCounterScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.grid = GridLayout(cols=1 if th.portrait else 2, spacing=th.gap)
+        # As on the staff menu: rows with room for two-line labels; on a small panel in
+        # large text the screen scrolls (ScrollFit) rather than squeezing them.
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
+        cols = 1 if th.portrait else 2
+        rows = -(-len(ACTIONS) // cols)
+        self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
+        self.grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
         kinds = {"identify": "primary", "register": "primary"}
         self.buttons: dict[str, KButton] = {}
         for action in ACTIONS:
@@ -31,7 +36,7 @@ class StaffCounterScreen(StaffScreen):
             self.buttons[action] = b
             self.grid.add_widget(b)
         body.add_widget(self.grid)
-        self.last = Text(th, size=th.font_body, size_hint_y=None, height=th.font_body * 2.4, prefer_single=True)
+        self.last = Text(th, size=th.font_body, prefer_single=True)
         self.last.ident = "last"
         body.add_widget(self.last)
         return body

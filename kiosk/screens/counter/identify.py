@@ -20,6 +20,7 @@ from kiosk.screens.pin_pad import masked
 from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
 from kiosk.screens.staff.register import registration_error
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.drawings import CardArt, Spinner
 from kiosk.screens.widgets.text import ICON_OK, ICON_WARN, Text, icon
 
@@ -40,12 +41,13 @@ class CounterIdentifyScreen(StaffScreen):
     def build_body(self) -> Widget:
         th = self.ctx.theme
         press = press_for(self)
-        body = BoxLayout(orientation="vertical", spacing=th.gap)
-        body.add_widget(self.title_row())
-        self.stage = BoxLayout(orientation="vertical", spacing=th.gap)
+        body = TextColumn(spacing=th.gap)
+        body.add_widget(self.title_row(fixed=False))
+        self.stage = TextColumn(spacing=th.gap)
         body.add_widget(self.stage)
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-        body.add_widget(self.actions)
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
+        if th.portrait:
+            body.add_widget(self.actions)
         self.buttons = {
             "back": KButton(th, press, "back"),
             "ok": KButton(th, press, "ok", kind="primary"),
@@ -70,10 +72,12 @@ class CounterIdentifyScreen(StaffScreen):
         self.pad, self.keys = staff_pin_pad(self)
         self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
         self.pad_holder.add_widget(self.pad)
-        self.dots = Text(th, size=th.font_huge, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
+        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
         self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
-        self.pin_words = BoxLayout(orientation="vertical", spacing=th.gap)
-        self.pin_row = BoxLayout(orientation="vertical", spacing=th.pad)
+        self.pin_words = TextColumn(spacing=th.gap)
+        # Portrait: the pad under the words; landscape: in a side column as tall as the
+        # screen below the header (as on the registration screen), empty on other steps.
+        self.pin_row = TextColumn(spacing=th.pad)
         self.pin_row.add_widget(self.pin_words)
         self.side = BoxLayout(orientation="vertical", size_hint_x=None, width=0)
         if th.portrait:
@@ -83,7 +87,7 @@ class CounterIdentifyScreen(StaffScreen):
         else:
             self.pad_holder.size_hint_x = None
             self.pad_holder.width = self.pad.width
-        self.handover = Text(th, size=th.font_small, prefer_single=True, size_hint_y=None, height=th.font_small * 2)
+        self.handover = Text(th, size=th.font_small, prefer_single=True)
         self.handover.ident = "handover"
         self.step: str | None = None
         self._layout: tuple | None = None
@@ -92,7 +96,9 @@ class CounterIdentifyScreen(StaffScreen):
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
             return super().compose()
-        return side_by_side(self, (self.banners, self.body, self.footer), self.side)
+        # The buttons stay under the words, out of their scroll: a notice and a PIN hint
+        # can make the words scroll on a 7" panel, and a scrolling view holds a tap back.
+        return side_by_side(self, (self.banners, self.body), self.side, self.footer, under_left=self.actions)
 
     def _arrange(self, step: str, barcode: bool) -> None:
         key = (step, barcode)
@@ -133,8 +139,6 @@ class CounterIdentifyScreen(StaffScreen):
             self.spinner.start()
             buttons = [b["back"]]
         elif step == "identified":
-            self.message.size_hint_y = None
-            self.message.height = self.ctx.theme.font_body * 2.2
             self.stage.add_widget(self.message)
             if barcode:
                 self.stage.add_widget(self.symbol)
@@ -144,8 +148,6 @@ class CounterIdentifyScreen(StaffScreen):
             self.stage.add_widget(self.message)
             self.stage.add_widget(self.detail)
             buttons = [b["back"], b["next"]]
-        if step != "identified":
-            self.message.size_hint_y = 1
         for button in buttons:
             self.actions.add_widget(button)
 
