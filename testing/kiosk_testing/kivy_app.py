@@ -51,6 +51,14 @@ class KivyHarness:
         runTouchApp(embedded=True)          # input providers + event loop, no blocking mainloop
         fonts.register_fonts(("ja", "en", "pt-BR", "zh-Hans", "ko", "vi"))
         Window.size = (1024, 600)
+        from kivy.metrics import Metrics
+
+        self.default_dpi = Metrics.dpi
+
+    def reset(self) -> None:
+        """The window's first size and density: what one test set (a panel's size and dpi)
+        must not leak into the next, which would lay out larger and scroll."""
+        self.set_size(1024, 600, self.default_dpi)
 
     def frames(self, n: int = 3) -> None:
         """Whole frames, drawn. Only screenshots need them: SDL's offscreen driver leaks
@@ -153,13 +161,11 @@ def make_view(kivy_window: KivyHarness) -> Iterator[Callable[..., tuple]]:
     """make_view(**UiOptions overrides) -> (view, posted): a KioskView filling the window.
 
     Text is strict by default: a string missing from a catalogue fails the test."""
-    from kivy.metrics import Metrics
 
     from kiosk.screens.view import KioskView, UiOptions
 
     made = []
-    dpi = Metrics.dpi
-    size = tuple(kivy_window.Window.size)
+    kivy_window.reset()
 
     def make(strict_text: bool = True, **overrides) -> tuple:
         overrides.setdefault("library_name", LIBRARY)
@@ -175,9 +181,7 @@ def make_view(kivy_window: KivyHarness) -> Iterator[Callable[..., tuple]]:
     for view in made:
         view.close()
         kivy_window.Window.remove_widget(view)
-    Metrics.dpi = dpi
-    kivy_window.Window.size = size
-    kivy_window.settle(2)
+    kivy_window.reset()
 
 
 class UiKiosk:
@@ -278,7 +282,7 @@ def running_kiosk(kivy_window: KivyHarness, tmp_path: Path, demo_pki,
         services.close()
         view.close()
         kivy_window.Window.remove_widget(view)
-        kivy_window.settle(2)
+        kivy_window.reset()
 
 
 @pytest.fixture
