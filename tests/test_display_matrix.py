@@ -75,7 +75,7 @@ def patron(screen: str, lang: str, **extra) -> dict:
         "finishing": dict(pending=1),
         "summary": dict(rows=_rows(), receipt_available=True, countdown=10, notice="not_confirmed"),
         "thank_you": {},
-        "error": dict(code="pin_locked", counter=True, countdown=3),
+        "error": dict(code="pin_locked", counter=True, library_card=True, countdown=3),
         "out_of_service": {},
     }[screen])
     m.update(extra)

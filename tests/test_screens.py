@@ -62,7 +62,7 @@ def model(screen: str, lang: str = "ja", **extra) -> dict:
         "finishing": dict(pending=1),
         "summary": dict(rows=rows(), receipt_available=False),
         "thank_you": {},
-        "error": dict(code="pin_locked", counter=True),
+        "error": dict(code="pin_locked", counter=True, library_card=False),
         "out_of_service": {},
     }[screen])
     m.update(extra)
@@ -347,8 +347,15 @@ def test_error_screen_has_friendly_words_for_every_code_and_counter_only_when_to
     assert len(seen) >= 20                              # not one generic message
     screen = show(view, kivy_window, "error", code="not_registered", counter=True)
     assert t("common.go_to_counter") in screen.counter.text
+    assert view.find("library_card") is None                 # offered only when the model says so
     kivy_window.tap(find(view, "ok"))
     assert posted.presses() == [("ok", None)]
+    screen = show(view, kivy_window, "error", code="cert_expired", counter=True, library_card=True)
+    assert find(view, "library_card").text == t("idle.library_card")
+    kivy_window.tap(find(view, "library_card"))
+    assert posted.presses()[-1] == ("library_card", None)
+    show(view, kivy_window, "error", code="card_removed", counter=False, library_card=False)
+    assert view.find("library_card") is None                 # and gone again for the next error
 
 
 def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make_view, kivy_window):

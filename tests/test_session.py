@@ -35,6 +35,11 @@ COUNTER_ERRORS = {
     "bad_signature", "bad_certificate", "juki_card", "reader_gone", "pcscd_gone",
     "patron_blocked", "patron_unknown", "offline", "wrong_password",
 }
+# And where the error screen offers the library-card sign-in instead (issue 16).
+LIBRARY_CARD_ERRORS = {
+    "cert_expired", "cert_not_yet_valid", "unknown_ca", "bad_certificate", "pin_locked", "juki_card",
+    "smartphone_unsupported",
+}
 
 
 def base(**kw) -> dict:
@@ -91,7 +96,7 @@ SCREEN_KEYS = {
     "finishing": {"pending"},
     "summary": {"rows", "receipt_available"},
     "thank_you": set(),
-    "error": {"code", "counter"},
+    "error": {"code", "counter", "library_card"},
     "out_of_service": set(),
 }
 
@@ -204,7 +209,8 @@ def test_locked_or_unknown_tries_end_at_the_counter(d, tries):
     d.insert_card()
     out = d.probe(tries)
     assert out == [fx.EndSession(None, "error"),
-                   fx.Show("error", base(code="pin_locked", counter=True, card_reminder=True)),
+                   fx.Show("error", base(code="pin_locked", counter=True, library_card=True,
+                                         card_reminder=True)),
                    fx.Lights("card_left"), fx.Cue("refused")]
     assert d.all_of(fx.Authenticate) == []
 
@@ -264,6 +270,7 @@ def test_every_probe_error_shows_its_code(d, error):
     assert d.screen == "error"
     assert d.model["code"] == error.value
     assert d.model["counter"] is (error.value in COUNTER_ERRORS)
+    assert d.model["library_card"] is (error.value in LIBRARY_CARD_ERRORS)
     assert out[0] == fx.EndSession(None, "error")
     assert d.cues(out) == ["refused"]
     assert d.last_of(fx.Lights) == [fx.Lights("card_left")]    # the card is still in: take it
@@ -278,7 +285,8 @@ def test_every_authentication_error_shows_its_code(d, error):
     d.enter_pin()
     out = d.auth_fail(error, tries_left=3)
     assert d.screen == "error"
-    assert d.model == base(code=error.value, counter=error.value in COUNTER_ERRORS, card_reminder=True)
+    assert d.model == base(code=error.value, counter=error.value in COUNTER_ERRORS,
+                           library_card=error.value in LIBRARY_CARD_ERRORS, card_reminder=True)
     assert out[0] == fx.EndSession(None, "error") and d.cues(out) == ["refused"]
 
 
@@ -342,6 +350,39 @@ def test_error_screen_ok_returns_to_idle(d):
     out = d.press("ok")
     assert out == [fx.Show("idle", idle_model()), fx.Lights("ready")]
     assert_idle_without_patron(d)
+
+
+@pytest.mark.parametrize("code", sorted(LIBRARY_CARD_ERRORS))
+def test_a_card_refused_before_the_pin_offers_the_library_card_sign_in(code):
+    """Issue 16: a certificate refused at the probe never reaches the PIN pad; the error screen
+    leads straight to the library-card sign-in, in the patron's language, as a new session."""
+    d = SessionDriver()
+    d.press("language", "en")
+    d.insert_card()
+    out = d.probe(3, error=CardError(code))
+    assert d.screen == "error" and d.all_of(fx.Authenticate) == []
+    assert all(s.screen != "pin" for s in d.all_of(fx.Show))
+    assert d.model["library_card"] is True
+    serial = d.session.serial
+    d.remove_card()
+    d.press("library_card")
+    assert d.screen == "library_card" and d.model["language"] == "en"
+    assert d.session.serial == serial and d.session.p.method == "library" and d.session.p.error is None
+    d.scan(CARD_PATRON)
+    assert d.screen == "pin" and d.model["purpose"] == "library"
+
+
+def test_the_library_card_offer_follows_the_setting_and_the_error():
+    off = SessionDriver.with_settings(library_card_enabled=False)
+    off.insert_card()
+    off.probe(3, error=CardError.CERT_EXPIRED)
+    assert off.model["library_card"] is False
+    assert off.press("library_card") == [] and off.screen == "error"
+    d = SessionDriver()
+    d.insert_card()
+    d.probe(3, error=CardError.CARD_REMOVED)
+    assert d.model["library_card"] is False
+    assert d.press("library_card") == [] and d.screen == "error"
 
 
 def test_error_screen_done_also_returns_to_idle(d):
@@ -469,7 +510,7 @@ def test_card_removed_while_needed_ends_with_card_removed(d, screen):
     serial = d.serial
     out = d.remove_card()
     assert out == [fx.EndSession(None, "error"),
-                   fx.Show("error", base(code="card_removed", counter=False)),
+                   fx.Show("error", base(code="card_removed", counter=False, library_card=False)),
                    fx.Lights("error"), fx.Cue("refused")]
     assert len(pin) == 0 and d.serial == serial + 1
 
@@ -503,7 +544,7 @@ def test_reader_gone_mid_sign_in(d, screen):
     d.drive_to(screen)
     out = d.send(ev.ReaderChanged(False, "reader_gone"))
     assert out[0] == fx.EndSession(None, "error")
-    assert d.model == base(code="reader_gone", counter=True)     # no reminder: the card is gone too
+    assert d.model == base(code="reader_gone", counter=True, library_card=False)     # no reminder: the card is gone too
     assert d.session.card_present is False
 
 

@@ -396,3 +396,47 @@ def test_the_demo_staff_account_opens_staff_mode(ui_kiosk):
     k.until("staff_menu")
     k.tap("exit")
     k.until("idle")
+
+
+@pytest.mark.parametrize("card, code", [("expired", "cert_expired"), ("not-yet-valid", "cert_not_yet_valid")])
+def test_a_bad_certificate_is_refused_before_the_pin_pad_and_offers_the_library_card(ui_kiosk, apdu_log,
+                                                                                     card, code):
+    """Issue 16: the certificate is read and checked before the PIN pad (no PIN asked, no try
+    spent); the error screen leads to the library-card sign-in, in the patron's language."""
+    k = ui_kiosk
+    shown: list[str] = []
+    real_show = k.view.show
+    k.view.show = lambda screen, model: (shown.append(screen), real_show(screen, model))[1]
+    k.tap("language:en")
+    k.services.demo.insert_card(card)
+    model = k.until("error")
+    assert model["code"] == code and model["library_card"] is True
+    assert "pin" not in shown and "last_try" not in shown
+    assert not [r for r in apdu_log if r.apdu[1] == 0x20 and len(r.apdu) > 4]     # no VERIFY with a PIN
+    screen = k.view.screens["error"]
+    assert screen.message.text == translator("en")(f"error.{code}")
+    assert k.view.find("library_card").text == translator("en")("idle.library_card")
+    k.services.demo.remove_card()
+    k.pump()
+    k.tap("library_card")
+    k.until("library_card")
+    k.h.type_keys("20000001")
+    model = k.until("pin")
+    assert model["purpose"] == "library" and model["language"] == "en"
+    k.enter_pin("1234")
+    k.until("scanning")
+    scan(k, "10000003", "ok")
+    k.tap("finish")
+    k.until("summary")
+    k.tap("done")
+    k.until("thank_you")
+    k.tap("done")
+    k.until("idle")
+    assert k.services.catalogue.loans_of("20000001") == ["10000003"]
+    # The same card again, on a new session: read and refused again (no verdict kept), and a
+    # card-removed error offers no library card.
+    k.services.demo.insert_card(card)
+    assert k.until("error")["code"] == code
+    k.services.demo.remove_card()
+    k.tap("ok")
+    k.until("idle")

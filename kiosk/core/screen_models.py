@@ -98,6 +98,7 @@ class ThankYouModel(PatronModel):
 class ErrorModel(PatronModel):
     code: str | None                # a CardError or Refusal value, or "timeout"
     counter: bool                   # go to the counter
+    library_card: bool              # offer the library-card sign-in instead
 
 
 class OutOfServiceModel(PatronModel):

@@ -21,7 +21,8 @@ Screens and the keys of their `Show.model` (every model also has `language`,
 - finishing: pending
 - summary: rows, receipt_available
 - thank_you: -
-- error: code (a CardError/Refusal value or "timeout"), counter (go to the counter)
+- error: code (a CardError/Refusal value or "timeout"), counter (go to the counter),
+  library_card (offer the library-card sign-in instead: certificate, locked PIN, card kind)
 - out_of_service: -
 
 A row is a dict: txn_id, item_id, state ("pending", "ok", "refused", "unconfirmed"),
@@ -73,6 +74,14 @@ _COUNTER_ERRORS = {
     CardError.BAD_CERTIFICATE.value, CardError.JUKI_CARD.value, CardError.READER_GONE.value,
     CardError.PCSCD_GONE.value, Refusal.PATRON_BLOCKED.value, Refusal.PATRON_UNKNOWN.value,
     Refusal.OFFLINE.value, Refusal.WRONG_PASSWORD.value,
+}
+
+# Card errors where signing in with the library card instead helps the patron today: the error
+# screen offers it (when library-card sign-in is enabled).
+_LIBRARY_CARD_HELPS = {
+    CardError.CERT_EXPIRED.value, CardError.CERT_NOT_YET_VALID.value, CardError.UNKNOWN_CA.value,
+    CardError.BAD_CERTIFICATE.value, CardError.PIN_LOCKED.value, CardError.JUKI_CARD.value,
+    CardError.SMARTPHONE_UNSUPPORTED.value,
 }
 
 _LIGHTS = {
@@ -244,8 +253,11 @@ class Session:
         elif s == SUMMARY:
             m.update(rows=[r.as_dict() for r in p.rows], receipt_available=self._receipt_possible())
         elif s == ERROR:
-            m.update(code=p.error, counter=p.counter)
+            m.update(code=p.error, counter=p.counter, library_card=self._library_card_helps())
         return m
+
+    def _library_card_helps(self) -> bool:
+        return self.settings.library_card_enabled and self.p.error in _LIBRARY_CARD_HELPS
 
     def _loan_model(self) -> dict:
         p = self.p
@@ -567,6 +579,11 @@ class Session:
             return [fx.PrintReceipt(lines, self.language)] + self._go(SUMMARY, now, notice="printing")
         if s == SUMMARY and a in ("receipt", "done"):
             return self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
+        if s == ERROR and a == "library_card" and self._library_card_helps():
+            if self.out_of_service or self._out_of_service_requested is not None:
+                return self._go_idle_or(IDLE, now)
+            self.p = _Patron(method="library")
+            return self._go(LIBRARY_CARD, now)
         if s in (ERROR, THANK_YOU) and a in ("ok", "done"):
             return self._go_idle_or(IDLE, now)
         return []
