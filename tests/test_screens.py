@@ -51,12 +51,13 @@ def model(screen: str, lang: str = "ja", **extra) -> dict:
     """A model as the session would send it, with every screen's own keys."""
     m = dict(language=lang, countdown=None, card_reminder=False, test_pki=False, notice=None)
     m.update({
-        "idle": dict(reader_ok=True, library_card=True, help=False),
+        "idle": dict(reader_ok=True, library_card=True, help=False, card_number=True),
         "reading_card": {},
         "pin": dict(purpose="card", digits=2, max_digits=4, tries_left=3),
         "last_try": {},
         "authenticating": dict(stage="card"),
         "library_card": {},
+        "card_number": dict(number="2000", max_digits=16),
         "take_card": {},
         "scanning": dict(rows=rows(), lent=1, pending=1, allowance=8, name=None, holds_ready=0, offline=False),
         "finishing": dict(pending=1),
@@ -69,12 +70,13 @@ def model(screen: str, lang: str = "ja", **extra) -> dict:
     return m
 
 
-SCREENS = ("idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "take_card",
+SCREENS = ("idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "card_number", "take_card",
            "scanning", "finishing", "summary", "thank_you", "error", "out_of_service")
 # The busiest variant of each screen: banners, countdown, overlays.
 BUSY = {
     "idle": dict(reader_ok=False, help=False, notice="sign_in_first"),
     "pin": dict(notice="pin_wrong", tries_left=2, countdown=12),
+    "card_number": dict(notice="not_a_library_card", number="20000001234567", countdown=12),
     "scanning": dict(card_reminder=True, holds_ready=2, name=CANARY_NAME, countdown=9, notice="not_an_item"),
     "summary": dict(receipt_available=True, countdown=10, notice="not_confirmed"),
     "take_card": dict(test_pki=True, countdown=5),
@@ -195,7 +197,7 @@ def test_screenshots_of_every_screen(make_view, kivy_window, lang):
     t = translator(lang)
     titles = {"idle": "idle.title", "pin": "pin.title.card", "last_try": "last_try.title",
               "reading_card": "reading.title", "authenticating": "auth.title.card", "take_card": "take_card.title",
-              "library_card": "library_card.title", "scanning": "scan.title", "finishing": "finishing.title",
+              "library_card": "library_card.title", "card_number": "card_number.title", "scanning": "scan.title", "finishing": "finishing.title",
               "summary": "summary.title", "thank_you": "thanks.title", "error": "error.title",
               "out_of_service": "oos.title"}
     for screen in SCREENS:

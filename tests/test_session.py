@@ -49,7 +49,10 @@ def base(**kw) -> dict:
 
 
 def idle_model(**kw) -> dict:
-    return base(**{"reader_ok": True, "library_card": True, "help": False, **kw})
+    m = base(**{"reader_ok": True, "library_card": True, "help": False, **kw})
+    if m["library_card"] and "card_number" not in kw:
+        m["card_number"] = True                 # loans.manual_card_entry is on by default
+    return m
 
 
 def snapshot(d: SessionDriver) -> tuple:
@@ -85,12 +88,13 @@ def test_start_shows_idle_ready(d):
 
 # The keys each screen's model has beyond BASE_KEYS, as kiosk/core/session.py documents them.
 SCREEN_KEYS = {
-    "idle": {"reader_ok", "library_card", "help"},
+    "idle": {"reader_ok", "library_card", "help", "card_number"},
     "reading_card": set(),
     "pin": {"purpose", "digits", "max_digits", "tries_left"},
     "last_try": set(),
     "authenticating": {"stage"},
     "library_card": set(),
+    "card_number": {"number", "max_digits"},
     "take_card": set(),
     "scanning": {"rows", "lent", "pending", "allowance", "name", "holds_ready", "offline"},
     "finishing": {"pending"},
@@ -383,6 +387,51 @@ def test_the_library_card_offer_follows_the_setting_and_the_error():
     d.probe(3, error=CardError.CARD_REMOVED)
     assert d.model["library_card"] is False
     assert d.press("library_card") == [] and d.screen == "error"
+
+
+def test_a_typed_library_card_number_takes_the_scanned_card_path(d):
+    """Issue 16: a card number typed on the keypad meets the same pattern and password rules
+    as a scanned library card; a wrong number is refused and cleared, cancel ends it."""
+    d.press("card_number")
+    assert d.screen == "card_number" and d.model["number"] == "" and d.model["max_digits"] == 16
+    d.type_pin("1000")
+    d.press("delete")
+    assert d.model["number"] == "100"
+    d.type_pin("00001")                                 # 10000001: a book, not a library card
+    out = d.press("ok")
+    assert d.screen == "card_number" and d.model["notice"] == "not_a_library_card"
+    assert d.cues(out) == ["refused"] and d.model["number"] == ""
+    d.type_pin("9")
+    d.press("clear")
+    assert d.model["number"] == ""
+    d.type_pin(LIBRARY_PATRON)
+    d.press("ok")
+    assert d.screen == "pin" and d.model["purpose"] == "library" and d.session.p.patron_id == LIBRARY_PATRON
+    d.press("cancel")
+    assert_idle_without_patron(d)
+
+
+def test_a_typed_number_without_a_password_loads_the_patron():
+    d = SessionDriver.with_settings(library_card_password=False)
+    d.press("card_number")
+    d.type_pin(LIBRARY_PATRON)
+    out = d.press("ok")
+    assert d.screen == "authenticating" and d.of_type(fx.LoadPatron, out)[0].patron_id == LIBRARY_PATRON
+
+
+@pytest.mark.parametrize("kw", [dict(manual_card_entry=False), dict(library_card_enabled=False)])
+def test_the_card_number_keypad_follows_its_switches(kw):
+    d = SessionDriver.with_settings(**kw)
+    assert "card_number" not in d.model
+    assert d.press("card_number") == [] and d.screen == "idle"
+
+
+def test_a_card_put_down_at_the_number_keypad_is_read(d):
+    d.press("card_number")
+    d.type_pin("2000")
+    out = d.insert_card()
+    assert out[0] == fx.EndSession(None, "cancelled") and d.screen == "reading_card"
+    assert d.of_type(fx.ProbeCard, out) and d.session.p.number == "" and d.session.p.method == "card"
 
 
 def test_error_screen_done_also_returns_to_idle(d):
@@ -1300,9 +1349,9 @@ def _ignored_cases():
             cases += [(s, "barcode_item"), (s, "barcode_patron")]
         if s != "scanning":
             cases.append((s, "finish"))
-        if s not in ("pin", "last_try", "library_card", "take_card"):
+        if s not in ("pin", "last_try", "library_card", "card_number", "take_card"):
             cases.append((s, "cancel"))
-        if s != "pin":
+        if s not in ("pin", "card_number"):
             cases.append((s, "digit"))
         if s != "last_try":
             cases.append((s, "confirm_last_try"))

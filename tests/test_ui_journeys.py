@@ -440,3 +440,37 @@ def test_a_bad_certificate_is_refused_before_the_pin_pad_and_offers_the_library_
     k.services.demo.remove_card()
     k.tap("ok")
     k.until("idle")
+
+
+def test_a_library_card_number_typed_on_the_keypad(ui_kiosk):
+    """Issue 16: the barcode will not scan, so the patron types the number on the idle
+    screen's keypad; it meets the library-card rules (a book's number is refused)."""
+    k = ui_kiosk
+    k.tap("card_number")
+    k.until("card_number")
+    screen = k.view.screens["card_number"]
+    assert screen.title.text == translator("ja")("card_number.title")
+    for d in "10000001":                                   # a book's number, not a library card
+        k.tap(f"digit:{d}")
+    assert screen.dots.text == "10000001"
+    k.tap("ok")
+    k.until_model(lambda m: m.get("notice") == "not_a_library_card")
+    assert k.view.last_cue == "refused" and k.model["number"] == ""
+    for d in "200000019":
+        k.tap(f"digit:{d}")
+    k.tap("delete")
+    assert screen.dots.text == "20000001"
+    k.tap("ok")
+    model = k.until("pin")
+    assert model["purpose"] == "library"
+    k.enter_pin("1234")
+    k.until("scanning")
+    scan(k, "10000002", "ok")
+    k.tap("finish")
+    k.until("summary")
+    k.tap("done")
+    k.until("thank_you")
+    k.tap("done")
+    k.until("idle")
+    assert k.services.catalogue.loans_of("20000001") == ["10000002"]
+    assert secrets_left(k, "20000001") == []               # the typed number is wiped with the session
