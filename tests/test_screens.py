@@ -367,6 +367,9 @@ def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make
     kivy_window.tap(find(view, "library_card"))
     kivy_window.tap(find(view, "help"))
     assert posted.presses() == [("library_card", None), ("help", None)]
+    assert find(view, "card_number").text == translator("en")("idle.card_number")
+    kivy_window.tap(find(view, "card_number"))
+    assert posted.presses()[-1] == ("card_number", None)
     show(view, kivy_window, "idle", "en", help=True)
     assert screen.help_overlay is not None
     texts = " ".join(view.texts())
@@ -374,10 +377,14 @@ def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make
     assert "counter" in texts
     kivy_window.tap(find(view, "close_help"))
     assert posted.presses()[-1] == ("close_help", None)
-    show(view, kivy_window, "idle", "en", help=False, reader_ok=False, library_card=False)
+    model_ = model("idle", "en", help=False, reader_ok=False, library_card=False)
+    del model_["card_number"]                               # loans.manual_card_entry off, or no library cards
+    view.show("idle", model_)
+    kivy_window.settle()
     assert screen.help_overlay is None
     assert "go to the counter" in find(view, "reader_unavailable").message.text
     assert find(view, "library_card").disabled
+    assert view.find("card_number") is None
 
 
 def test_help_overlay_keeps_touches_off_the_buttons_under_it(make_view, kivy_window):
