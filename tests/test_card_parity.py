@@ -195,7 +195,7 @@ def test_a_key_that_signed_in_before_is_judged_on_the_certificate_now_on_the_car
         pcsc_readers, pcsc_demo_pki, tmp_path, twin, verdict):
     """Issue item 1, as the kiosk runs: one card service (built from the site file) signs in a
     card, then a card with the same key and serial whose certificate is now expired / from an
-    unknown CA with the same name is refused, before any PIN try is spent."""
+    unknown CA with the same name is refused, before any PIN try is spent: already by the probe."""
     path = write_config(tmp_path, "site", pcsc_demo_pki, test_pki=True, smartphone=False,
                         reader=pcsc_readers.reader)
     settings = CardSettings.from_config(load_site(str(path)).config)
@@ -207,7 +207,9 @@ def test_a_key_that_signed_in_before_is_judged_on_the_certificate_now_on_the_car
         assert service.authenticate(bytearray(RIGHT_PIN.encode())).ok
         service.release()
         card = bench.insert(twin_profile(pcsc_demo_pki, **{twin: True}))
-        assert service.probe().usable
+        probe = service.probe()         # refused before the PIN pad (issue 16): no PIN is asked
+        assert not probe.usable and probe.error is not None and probe.error.value == verdict
+        assert probe.tries_left == 3
         outcome = service.authenticate(bytearray(RIGHT_PIN.encode()))
         assert outcome.error is not None and outcome.error.value == verdict and outcome.identity is None
         assert card.tries_left() == 3 and card.stats.by_ins[0x20] == 1      # only the tries query

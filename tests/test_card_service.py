@@ -56,6 +56,8 @@ def pin(text="1234"):
     ("smartphone", {}, CardKind.SMARTPHONE, None, CardError.SMARTPHONE_UNSUPPORTED),
     ("registered-1", {"token": "SOMETHINGELSE"}, CardKind.NOT_JPKI, None, CardError.NOT_JPKI),
     ("registered-1", {"mute": True}, CardKind.MUTE, None, CardError.MUTE_CARD),
+    ("expired", {}, CardKind.MY_NUMBER_CARD, 3, CardError.CERT_EXPIRED),
+    ("not-yet-valid", {}, CardKind.MY_NUMBER_CARD, 3, CardError.CERT_NOT_YET_VALID),
 ])
 def test_probe(service, insert, apdu_log, name, overrides, kind, tries, error):
     card = insert(name, **overrides)
@@ -183,6 +185,29 @@ def test_a_card_is_judged_on_the_certificate_it_holds_not_on_an_earlier_one(
     outcome = service.authenticate(pin())
     assert outcome.error is error and outcome.identity is None
     assert len(verifies(apdu_log)) == before and card.tries_left() == 3
+
+
+@pytest.mark.parametrize("name, kind, error", [("expired", None, CardError.CERT_EXPIRED),
+                                               ("not-yet-valid", None, CardError.CERT_NOT_YET_VALID),
+                                               ("registered-1", "foreign_ca", CardError.UNKNOWN_CA)])
+def test_the_probe_refuses_a_bad_certificate_before_any_pin(service, insert, demo_pki, apdu_log,
+                                                            name, kind, error):
+    """Issue 16: the certificate EF is read and checked without VERIFY, so the PIN pad is never
+    shown for a card that would be refused; nothing is sent but allowlisted reads."""
+    card = insert(name, **({"auth_cert": twin_certificate(demo_pki, foreign_ca=True)} if kind else {}))
+    probe = service.probe()
+    assert (probe.error, probe.tries_left, probe.usable) == (error, 3, False)
+    assert cert_reads(card, apdu_log) == -(-len(card.profile.auth_cert) // 256)
+    assert not verifies(apdu_log) and len(verifies(apdu_log, with_pin=False)) == 1    # the tries query
+    assert {r.apdu[1] for r in apdu_log} <= {0xA4, 0xB0, 0x20}       # SELECT, READ BINARY, tries
+    outcome = service.authenticate(pin())                             # even if asked: no VERIFY
+    assert outcome.error is error and not verifies(apdu_log) and card.tries_left() == 3
+
+
+def test_a_locked_card_is_not_read_further(service, insert, apdu_log):
+    card = insert("pin-locked")
+    assert service.probe().error is CardError.PIN_LOCKED
+    assert cert_reads(card, apdu_log) == 0
 
 
 @pytest.mark.parametrize("overrides", [dict(t0_get_response=True), dict(strict_le=True)])
@@ -357,7 +382,7 @@ def test_victim_signed_in_before_does_not_help_a_copy(service, insert, demo_pki)
 
 # -- card and reader leaving --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ins", [0xB0, 0x20, 0x2A])
+@pytest.mark.parametrize("ins", [0x20, 0x2A])     # the certificate (0xB0) is read by the probe
 def test_card_removed_mid_way(service, insert, jpki_reader, ins):
     insert()
     service.probe()
@@ -370,10 +395,13 @@ def test_card_removed_mid_way(service, insert, jpki_reader, ins):
     service.release()                                       # harmless after removal
 
 
-def test_card_removed_during_probe(service, insert, jpki_reader):
+@pytest.mark.parametrize("ins", [0x20, 0xB0])     # the tries query, the certificate read
+def test_card_removed_during_probe(service, insert, jpki_reader, ins):
     insert()
-    jpki_reader.remove_before(lambda header: header[1] == 0x20)
+    jpki_reader.remove_before(lambda header: header[1] == ins)
     assert service.probe().error is CardError.CARD_REMOVED
+    secret = pin()
+    assert service.authenticate(secret).error is CardError.CARD_REMOVED and secret == bytearray(4)
 
 
 def test_reader_gone_mid_way(service, insert, jpki_reader):

@@ -157,3 +157,15 @@ def test_staff_hash_pin_command_makes_a_hash_the_config_accepts(tmp_path):
     assert bad.returncode == 2
     with pytest.raises(ConfigError, match="scrypt hash"):
         load_config(write(tmp_path, "[[staff.accounts]]\nid = 's01'\nbadge = ''\npin_hash = '1234'\n"))
+
+
+def test_manual_card_entry_is_on_by_default_and_reaches_the_session(tmp_path):
+    """Issue 16: the idle keypad for a library card number (loans.manual_card_entry)."""
+    from kiosk.shell.launcher import session_settings
+
+    assert load_config(None)["loans"]["manual_card_entry"] is True
+    assert session_settings(load_config(None)).manual_card_entry is True
+    off = load_config(write(tmp_path, "[loans]\nmanual_card_entry = false\n"))
+    assert session_settings(off).manual_card_entry is False
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "[loans]\nmanual_card_entry = 'yes'\n", "bad.toml"))

@@ -64,19 +64,20 @@ def _rows() -> list[dict]:
 def patron(screen: str, lang: str, **extra) -> dict:
     m = dict(language=lang, countdown=None, card_reminder=False, test_pki=False, notice=None)
     m.update({
-        "idle": dict(reader_ok=False, library_card=True, help=False, notice="sign_in_first"),
+        "idle": dict(reader_ok=False, library_card=True, help=False, card_number=True, notice="sign_in_first"),
         "reading_card": {},
         "pin": dict(purpose="card", digits=2, max_digits=4, tries_left=2, notice="pin_wrong", countdown=12),
         "last_try": {},
         "authenticating": dict(stage="card"),
         "library_card": {},
+        "card_number": dict(number="2000000123456789", max_digits=16, notice="not_a_library_card", countdown=12),
         "take_card": dict(test_pki=True, countdown=5),
         "scanning": dict(rows=_rows(), lent=1, pending=1, allowance=8, name="図書 花子", holds_ready=2,
                          offline=False, card_reminder=True, countdown=9, notice="not_an_item"),
         "finishing": dict(pending=1),
         "summary": dict(rows=_rows(), receipt_available=True, countdown=10, notice="not_confirmed"),
         "thank_you": {},
-        "error": dict(code="pin_locked", counter=True, countdown=3),
+        "error": dict(code="pin_locked", counter=True, library_card=True, countdown=3),
         "out_of_service": {},
     }[screen])
     m.update(extra)
@@ -147,7 +148,8 @@ class Cell:
 def cells(lang: str) -> list[Cell]:
     """Every screen of the matrix in `lang`: patron, the library-card password, staff."""
     out = [Cell(s, s, patron(s, lang)) for s in (
-        "idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "take_card", "scanning",
+        "idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "card_number", "take_card",
+        "scanning",
         "finishing", "summary", "thank_you", "error", "out_of_service")]
     out.append(Cell("pin_library", "pin", patron("pin", lang, purpose="library", digits=6, max_digits=16,
                                                  tries_left=None, notice="pin_incomplete")))

@@ -51,30 +51,32 @@ def model(screen: str, lang: str = "ja", **extra) -> dict:
     """A model as the session would send it, with every screen's own keys."""
     m = dict(language=lang, countdown=None, card_reminder=False, test_pki=False, notice=None)
     m.update({
-        "idle": dict(reader_ok=True, library_card=True, help=False),
+        "idle": dict(reader_ok=True, library_card=True, help=False, card_number=True),
         "reading_card": {},
         "pin": dict(purpose="card", digits=2, max_digits=4, tries_left=3),
         "last_try": {},
         "authenticating": dict(stage="card"),
         "library_card": {},
+        "card_number": dict(number="2000", max_digits=16),
         "take_card": {},
         "scanning": dict(rows=rows(), lent=1, pending=1, allowance=8, name=None, holds_ready=0, offline=False),
         "finishing": dict(pending=1),
         "summary": dict(rows=rows(), receipt_available=False),
         "thank_you": {},
-        "error": dict(code="pin_locked", counter=True),
+        "error": dict(code="pin_locked", counter=True, library_card=False),
         "out_of_service": {},
     }[screen])
     m.update(extra)
     return m
 
 
-SCREENS = ("idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "take_card",
+SCREENS = ("idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "card_number", "take_card",
            "scanning", "finishing", "summary", "thank_you", "error", "out_of_service")
 # The busiest variant of each screen: banners, countdown, overlays.
 BUSY = {
     "idle": dict(reader_ok=False, help=False, notice="sign_in_first"),
     "pin": dict(notice="pin_wrong", tries_left=2, countdown=12),
+    "card_number": dict(notice="not_a_library_card", number="20000001234567", countdown=12),
     "scanning": dict(card_reminder=True, holds_ready=2, name=CANARY_NAME, countdown=9, notice="not_an_item"),
     "summary": dict(receipt_available=True, countdown=10, notice="not_confirmed"),
     "take_card": dict(test_pki=True, countdown=5),
@@ -195,7 +197,7 @@ def test_screenshots_of_every_screen(make_view, kivy_window, lang):
     t = translator(lang)
     titles = {"idle": "idle.title", "pin": "pin.title.card", "last_try": "last_try.title",
               "reading_card": "reading.title", "authenticating": "auth.title.card", "take_card": "take_card.title",
-              "library_card": "library_card.title", "scanning": "scan.title", "finishing": "finishing.title",
+              "library_card": "library_card.title", "card_number": "card_number.title", "scanning": "scan.title", "finishing": "finishing.title",
               "summary": "summary.title", "thank_you": "thanks.title", "error": "error.title",
               "out_of_service": "oos.title"}
     for screen in SCREENS:
@@ -347,8 +349,15 @@ def test_error_screen_has_friendly_words_for_every_code_and_counter_only_when_to
     assert len(seen) >= 20                              # not one generic message
     screen = show(view, kivy_window, "error", code="not_registered", counter=True)
     assert t("common.go_to_counter") in screen.counter.text
+    assert view.find("library_card") is None                 # offered only when the model says so
     kivy_window.tap(find(view, "ok"))
     assert posted.presses() == [("ok", None)]
+    screen = show(view, kivy_window, "error", code="cert_expired", counter=True, library_card=True)
+    assert find(view, "library_card").text == t("idle.library_card")
+    kivy_window.tap(find(view, "library_card"))
+    assert posted.presses()[-1] == ("library_card", None)
+    show(view, kivy_window, "error", code="card_removed", counter=False, library_card=False)
+    assert view.find("library_card") is None                 # and gone again for the next error
 
 
 def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make_view, kivy_window):
@@ -358,6 +367,9 @@ def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make
     kivy_window.tap(find(view, "library_card"))
     kivy_window.tap(find(view, "help"))
     assert posted.presses() == [("library_card", None), ("help", None)]
+    assert find(view, "card_number").text == translator("en")("idle.card_number")
+    kivy_window.tap(find(view, "card_number"))
+    assert posted.presses()[-1] == ("card_number", None)
     show(view, kivy_window, "idle", "en", help=True)
     assert screen.help_overlay is not None
     texts = " ".join(view.texts())
@@ -365,10 +377,14 @@ def test_idle_offers_library_card_and_help_and_says_when_the_reader_is_gone(make
     assert "counter" in texts
     kivy_window.tap(find(view, "close_help"))
     assert posted.presses()[-1] == ("close_help", None)
-    show(view, kivy_window, "idle", "en", help=False, reader_ok=False, library_card=False)
+    model_ = model("idle", "en", help=False, reader_ok=False, library_card=False)
+    del model_["card_number"]                               # loans.manual_card_entry off, or no library cards
+    view.show("idle", model_)
+    kivy_window.settle()
     assert screen.help_overlay is None
     assert "go to the counter" in find(view, "reader_unavailable").message.text
     assert find(view, "library_card").disabled
+    assert view.find("card_number") is None
 
 
 def test_help_overlay_keeps_touches_off_the_buttons_under_it(make_view, kivy_window):

@@ -35,6 +35,11 @@ COUNTER_ERRORS = {
     "bad_signature", "bad_certificate", "juki_card", "reader_gone", "pcscd_gone",
     "patron_blocked", "patron_unknown", "offline", "wrong_password",
 }
+# And where the error screen offers the library-card sign-in instead (issue 16).
+LIBRARY_CARD_ERRORS = {
+    "cert_expired", "cert_not_yet_valid", "unknown_ca", "bad_certificate", "pin_locked", "juki_card",
+    "smartphone_unsupported",
+}
 
 
 def base(**kw) -> dict:
@@ -44,7 +49,10 @@ def base(**kw) -> dict:
 
 
 def idle_model(**kw) -> dict:
-    return base(**{"reader_ok": True, "library_card": True, "help": False, **kw})
+    m = base(**{"reader_ok": True, "library_card": True, "help": False, **kw})
+    if m["library_card"] and "card_number" not in kw:
+        m["card_number"] = True                 # loans.manual_card_entry is on by default
+    return m
 
 
 def snapshot(d: SessionDriver) -> tuple:
@@ -80,18 +88,19 @@ def test_start_shows_idle_ready(d):
 
 # The keys each screen's model has beyond BASE_KEYS, as kiosk/core/session.py documents them.
 SCREEN_KEYS = {
-    "idle": {"reader_ok", "library_card", "help"},
+    "idle": {"reader_ok", "library_card", "help", "card_number"},
     "reading_card": set(),
     "pin": {"purpose", "digits", "max_digits", "tries_left"},
     "last_try": set(),
     "authenticating": {"stage"},
     "library_card": set(),
+    "card_number": {"number", "max_digits"},
     "take_card": set(),
     "scanning": {"rows", "lent", "pending", "allowance", "name", "holds_ready", "offline"},
     "finishing": {"pending"},
     "summary": {"rows", "receipt_available"},
     "thank_you": set(),
-    "error": {"code", "counter"},
+    "error": {"code", "counter", "library_card"},
     "out_of_service": set(),
 }
 
@@ -204,7 +213,8 @@ def test_locked_or_unknown_tries_end_at_the_counter(d, tries):
     d.insert_card()
     out = d.probe(tries)
     assert out == [fx.EndSession(None, "error"),
-                   fx.Show("error", base(code="pin_locked", counter=True, card_reminder=True)),
+                   fx.Show("error", base(code="pin_locked", counter=True, library_card=True,
+                                         card_reminder=True)),
                    fx.Lights("card_left"), fx.Cue("refused")]
     assert d.all_of(fx.Authenticate) == []
 
@@ -264,6 +274,7 @@ def test_every_probe_error_shows_its_code(d, error):
     assert d.screen == "error"
     assert d.model["code"] == error.value
     assert d.model["counter"] is (error.value in COUNTER_ERRORS)
+    assert d.model["library_card"] is (error.value in LIBRARY_CARD_ERRORS)
     assert out[0] == fx.EndSession(None, "error")
     assert d.cues(out) == ["refused"]
     assert d.last_of(fx.Lights) == [fx.Lights("card_left")]    # the card is still in: take it
@@ -278,7 +289,8 @@ def test_every_authentication_error_shows_its_code(d, error):
     d.enter_pin()
     out = d.auth_fail(error, tries_left=3)
     assert d.screen == "error"
-    assert d.model == base(code=error.value, counter=error.value in COUNTER_ERRORS, card_reminder=True)
+    assert d.model == base(code=error.value, counter=error.value in COUNTER_ERRORS,
+                           library_card=error.value in LIBRARY_CARD_ERRORS, card_reminder=True)
     assert out[0] == fx.EndSession(None, "error") and d.cues(out) == ["refused"]
 
 
@@ -342,6 +354,84 @@ def test_error_screen_ok_returns_to_idle(d):
     out = d.press("ok")
     assert out == [fx.Show("idle", idle_model()), fx.Lights("ready")]
     assert_idle_without_patron(d)
+
+
+@pytest.mark.parametrize("code", sorted(LIBRARY_CARD_ERRORS))
+def test_a_card_refused_before_the_pin_offers_the_library_card_sign_in(code):
+    """Issue 16: a certificate refused at the probe never reaches the PIN pad; the error screen
+    leads straight to the library-card sign-in, in the patron's language, as a new session."""
+    d = SessionDriver()
+    d.press("language", "en")
+    d.insert_card()
+    out = d.probe(3, error=CardError(code))
+    assert d.screen == "error" and d.all_of(fx.Authenticate) == []
+    assert all(s.screen != "pin" for s in d.all_of(fx.Show))
+    assert d.model["library_card"] is True
+    serial = d.session.serial
+    d.remove_card()
+    d.press("library_card")
+    assert d.screen == "library_card" and d.model["language"] == "en"
+    assert d.session.serial == serial and d.session.p.method == "library" and d.session.p.error is None
+    d.scan(CARD_PATRON)
+    assert d.screen == "pin" and d.model["purpose"] == "library"
+
+
+def test_the_library_card_offer_follows_the_setting_and_the_error():
+    off = SessionDriver.with_settings(library_card_enabled=False)
+    off.insert_card()
+    off.probe(3, error=CardError.CERT_EXPIRED)
+    assert off.model["library_card"] is False
+    assert off.press("library_card") == [] and off.screen == "error"
+    d = SessionDriver()
+    d.insert_card()
+    d.probe(3, error=CardError.CARD_REMOVED)
+    assert d.model["library_card"] is False
+    assert d.press("library_card") == [] and d.screen == "error"
+
+
+def test_a_typed_library_card_number_takes_the_scanned_card_path(d):
+    """Issue 16: a card number typed on the keypad meets the same pattern and password rules
+    as a scanned library card; a wrong number is refused and cleared, cancel ends it."""
+    d.press("card_number")
+    assert d.screen == "card_number" and d.model["number"] == "" and d.model["max_digits"] == 16
+    d.type_pin("1000")
+    d.press("delete")
+    assert d.model["number"] == "100"
+    d.type_pin("00001")                                 # 10000001: a book, not a library card
+    out = d.press("ok")
+    assert d.screen == "card_number" and d.model["notice"] == "not_a_library_card"
+    assert d.cues(out) == ["refused"] and d.model["number"] == ""
+    d.type_pin("9")
+    d.press("clear")
+    assert d.model["number"] == ""
+    d.type_pin(LIBRARY_PATRON)
+    d.press("ok")
+    assert d.screen == "pin" and d.model["purpose"] == "library" and d.session.p.patron_id == LIBRARY_PATRON
+    d.press("cancel")
+    assert_idle_without_patron(d)
+
+
+def test_a_typed_number_without_a_password_loads_the_patron():
+    d = SessionDriver.with_settings(library_card_password=False)
+    d.press("card_number")
+    d.type_pin(LIBRARY_PATRON)
+    out = d.press("ok")
+    assert d.screen == "authenticating" and d.of_type(fx.LoadPatron, out)[0].patron_id == LIBRARY_PATRON
+
+
+@pytest.mark.parametrize("kw", [dict(manual_card_entry=False), dict(library_card_enabled=False)])
+def test_the_card_number_keypad_follows_its_switches(kw):
+    d = SessionDriver.with_settings(**kw)
+    assert "card_number" not in d.model
+    assert d.press("card_number") == [] and d.screen == "idle"
+
+
+def test_a_card_put_down_at_the_number_keypad_is_read(d):
+    d.press("card_number")
+    d.type_pin("2000")
+    out = d.insert_card()
+    assert out[0] == fx.EndSession(None, "cancelled") and d.screen == "reading_card"
+    assert d.of_type(fx.ProbeCard, out) and d.session.p.number == "" and d.session.p.method == "card"
 
 
 def test_error_screen_done_also_returns_to_idle(d):
@@ -469,7 +559,7 @@ def test_card_removed_while_needed_ends_with_card_removed(d, screen):
     serial = d.serial
     out = d.remove_card()
     assert out == [fx.EndSession(None, "error"),
-                   fx.Show("error", base(code="card_removed", counter=False)),
+                   fx.Show("error", base(code="card_removed", counter=False, library_card=False)),
                    fx.Lights("error"), fx.Cue("refused")]
     assert len(pin) == 0 and d.serial == serial + 1
 
@@ -503,7 +593,7 @@ def test_reader_gone_mid_sign_in(d, screen):
     d.drive_to(screen)
     out = d.send(ev.ReaderChanged(False, "reader_gone"))
     assert out[0] == fx.EndSession(None, "error")
-    assert d.model == base(code="reader_gone", counter=True)     # no reminder: the card is gone too
+    assert d.model == base(code="reader_gone", counter=True, library_card=False)     # no reminder: the card is gone too
     assert d.session.card_present is False
 
 
@@ -1259,9 +1349,9 @@ def _ignored_cases():
             cases += [(s, "barcode_item"), (s, "barcode_patron")]
         if s != "scanning":
             cases.append((s, "finish"))
-        if s not in ("pin", "last_try", "library_card", "take_card"):
+        if s not in ("pin", "last_try", "library_card", "card_number", "take_card"):
             cases.append((s, "cancel"))
-        if s != "pin":
+        if s not in ("pin", "card_number"):
             cases.append((s, "digit"))
         if s != "last_try":
             cases.append((s, "confirm_last_try"))

@@ -408,7 +408,8 @@ def _run(d: SessionDriver, make, gap: float, pins: list, ledger: dict) -> None:
         assert "pin" not in show.model and "password" not in show.model
         if show.screen == "idle":
             assert set(show.model) == {"language", "countdown", "card_reminder", "test_pki", "notice",
-                                       "reader_ok", "library_card", "help"}
+                                       "reader_ok", "library_card", "help"} | (
+                                           {"card_number"} if show.model["library_card"] else set())
             assert show.model["test_pki"] is False and show.model["countdown"] is None
 
 

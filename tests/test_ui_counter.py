@@ -248,8 +248,9 @@ def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path, c
     k.until("staff_counter")
     k.readers.remove()
 
-    # An unregistered card, an expired certificate, a locked PIN: the reason, nothing else.
-    for card, pin, reason in (("unregistered", "1234", "not_registered"), ("expired", "1234", "cert_expired"),
+    # An unregistered card, an expired certificate, a locked PIN: the reason, nothing else. The
+    # expired certificate and the locked PIN are told before any PIN is asked (issue 16).
+    for card, pin, reason in (("unregistered", "1234", "not_registered"), ("expired", None, "cert_expired"),
                               ("pin-locked", None, "pin_locked")):
         model = start_identify(k, card)
         if pin is not None:

@@ -396,3 +396,81 @@ def test_the_demo_staff_account_opens_staff_mode(ui_kiosk):
     k.until("staff_menu")
     k.tap("exit")
     k.until("idle")
+
+
+@pytest.mark.parametrize("card, code", [("expired", "cert_expired"), ("not-yet-valid", "cert_not_yet_valid")])
+def test_a_bad_certificate_is_refused_before_the_pin_pad_and_offers_the_library_card(ui_kiosk, apdu_log,
+                                                                                     card, code):
+    """Issue 16: the certificate is read and checked before the PIN pad (no PIN asked, no try
+    spent); the error screen leads to the library-card sign-in, in the patron's language."""
+    k = ui_kiosk
+    shown: list[str] = []
+    real_show = k.view.show
+    k.view.show = lambda screen, model: (shown.append(screen), real_show(screen, model))[1]
+    k.tap("language:en")
+    k.services.demo.insert_card(card)
+    model = k.until("error")
+    assert model["code"] == code and model["library_card"] is True
+    assert "pin" not in shown and "last_try" not in shown
+    assert not [r for r in apdu_log if r.apdu[1] == 0x20 and len(r.apdu) > 4]     # no VERIFY with a PIN
+    screen = k.view.screens["error"]
+    assert screen.message.text == translator("en")(f"error.{code}")
+    assert k.view.find("library_card").text == translator("en")("idle.library_card")
+    k.services.demo.remove_card()
+    k.pump()
+    k.tap("library_card")
+    k.until("library_card")
+    k.h.type_keys("20000001")
+    model = k.until("pin")
+    assert model["purpose"] == "library" and model["language"] == "en"
+    k.enter_pin("1234")
+    k.until("scanning")
+    scan(k, "10000003", "ok")
+    k.tap("finish")
+    k.until("summary")
+    k.tap("done")
+    k.until("thank_you")
+    k.tap("done")
+    k.until("idle")
+    assert k.services.catalogue.loans_of("20000001") == ["10000003"]
+    # The same card again, on a new session: read and refused again (no verdict kept), and a
+    # card-removed error offers no library card.
+    k.services.demo.insert_card(card)
+    assert k.until("error")["code"] == code
+    k.services.demo.remove_card()
+    k.tap("ok")
+    k.until("idle")
+
+
+def test_a_library_card_number_typed_on_the_keypad(ui_kiosk):
+    """Issue 16: the barcode will not scan, so the patron types the number on the idle
+    screen's keypad; it meets the library-card rules (a book's number is refused)."""
+    k = ui_kiosk
+    k.tap("card_number")
+    k.until("card_number")
+    screen = k.view.screens["card_number"]
+    assert screen.title.text == translator("ja")("card_number.title")
+    for d in "10000001":                                   # a book's number, not a library card
+        k.tap(f"digit:{d}")
+    assert screen.dots.text == "10000001"
+    k.tap("ok")
+    k.until_model(lambda m: m.get("notice") == "not_a_library_card")
+    assert k.view.last_cue == "refused" and k.model["number"] == ""
+    for d in "200000019":
+        k.tap(f"digit:{d}")
+    k.tap("delete")
+    assert screen.dots.text == "20000001"
+    k.tap("ok")
+    model = k.until("pin")
+    assert model["purpose"] == "library"
+    k.enter_pin("1234")
+    k.until("scanning")
+    scan(k, "10000002", "ok")
+    k.tap("finish")
+    k.until("summary")
+    k.tap("done")
+    k.until("thank_you")
+    k.tap("done")
+    k.until("idle")
+    assert k.services.catalogue.loans_of("20000001") == ["10000002"]
+    assert secrets_left(k, "20000001") == []               # the typed number is wiped with the session

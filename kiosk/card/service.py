@@ -61,7 +61,8 @@ class CardService:
     # -- probe ---------------------------------------------------------------------------
 
     def probe(self) -> CardProbe:
-        """What is in the reader, and how many PIN tries are left. Spends no try."""
+        """What is in the reader, how many PIN tries are left, and whether its certificate is
+        valid now and chains to an anchor. Spends no try."""
         self.release()
         try:
             self._transport = self._reader.open()
@@ -84,6 +85,8 @@ class CardService:
             log.info("card probe failed: %s", exc.kind.value)
             result = CardProbe(CardKind.MUTE, error=exc.kind)
         self._probe = result
+        if result.error is not None:
+            self._cert = None           # a refused card's certificate is not kept either
         return result
 
     def _probe_card(self, card: JpkiCard) -> CardProbe:
@@ -101,6 +104,15 @@ class CardService:
             return CardProbe(CardKind.MUTE, error=CardError.MUTE_CARD)
         if tries == 0:
             return CardProbe(kind, tries_left=0, error=CardError.PIN_LOCKED)
+        if kind is not CardKind.SMARTPHONE:
+            # The certificate EF is readable without VERIFY (jpki.md): a card that will be
+            # refused for its certificate is refused here, before the PIN pad, no try spent.
+            # After the PIN the same bytes are checked again with the signature (authenticate).
+            try:
+                self._checked_cert(card, self._clock())
+            except IdentityError as exc:
+                log.info("certificate refused before the PIN: %s", exc.kind.value)
+                return CardProbe(kind, tries_left=tries, error=exc.kind)
         return CardProbe(kind, tries_left=tries)
 
     # -- authenticate --------------------------------------------------------------------

@@ -171,6 +171,7 @@ SCHEMA: dict[str, Any] = {
     "loans": {
         "library_card_signin": Field("bool"),
         "library_card_password": Field("bool"),
+        "manual_card_entry": Field("bool"),
         "offline_lending": Field("bool"),
         "offline_max_items": Field("int", min=1, max=50),
         "offline_loan_days": Field("int", min=1, max=90),

@@ -43,6 +43,7 @@ class IdleModel(PatronModel):
     library_card: bool              # sign-in by library card allowed
     help: bool                      # the help overlay is open
     return_button: NotRequired[bool]    # the "return books" button (loans.return_button)
+    card_number: NotRequired[bool]      # "type the card number" (loans.manual_card_entry)
 
 
 class ReadingCardModel(PatronModel):
@@ -54,6 +55,11 @@ class PinModel(PatronModel):
     digits: int                     # how many were typed, never the digits
     max_digits: int
     tries_left: int | None          # card only
+
+
+class CardNumberModel(PatronModel):
+    number: str                     # the library card number typed so far (not a secret)
+    max_digits: int
 
 
 class LastTryModel(PatronModel):
@@ -98,6 +104,7 @@ class ThankYouModel(PatronModel):
 class ErrorModel(PatronModel):
     code: str | None                # a CardError or Refusal value, or "timeout"
     counter: bool                   # go to the counter
+    library_card: bool              # offer the library-card sign-in instead
 
 
 class OutOfServiceModel(PatronModel):
@@ -236,6 +243,7 @@ MODELS: dict[str, type] = {
     "reading_card": ReadingCardModel,
     "pin": PinModel,
     "last_try": LastTryModel,
+    "card_number": CardNumberModel,
     "authenticating": AuthenticatingModel,
     "library_card": LibraryCardModel,
     "take_card": TakeCardModel,

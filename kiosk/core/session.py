@@ -9,19 +9,22 @@ Screens and the keys of their `Show.model` (every model also has `language`,
 `countdown` (seconds left once the timeout warning starts, else None),
 `card_reminder` (a used card is still in the reader), `test_pki` and `notice`):
 
-- idle: reader_ok, library_card (sign-in by library card allowed), help (overlay open)
+- idle: reader_ok, library_card (sign-in by library card allowed), help (overlay open),
+  card_number (only when the number may be typed: loans.manual_card_entry)
 - reading_card: -
 - pin: purpose ("card" or "library"), digits (how many typed, never the digits),
   max_digits, tries_left (card only)
 - last_try: - (one PIN try left: an explicit confirmation is required)
 - authenticating: stage ("card" or "patron")
 - library_card: - (scan your library card)
+- card_number: number (the library card number typed so far), max_digits
 - take_card: -
 - scanning: rows, lent, pending, allowance (None = no limit), name, holds_ready, offline
 - finishing: pending
 - summary: rows, receipt_available
 - thank_you: -
-- error: code (a CardError/Refusal value or "timeout"), counter (go to the counter)
+- error: code (a CardError/Refusal value or "timeout"), counter (go to the counter),
+  library_card (offer the library-card sign-in instead: certificate, locked PIN, card kind)
 - out_of_service: -
 
 A row is a dict: txn_id, item_id, state ("pending", "ok", "refused", "unconfirmed"),
@@ -48,6 +51,7 @@ PIN = "pin"
 LAST_TRY = "last_try"
 AUTHENTICATING = "authenticating"
 LIBRARY_CARD = "library_card"
+CARD_NUMBER = "card_number"
 TAKE_CARD = "take_card"
 SCANNING = "scanning"
 FINISHING = "finishing"
@@ -57,7 +61,7 @@ ERROR = "error"
 OUT_OF_SERVICE = "out_of_service"
 
 SCREENS = (
-    IDLE, READING_CARD, PIN, LAST_TRY, AUTHENTICATING, LIBRARY_CARD, TAKE_CARD, SCANNING,
+    IDLE, READING_CARD, PIN, LAST_TRY, AUTHENTICATING, LIBRARY_CARD, CARD_NUMBER, TAKE_CARD, SCANNING,
     FINISHING, SUMMARY, THANK_YOU, ERROR, OUT_OF_SERVICE,
 )
 
@@ -73,6 +77,14 @@ _COUNTER_ERRORS = {
     CardError.BAD_CERTIFICATE.value, CardError.JUKI_CARD.value, CardError.READER_GONE.value,
     CardError.PCSCD_GONE.value, Refusal.PATRON_BLOCKED.value, Refusal.PATRON_UNKNOWN.value,
     Refusal.OFFLINE.value, Refusal.WRONG_PASSWORD.value,
+}
+
+# Card errors where signing in with the library card instead helps the patron today: the error
+# screen offers it (when library-card sign-in is enabled).
+_LIBRARY_CARD_HELPS = {
+    CardError.CERT_EXPIRED.value, CardError.CERT_NOT_YET_VALID.value, CardError.UNKNOWN_CA.value,
+    CardError.BAD_CERTIFICATE.value, CardError.PIN_LOCKED.value, CardError.JUKI_CARD.value,
+    CardError.SMARTPHONE_UNSUPPORTED.value,
 }
 
 _LIGHTS = {
@@ -116,6 +128,8 @@ class SessionSettings:
     reminder_interval: float = 4.0
     max_password_failures: int = 3
     return_button: bool = False          # idle offers "return books" (the return desk, kiosk/core/returns.py)
+    manual_card_entry: bool = True       # idle offers a keypad for the library card number
+    card_number_max: int = 16
 
 
 @dataclass
@@ -152,6 +166,7 @@ class _Patron:
     receipt_failed: bool = False
     error: str | None = None
     counter: bool = False
+    number: str = ""                        # a library card number being typed on the keypad
 
     def wipe(self) -> None:
         for i in range(len(self.pin)):
@@ -230,11 +245,15 @@ class Session:
                      help=self.help_open)
             if self.settings.return_button:
                 m["return_button"] = True           # only when configured: the usual idle model is unchanged
+            if self._card_number_allowed():
+                m["card_number"] = True
         elif s == PIN:
             card = p.method == "card"
             m.update(purpose="card" if card else "library", digits=len(p.pin),
                      max_digits=4 if card else self.settings.library_password_max,
                      tries_left=p.tries_left if card else None)
+        elif s == CARD_NUMBER:
+            m.update(number=p.number, max_digits=self.settings.card_number_max)
         elif s == AUTHENTICATING:
             m.update(stage="patron" if p.identity or p.method == "library" else "card")
         elif s == SCANNING:
@@ -244,8 +263,14 @@ class Session:
         elif s == SUMMARY:
             m.update(rows=[r.as_dict() for r in p.rows], receipt_available=self._receipt_possible())
         elif s == ERROR:
-            m.update(code=p.error, counter=p.counter)
+            m.update(code=p.error, counter=p.counter, library_card=self._library_card_helps())
         return m
+
+    def _card_number_allowed(self) -> bool:
+        return self.settings.library_card_enabled and self.settings.manual_card_entry
+
+    def _library_card_helps(self) -> bool:
+        return self.settings.library_card_enabled and self.p.error in _LIBRARY_CARD_HELPS
 
     def _loan_model(self) -> dict:
         p = self.p
@@ -317,8 +342,8 @@ class Session:
 
     def _on_CardInserted(self, e: ev.CardInserted, now: float) -> list[fx.Effect]:
         self.card_present = True
-        if self.screen in (IDLE, LIBRARY_CARD) and not self.out_of_service and self.reader_ok:
-            out = self._end(now, "cancelled") if self.screen == LIBRARY_CARD else []
+        if self.screen in (IDLE, LIBRARY_CARD, CARD_NUMBER) and not self.out_of_service and self.reader_ok:
+            out = self._end(now, "cancelled") if self.screen != IDLE else []
             self.card_used = True
             if self.screen != IDLE:     # ending that session let a deferred out-of-service take effect
                 return out + self._render(now) + [self._lights()]
@@ -546,12 +571,17 @@ class Session:
             if a == "library_card" and self.settings.library_card_enabled and not self.out_of_service:
                 self.p = _Patron(method="library")
                 return self._go(LIBRARY_CARD, now)
+            if a == "card_number" and self._card_number_allowed() and not self.out_of_service:
+                self.p = _Patron(method="library")
+                return self._go(CARD_NUMBER, now)
             if a in ("help", "close_help"):
                 self.help_open = a == "help"
                 return self._render(now)
             return []
-        if a == "cancel" and s in (PIN, LAST_TRY, LIBRARY_CARD, TAKE_CARD):
+        if a == "cancel" and s in (PIN, LAST_TRY, LIBRARY_CARD, CARD_NUMBER, TAKE_CARD):
             return self._end(now, "cancelled")
+        if s == CARD_NUMBER:
+            return self._card_number_press(a, e.value, now)
         if s == PIN:
             return self._pin_press(a, e.value, now)
         if s == LAST_TRY and a == "confirm_last_try":
@@ -567,8 +597,35 @@ class Session:
             return [fx.PrintReceipt(lines, self.language)] + self._go(SUMMARY, now, notice="printing")
         if s == SUMMARY and a in ("receipt", "done"):
             return self._end(now, "finished", then=THANK_YOU) + [fx.Cue("accepted")]
+        if s == ERROR and a == "library_card" and self._library_card_helps():
+            if self.out_of_service or self._out_of_service_requested is not None:
+                return self._go_idle_or(IDLE, now)
+            self.p = _Patron(method="library")
+            return self._go(LIBRARY_CARD, now)
         if s in (ERROR, THANK_YOU) and a in ("ok", "done"):
             return self._go_idle_or(IDLE, now)
+        return []
+
+    def _card_number_press(self, a: str, value: str | None, now: float) -> list[fx.Effect]:
+        """The keypad for a library card number that will not scan: once OK is pressed the
+        number takes the path of a scanned library card (same pattern, same password rule)."""
+        p = self.p
+        if a == "digit" and value is not None and len(value) == 1 and value in "0123456789":
+            if len(p.number) < self.settings.card_number_max:
+                p.number += value
+            return self._go(CARD_NUMBER, now)
+        if a == "delete":
+            p.number = p.number[:-1]
+            return self._go(CARD_NUMBER, now)
+        if a == "clear":
+            p.number = ""
+            return self._go(CARD_NUMBER, now)
+        if a == "ok":
+            scan = self.settings.barcodes.check(p.number)
+            if scan.kind == BarcodeKind.PATRON:
+                return self._library_card(scan.code, now)
+            p.number = ""
+            return self._go(CARD_NUMBER, now, notice="not_a_library_card") + [fx.Cue("refused")]
         return []
 
     def _pin_press(self, a: str, value: str | None, now: float) -> list[fx.Effect]:

@@ -1,7 +1,8 @@
 """Why the kiosk cannot go on, in friendly words, and whether staff can help.
 
 Every CardError and Refusal value and "timeout" has its own message (a test checks
-all of them in every language); the catalogue's own text is never shown here.
+all of them in every language); the catalogue's own text is never shown here. Where a
+library card would get the patron their books today, the screen offers that sign-in.
 """
 
 from __future__ import annotations
@@ -32,9 +33,22 @@ class ErrorScreen(KioskScreen):
         self.counter = Text(th, size=th.font_body, bold=True)
         self.ok = KButton(th, lambda a, v: ctx.press(a, v), "ok", kind="primary", size_hint=(None, None),
                           width=max(th.touch * 3.5, th.width * 0.36), height=th.touch, pos_hint={"center_x": 0.5})
+        # Offered where a library card gets the patron their books today (a card refused for
+        # its certificate, its PIN lock or its kind); added to the column only then.
+        self.library_card = KButton(th, lambda a, v: ctx.press(a, v), "library_card", kind="secondary",
+                                    size_hint=(None, None), width=min(th.width * 0.9, max(th.touch * 5, th.width * 0.5)),
+                                    height=th.two_line_touch, pos_hint={"center_x": 0.5})
+        self.body = body
         for w in (self.title, self.message, self.counter, self.ok):
             body.add_widget(w)
         return body
+
+    def _offer_library_card(self, wanted: bool) -> None:
+        shown = self.library_card.parent is not None
+        if wanted and not shown:
+            self.body.add_widget(self.library_card, index=1)     # just above OK
+        elif shown and not wanted:
+            self.body.remove_widget(self.library_card)
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
@@ -45,9 +59,13 @@ class ErrorScreen(KioskScreen):
             self.counter.text = icon(ICON_INFO) + " " + t("common.go_to_counter")
         else:
             self.counter.text = ""
+        self._offer_library_card(False)
         self.ok.text = t("error.ok")
+        self._offer_library_card(bool(model.get("library_card")))
+        self.library_card.text = t("idle.library_card")
 
     def clear_body(self) -> None:
         self.code = None
         self.message.text = ""
         self.counter.text = ""
+        self._offer_library_card(False)

@@ -69,6 +69,7 @@ class IdleScreen(KioskScreen):
         for b in (self.library_card, self.help, self.large_text, self.high_contrast):
             self.actions.add_widget(b)
         self.return_books = KButton(th, press, "return_books", kind="primary")   # added when configured
+        self.card_number = KButton(th, press, "card_number")       # added when configured (loans.manual_card_entry)
         body.add_widget(self.actions)
         self.languages: LanguageBar | None = None
         if not self.language_bar:
@@ -99,6 +100,8 @@ class IdleScreen(KioskScreen):
         self.library_card.opacity = 1 if model.get("library_card", True) else 0
         self.help.text = icon(ICON_INFO) + " " + t("idle.help")
         self._render_return_button(bool(model.get("return_button")), t)
+        self._in_actions(self.card_number, bool(model.get("card_number")))
+        self.card_number.text = t("idle.card_number")
         for button, msgid, on in ((self.large_text, "idle.large_text", th.large_text),
                                   (self.high_contrast, "idle.high_contrast", th.high_contrast)):
             state = t("common.on") if on else t("common.off")
@@ -109,17 +112,20 @@ class IdleScreen(KioskScreen):
 
     def _render_return_button(self, wanted: bool, t: Translator) -> None:
         """The optional "return books" button, one more cell of the action grid."""
+        self._in_actions(self.return_books, wanted)
+        self.return_books.text = t("idle.return_books")
+
+    def _in_actions(self, button: KButton, wanted: bool) -> None:
+        """An optional button, one more cell of the action grid (after the library card)."""
         th = self.ctx.theme
-        shown = self.return_books.parent is not None
-        if wanted != shown:
+        if wanted != (button.parent is not None):
             if wanted:
-                self.actions.add_widget(self.return_books, index=len(self.actions.children) - 1)
+                self.actions.add_widget(button, index=len(self.actions.children) - 1)
             else:
-                self.actions.remove_widget(self.return_books)
+                self.actions.remove_widget(button)
             n = len(self.actions.children)
             rows = -(-n // self.actions.cols)
-            self.actions.height = th.touch * rows + th.gap * (rows - 1)
-        self.return_books.text = t("idle.return_books")
+            self.actions.height = th.two_line_touch * rows + th.gap * (rows - 1)
 
     def _render_help(self, open_: bool, t: Translator) -> None:
         if not open_:

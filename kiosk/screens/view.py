@@ -46,6 +46,7 @@ SCREEN_CLASSES: dict[str, str] = {
     "last_try": "kiosk.screens.last_try:LastTryScreen",
     "authenticating": "kiosk.screens.progress:ProgressScreen",
     "library_card": "kiosk.screens.library_card:LibraryCardScreen",
+    "card_number": "kiosk.screens.card_number:CardNumberScreen",
     "take_card": "kiosk.screens.take_card:TakeCardScreen",
     "scanning": "kiosk.screens.scanning:ScanningScreen",
     "finishing": "kiosk.screens.progress:ProgressScreen",

@@ -120,6 +120,7 @@ def session_settings(config: dict) -> SessionSettings:
         timeouts=Timeouts(default=float(t["default"]), per_screen=per_screen, warning=float(t["warning"])),
         library_card_enabled=loans["library_card_signin"],
         library_card_password=loans["library_card_password"],
+        manual_card_entry=loans["manual_card_entry"],
         offline_lending=loans["offline_lending"],
         offline_rules=OfflineRules(max_items=loans["offline_max_items"], loan_days=loans["offline_loan_days"],
                                    refused_patterns=tuple(loans["offline_refused_patterns"])),

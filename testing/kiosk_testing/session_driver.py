@@ -265,6 +265,8 @@ class SessionDriver:
             self.enter_pin()
         elif screen == "library_card":
             self.press("library_card")
+        elif screen == "card_number":
+            self.press("card_number")
         elif screen == "take_card":
             self.sign_in_with_card(take_card=False)
         elif screen == "scanning":
