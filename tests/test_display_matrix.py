@@ -75,8 +75,8 @@ def patron(screen: str, lang: str, **extra) -> dict:
         "scanning": dict(rows=_rows(), lent=1, pending=1, allowance=8, name="図書 花子", holds_ready=2,
                          offline=False, card_reminder=True, countdown=9, notice="not_an_item"),
         "finishing": dict(pending=1),
-        "summary": dict(rows=_rows(), receipt_available=True, countdown=10, notice="not_confirmed"),
-        "thank_you": {},
+        "summary": dict(rows=_rows(), receipt_available=True, countdown=10, notice="not_confirmed", due="2025-04-15"),
+        "thank_you": dict(lent=2, due="2025-04-15", several_dates=True),
         "error": dict(code="pin_locked", counter=True, library_card=True, countdown=3),
         "out_of_service": {},
     }[screen])
@@ -107,7 +107,7 @@ def returns(lang: str, **extra) -> dict:
     return m
 
 
-STATUS = {"reader": "ok", "scanner": "hid", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
+STATUS = {"reader": "ok", "scanner": "wedge", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
           "outbox_pending": 2, "oldest_pending": "2025-04-01T10:15", "last_sync": "", "conflicts": 1,
           "config_version": "42", "app_version": "0.1.0", "disk_free_mb": 5120, "uptime_s": 7380}
 
@@ -151,6 +151,8 @@ def cells(lang: str) -> list[Cell]:
         "idle", "reading_card", "pin", "last_try", "authenticating", "library_card", "card_number", "take_card",
         "scanning",
         "finishing", "summary", "thank_you", "error", "out_of_service")]
+    # Before the first book: where to scan (a drawing) and cancel, in the list's room.
+    out.append(Cell("scanning_empty", "scanning", patron("scanning", lang, rows=[], lent=0, pending=0)))
     out.append(Cell("pin_library", "pin", patron("pin", lang, purpose="library", digits=6, max_digits=16,
                                                  tries_left=None, notice="pin_incomplete")))
     out += [Cell(s, s, staff(s), True) for s in (
@@ -161,7 +163,7 @@ def cells(lang: str) -> list[Cell]:
                         ("last_try", dict(tries_left=1)), ("pin2", dict(digits=4, tries_left=3)),
                         ("scan", dict(notice="not_a_library_card")),
                         ("confirm", dict(patron_id="20000003", valid_until="2030-03-31", linked_before=True,
-                                         countdown=12)),
+                                         countdown=12, patron_name="Maria Fernanda da Silva Oliveira")),
                         ("done", dict(patron_id="20000003")), ("error", dict(error="second_pin_locked"))):
         out.append(Cell(f"staff_register_{step}", "staff_register", staff("staff_register", step=step, **extra),
                         True))

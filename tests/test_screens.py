@@ -61,8 +61,8 @@ def model(screen: str, lang: str = "ja", **extra) -> dict:
         "take_card": {},
         "scanning": dict(rows=rows(), lent=1, pending=1, allowance=8, name=None, holds_ready=0, offline=False),
         "finishing": dict(pending=1),
-        "summary": dict(rows=rows(), receipt_available=False),
-        "thank_you": {},
+        "summary": dict(rows=rows(), receipt_available=False, due=None),
+        "thank_you": dict(lent=1, due="2025-04-15", several_dates=False),
         "error": dict(code="pin_locked", counter=True, library_card=False),
         "out_of_service": {},
     }[screen])

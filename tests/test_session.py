@@ -98,11 +98,14 @@ SCREEN_KEYS = {
     "take_card": set(),
     "scanning": {"rows", "lent", "pending", "allowance", "name", "holds_ready", "offline"},
     "finishing": {"pending"},
-    "summary": {"rows", "receipt_available"},
-    "thank_you": set(),
+    "summary": {"rows", "receipt_available", "due"},
+    "thank_you": {"lent", "due", "several_dates"},
     "error": {"code", "counter", "library_card"},
     "out_of_service": set(),
 }
+
+
+NOTHING_LENT = dict(lent=0, due=None, several_dates=False)
 
 
 @pytest.mark.parametrize("screen", SCREENS)
@@ -950,7 +953,7 @@ def test_finish_without_any_scan_says_thank_you(d):
     d.sign_in_with_card()
     out = d.press("finish")
     # thank_you lasts 8 s, less than the 15 s warning: its countdown shows from the start
-    assert out == [fx.EndSession(CARD_PATRON, "finished"), fx.Show("thank_you", base(countdown=8)),
+    assert out == [fx.EndSession(CARD_PATRON, "finished"), fx.Show("thank_you", base(countdown=8, **NOTHING_LENT)),
                    fx.Lights("ready")]
     d.press("ok")
     assert_idle_without_patron(d)
@@ -978,7 +981,7 @@ def test_finish_with_everything_settled_goes_to_summary(d):
     d.scan(ITEM_A)                      # already on the list: no row
     d.item_done("txn-1")
     out = d.press("finish")
-    assert out == [fx.Show("summary", base(rows=d.model["rows"], receipt_available=False)), fx.Lights("ready")]
+    assert out == [fx.Show("summary", base(rows=d.model["rows"], receipt_available=False, due=d.model["due"])), fx.Lights("ready")]
     assert [r["state"] for r in d.model["rows"]] == ["ok"]
 
 
@@ -992,7 +995,8 @@ def test_finish_with_only_refused_rows_shows_summary(d):
 def test_summary_done_ends_the_session(d):
     d.drive_to("summary")
     out = d.press("done")
-    assert out == [fx.EndSession(CARD_PATRON, "finished"), fx.Show("thank_you", base(countdown=8)),
+    thanks = dict(lent=1, due="2025-04-15", several_dates=False)
+    assert out == [fx.EndSession(CARD_PATRON, "finished"), fx.Show("thank_you", base(countdown=8, **thanks)),
                    fx.Lights("ready"), fx.Cue("accepted")]
     assert d.all_of(fx.PrintReceipt) == []
     out = d.press("done")
@@ -1349,7 +1353,7 @@ def _ignored_cases():
             cases += [(s, "barcode_item"), (s, "barcode_patron")]
         if s != "scanning":
             cases.append((s, "finish"))
-        if s not in ("pin", "last_try", "library_card", "card_number", "take_card"):
+        if s not in ("pin", "last_try", "library_card", "card_number", "take_card", "scanning"):
             cases.append((s, "cancel"))
         if s not in ("pin", "card_number"):
             cases.append((s, "digit"))
@@ -1518,3 +1522,77 @@ def test_reader_gone_with_a_left_card_stops_the_reminder(d):
     d.send(ev.ReaderChanged(False, "no_reader"))
     assert d.model["card_reminder"] is False and d.model["reader_ok"] is False
     assert d.cues(d.run_for(12)) == []
+
+
+# ---------------------------------------------------------------------------- summary order and due dates
+
+
+def test_summary_lists_borrowed_books_first_and_says_a_shared_due_date_once(d):
+    d.sign_in_with_card()
+    d.scan(ITEM_A)
+    d.scan(ITEM_B)
+    d.scan(ITEM_C)
+    d.item_done("txn-1", ok=False, refusal=Refusal.ON_HOLD)
+    d.item_done("txn-2")
+    d.item_done("txn-3")
+    d.press("finish")
+    assert [(r["txn_id"], r["state"]) for r in d.model["rows"]] == [
+        ("txn-2", "ok"), ("txn-3", "ok"), ("txn-1", "refused")]
+    assert d.model["due"] == "2025-04-15"
+    d.press("done")
+    assert d.screen == "thank_you"
+    assert (d.model["lent"], d.model["due"], d.model["several_dates"]) == (2, "2025-04-15", False)
+
+
+def test_summary_leaves_different_due_dates_on_their_rows_and_thanks_names_the_first(d):
+    d.sign_in_with_card()
+    d.scan(ITEM_A)
+    d.scan(ITEM_B)
+    d.item_done("txn-1", due=date(2025, 4, 29))
+    d.item_done("txn-2", due=date(2025, 4, 15))
+    d.press("finish")
+    assert d.model["due"] is None
+    assert [r["due"] for r in d.model["rows"]] == ["2025-04-29", "2025-04-15"]
+    d.press("done")
+    assert (d.model["lent"], d.model["due"], d.model["several_dates"]) == (2, "2025-04-15", True)
+
+
+def test_thanks_has_no_date_when_nothing_was_borrowed_and_forgets_it_at_idle(d):
+    d.sign_in_with_card(st=status(limit=0))
+    d.scan(ITEM_A)
+    d.press("finish")
+    assert d.model["due"] is None and d.model["rows"][0]["state"] == "refused"
+    d.press("done")
+    assert (d.model["lent"], d.model["due"]) == (0, None)
+    d.press("ok")
+    assert d.screen == "idle" and d.session.p.thanks == {}
+
+
+# ---------------------------------------------------------------------------- cancel on the scanning screen
+
+
+def test_cancel_before_any_scan_ends_the_session_without_a_loan(d):
+    d.sign_in_with_card()
+    out = d.press("cancel")
+    assert out[0] == fx.EndSession(CARD_PATRON, "cancelled")
+    assert_idle_without_patron(d)
+    assert d.all_of(fx.Checkout) == [] and d.all_of(fx.Withdraw) == []
+
+
+def test_cancel_after_only_refusals_ends_the_session(d):
+    d.sign_in_with_card(st=status(limit=0))
+    d.scan(ITEM_A)
+    assert d.model["rows"][0]["state"] == "refused"
+    assert d.press("cancel")[0] == fx.EndSession(CARD_PATRON, "cancelled")
+    assert d.screen == "idle"
+
+
+@pytest.mark.parametrize("answered", [False, True])
+def test_cancel_never_undoes_or_drops_a_loan(d, answered):
+    d.sign_in_with_card()
+    d.scan(ITEM_A)
+    if answered:
+        d.item_done("txn-1")
+    assert d.press("cancel") == []                  # a race with a scan, or a stale button: ignored
+    assert d.screen == "scanning" and d.all_of(fx.EndSession) == [] and d.all_of(fx.Withdraw) == []
+    assert d.model["rows"][0]["state"] == ("ok" if answered else "pending")

@@ -549,6 +549,30 @@ def test_registration_whole_flow_link():
     assert commands(out) == [("release_card", None), ("card_mode", "kiosk")] and s.screen == MENU
 
 
+def test_registration_confirm_names_the_patron_for_staff_only_while_confirming():
+    s = Staff()
+    s.to_scan()
+    s.send(ev.LinkFound(None, serial=s.mode.serial))
+    out = s.send(ev.Barcode(PATRON))
+    assert commands(out) == [("patron_name", PATRON)]
+    assert s.model["step"] == "confirm" and "patron_name" not in s.model      # until the catalogue answers
+    assert s.send(ev.StaffData("patron_name", {"patron_id": OTHER_PATRON, "name": "Someone Else"})) == []
+    s.send(ev.StaffData("patron_name", {"patron_id": PATRON, "name": "図書 花子"}))
+    assert s.model["patron_name"] == "図書 花子"
+    assert s.mode._data.get("patron_name") is None                  # kept with the registration only
+    s.press("link")
+    assert s.model["step"] == "linking" and "patron_name" not in s.model
+    assert s.mode._reg.patron_name is None
+
+
+def test_registration_confirm_without_a_name_from_the_catalogue():
+    s = Staff()
+    s.to_scan()
+    s.send(ev.Barcode(PATRON))
+    s.send(ev.StaffData("patron_name", {"patron_id": PATRON, "name": None}))
+    assert s.model["step"] == "confirm" and "patron_name" not in s.model
+
+
 def test_registration_relink_replaces_an_old_link():
     s = Staff()
     s.to_scan()

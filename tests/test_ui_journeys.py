@@ -468,9 +468,107 @@ def test_a_library_card_number_typed_on_the_keypad(ui_kiosk):
     scan(k, "10000002", "ok")
     k.tap("finish")
     k.until("summary")
+
+
+def test_summary_lists_borrowed_books_first_under_one_due_date_and_thanks_names_it(ui_kiosk):
+    from kiosk.i18n import format_due
+
+    k = ui_kiosk
+    sign_in(k)
+    scan(k, "10000007", "refused")                         # scanned first, listed last
+    scan(k, "10000001", "ok")
+    scan(k, "10000002", "ok")
+    k.tap("finish")
+    model = k.until("summary")
+    due = model["due"]
+    assert due and all(r["due"] == due for r in model["rows"] if r["state"] == "ok")
+    summary = k.view.screens["summary"]
+    k.h.settle()
+    top_down = sorted(summary.list.rows.values(), key=lambda w: -w.to_window(*w.pos)[1])
+    assert [w.kind for w in top_down] == ["ok", "ok", "refused"]
+    assert [w.heading.text for w in top_down[:2]] == ["吾輩は猫である", "坊っちゃん"]
+    date_ja = format_due(due, "ja")
+    assert summary.due.text == f"返却期限：{date_ja}"      # said once, above the list
+    assert not any("返却期限" in w.detail.text for w in top_down)
+    k.tap("done")
+    k.until("thank_you")
+    assert k.view.screens["thank_you"].detail.text == f"{date_ja}までにお返しください。"
+    k.tap("done")
+    k.until("idle")
+    sign_in(k)
+    k.tap("finish")                                        # nothing borrowed: no date to name
+    k.until("thank_you")
+    assert k.view.screens["thank_you"].detail.text == ""
+
+
+def test_scanning_shows_where_to_scan_and_cancel_until_the_first_book(ui_kiosk):
+    from kiosk.screens.widgets.drawings import ScannerArt
+
+    k = ui_kiosk
+    sign_in(k)
+    screen = k.view.screens["scanning"]
+    art = screen.where
+    assert isinstance(art, ScannerArt) and art.get_root_window() is not None and art.height > 40
+    assert k.view.find("cancel").text == "借りずにやめる"
+    scan(k, "10000001", "ok")
+    assert k.view.find("cancel") is None and art.get_root_window() is None   # the rows took their room
+    k.tap("finish")
+    k.until("summary")                                     # the loan stands: only Finish ends this visit
     k.tap("done")
     k.until("thank_you")
     k.tap("done")
     k.until("idle")
     assert k.services.catalogue.loans_of("20000001") == ["10000002"]
     assert secrets_left(k, "20000001") == []               # the typed number is wiped with the session
+
+
+    sign_in(k)
+    k.tap("cancel")                                        # nothing borrowed: straight back to the start
+    k.until("idle")
+    assert k.services.catalogue.loans_of("20000001") == ["10000001"]
+
+
+@pytest.fixture(params=[(1024, 600, 170), (800, 480, 131), (720, 1280, 210)], ids=["1024x600", "800x480", "720x1280"])
+def sized_kiosk(request, kivy_window, tmp_path, demo_pki):
+    """The demo kiosk on one of the matrix's panels (the window is put back afterwards)."""
+    from kivy.metrics import Metrics
+
+    from kiosk_testing.kivy_app import running_kiosk
+
+    size, dpi = tuple(kivy_window.Window.size), Metrics.dpi
+    kivy_window.set_size(*request.param)
+    try:
+        with running_kiosk(kivy_window, tmp_path, demo_pki) as kiosk:
+            yield kiosk
+    finally:
+        kivy_window.set_size(*size, dpi)
+
+
+def test_a_language_swap_keeps_the_badges_and_language_buttons_in_place(sized_kiosk):
+    k = sized_kiosk
+    k.services.demo.insert_card("registered-1")
+    k.until("pin")
+    k.enter_pin(PIN)
+    k.until("take_card")                                   # a test card: TEST and DEMO badges both shown
+    langs = k.controller.session.settings.languages
+
+    portrait = k.view.theme.portrait
+
+    def geometry() -> tuple:
+        header = k.view.screens[k.screen].header
+        # In portrait the buttons have a row of their own: there the badges fit their words
+        # (the name needs the room), and only the buttons must stay put.
+        badges = () if portrait else tuple(round(b.width) for b in header.badges.children)
+        buttons = tuple((round(x), round(y), round(b.width), round(b.height)) for b in
+                        (k.view.find(f"language:{lang}") for lang in langs) for x, y in [b.to_window(*b.pos)])
+        return badges, buttons
+
+    assert k.view.find("badge:test") is not None and k.view.find("badge:demo") is not None
+    before = geometry()
+    for lang in (*langs[1:], langs[0]):
+        k.tap(f"language:{lang}")
+        k.h.settle()
+        assert k.model["language"] == lang
+        assert geometry() == before, lang
+    k.services.demo.remove_card()
+    k.until("scanning")

@@ -34,7 +34,7 @@ def conflicts() -> list[dict]:
     ]
 
 
-STATUS = {"reader": "ok", "scanner": "hid", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
+STATUS = {"reader": "ok", "scanner": "wedge", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
           "outbox_pending": 2, "oldest_pending": "2025-04-01T10:15", "last_sync": "", "conflicts": 1,
           "config_version": "42", "app_version": "0.1.0", "disk_free_mb": 5120, "uptime_s": 7380}
 
@@ -212,7 +212,8 @@ def test_review_lists_conflicts_with_a_resolve_button_each_and_forgets_them(make
     row = screen.rows["c1"]
     assert "10000007" in row.heading.text and "20000001" in row.heading.text
     assert "reserved" in row.reason.text and "2025-04-01 10:15" in row.detail.text and "offline" in row.detail.text
-    assert "catalogue said: blocked" in screen.rows["c2"].reason.text
+    # a catalogue's own words become the refusal they mean, in the staff's language
+    assert screen.rows["c2"].reason.text == "Reason: " + translator("en")("refusal.patron_blocked")
     kivy_window.tap(find(view, "resolve:c2"))
     assert posted.presses() == [("resolve", "c2")]
     show(view, kivy_window, "staff_review", conflicts=[])
@@ -407,6 +408,10 @@ def test_staff_journey_sign_in_menu_status_review_registration_and_exit(staff_ki
     k.until_model(lambda m: m.get("step") == "confirm")
     screen = k.view.screens["staff_register"]
     assert screen.card_value.text == PATRON_CARD and screen.valid_value.text not in ("", "—")
+    # the catalogue's name for the card, for staff to check (the demo catalogue's 20000003)
+    k.until_model(lambda m: m.get("patron_name") == "Maria Silva")
+    assert screen.name_value.text == "Maria Silva" and screen.name_value.get_root_window() is not None
+    assert screen.name_label.text == t("staff.register.patron_name")
     k.tap("link")
     k.until_model(lambda m: m.get("step") == "done")
     assert screen.message.text.endswith(t("staff.register.done"))
@@ -421,6 +426,8 @@ def test_staff_journey_sign_in_menu_status_review_registration_and_exit(staff_ki
     k.until("idle")
     assert services.card.mode == "kiosk"
     assert not any(PATRON_CARD in x or "20000001" in x for x in k.view.texts())
+    assert not any("Maria Silva" in x for x in k.view.texts())
+    assert "Maria Silva" not in repr(services.audit.entries())
     actions = [e["action"] for e in services.audit.entries()]
     for action in ("staff.signin_opened", "staff.signin_failed", "staff.signed_in", "staff.conflict_resolved",
                    "staff.card_linked", "staff.signed_out"):
@@ -443,3 +450,51 @@ def test_staff_screens_follow_the_site_language_and_the_corner_works_mid_session
     k.services.demo.remove_card()
     k.tap("exit")
     k.until("idle")
+
+
+def test_staff_and_out_of_service_texts_are_words_in_every_language_not_config_or_catalogue_words(staff_kiosk):
+    """Issue 16 item 8: the status table's config words, a catalogue's own refusal text and the
+    out-of-service screen, through the real controller and real touches."""
+    from kiosk.core.catalogue import LoanRequest, LoanResult
+    from kiosk.screens import fonts
+
+    k = staff_kiosk
+    t = translator("ja")
+    services = k.services
+    for txn, reason in (("t-free", "catalogue said: blocked"), ("t-gone", "withdrawn_unanswered")):
+        services.outbox.append(LoanRequest(txn_id=txn, patron_id="20000001", item_id="10000007",
+                                           created_at=datetime.now().astimezone(), offline=True))
+        services.outbox.conflict(txn, LoanResult(txn, ok=False, item_id="10000007"), reason=reason)
+    hold(k.h, *corner(k.view), 3.2)
+    k.until("staff_signin")
+    k.enter_pin(STAFF_PIN)
+    k.until("staff_menu")
+
+    k.tap("status")
+    k.until_model(lambda m: bool(m.get("status")))
+    values = k.view.screens["staff_status"].values
+    assert values["scanner"].text == t("staff.value.scanner.wedge") == "USBキーボード入力"
+    assert values["config_version"].text == t("staff.value.config_site")
+    k.tap("back")
+    k.until("staff_menu")
+
+    k.tap("review")
+    k.until_model(lambda m: len(m.get("conflicts") or []) == 2)
+    reasons = sorted(row.reason.text for row in k.view.screens["staff_review"].rows.values())
+    assert reasons == sorted([t("staff.review.reason", reason=t("refusal.patron_blocked")),
+                              t("staff.review.reason", reason=t("staff.review.why.withdrawn_unanswered"))])
+    assert not any("catalogue said" in x or "blocked" in x for x in k.view.texts())
+    k.tap("back")
+    k.until("staff_menu")
+
+    k.tap("out_of_service")
+    k.until_model(lambda m: m.get("out_of_service") is True)
+    k.tap("exit")
+    k.until("out_of_service")
+    screen = k.view.screens["out_of_service"]
+    assert screen.title.text == t("oos.title")
+    for lang in ("en", "pt-BR", "zh-Hans", "ko", "vi"):
+        other = translator(lang)
+        line = k.view.find(f"oos:{lang}")
+        assert line.text == other("oos.title") + " — " + other("oos.body")
+        assert line.font_name == fonts.registered(lang) and line.get_root_window() is not None

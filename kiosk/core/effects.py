@@ -144,7 +144,7 @@ class Audit:
 @dataclass(frozen=True)
 class StaffCommand:
     """A staff-menu action for the shell: reset, out_of_service, offline_lending, sync_now,
-    load, resolve_conflict, self_test, restart, shutdown, end_patron_session, leave,
+    load, patron_name, resolve_conflict, self_test, restart, shutdown, end_patron_session, leave,
     lock_signin, card_mode, release_card; on a counter terminal also rescan_card (read a card
     already in the reader)."""
 

@@ -93,12 +93,15 @@ class FinishingModel(PatronModel):
 
 
 class SummaryModel(PatronModel):
-    rows: list[Row]
+    rows: list[Row]                 # borrowed first, then refused and unconfirmed
     receipt_available: bool
+    due: str | None                 # the due date every borrowed row shares (said once), else None
 
 
 class ThankYouModel(PatronModel):
-    pass
+    lent: int
+    due: str | None                 # the first due date; None when nothing was borrowed (or no date given)
+    several_dates: bool
 
 
 class ErrorModel(PatronModel):
@@ -158,6 +161,7 @@ class StaffRegisterModel(StaffModel):
     linked_before: bool
     error: str | None
     first_pin_tried: NotRequired[bool]  # pin2: the same PIN already cost the 券面事項入力補助 PIN a try
+    patron_name: NotRequired[str]       # confirm: the catalogue's name for the card (staff screen only)
 
 
 class StaffCounterModel(StaffModel):

@@ -21,8 +21,9 @@ Screens and the keys of their `Show.model` (every model also has `language`,
 - take_card: -
 - scanning: rows, lent, pending, allowance (None = no limit), name, holds_ready, offline
 - finishing: pending
-- summary: rows, receipt_available
-- thank_you: -
+- summary: rows (borrowed first, then refused and unconfirmed, each in scan order), receipt_available,
+  due (the one due date every borrowed row shares, else None: the rows then carry their own)
+- thank_you: lent, due (the earliest due date, None when nothing was borrowed), several_dates
 - error: code (a CardError/Refusal value or "timeout"), counter (go to the counter),
   library_card (offer the library-card sign-in instead: certificate, locked PIN, card kind)
 - out_of_service: -
@@ -167,11 +168,41 @@ class _Patron:
     error: str | None = None
     counter: bool = False
     number: str = ""                        # a library card number being typed on the keypad
+    thanks: dict = field(default_factory=dict)   # the thank-you screen's count and date, outliving the wipe
 
     def wipe(self) -> None:
         for i in range(len(self.pin)):
             self.pin[i] = 0
         self.pin.clear()
+
+
+_SUMMARY_ORDER = {"ok": 0, "refused": 1, "unconfirmed": 2, "pending": 3}
+
+
+def summary_model(rows: list[_Row]) -> dict:
+    """Borrowed books first (what the patron takes home), then the others; and the one due
+    date they share, so the summary says it once instead of on every row."""
+    ordered = sorted(rows, key=lambda r: _SUMMARY_ORDER.get(r.state, 3))   # stable: scan order within a group
+    dues = {r.due for r in rows if r.state == "ok"}
+    return {"rows": [r.as_dict() for r in ordered],
+            "due": dues.pop() if len(dues) == 1 and "" not in dues else None}
+
+
+def thanks_model(rows: list[_Row]) -> dict:
+    """How many were borrowed and the first date one is due back (ISO dates sort as text;
+    a catalogue's own wording counts only when it gave no date)."""
+    dues = {r.due for r in rows if r.state == "ok" and r.due}
+    iso = sorted(d for d in dues if _is_iso(d))
+    first = iso[0] if iso else (sorted(dues)[0] if dues else None)
+    return {"lent": sum(r.state == "ok" for r in rows), "due": first, "several_dates": len(dues) > 1}
+
+
+def _is_iso(text: str) -> bool:
+    try:
+        date.fromisoformat(text[:10])
+    except ValueError:
+        return False
+    return len(text) >= 10
 
 
 class Session:
@@ -261,7 +292,9 @@ class Session:
         elif s == FINISHING:
             m.update(pending=sum(r.state == "pending" for r in p.rows))
         elif s == SUMMARY:
-            m.update(rows=[r.as_dict() for r in p.rows], receipt_available=self._receipt_possible())
+            m.update(summary_model(p.rows), receipt_available=self._receipt_possible())
+        elif s == THANK_YOU:
+            m.update(p.thanks or thanks_model([]))
         elif s == ERROR:
             m.update(code=p.error, counter=p.counter, library_card=self._library_card_helps())
         return m
@@ -317,7 +350,10 @@ class Session:
         if p.method is not None:
             out.append(fx.EndSession(p.patron_id, reason))
         p.wipe()
-        self.p = _Patron(error=p.error, counter=p.counter) if then == ERROR else _Patron()
+        if then == ERROR:
+            self.p = _Patron(error=p.error, counter=p.counter)
+        else:
+            self.p = _Patron(thanks=thanks_model(p.rows) if then == THANK_YOU else {})
         self.serial += 1
         self.help_open = False
         return out + self._go_idle_or(then, now)
@@ -588,6 +624,12 @@ class Session:
             return self._go(PIN, now)
         if s == SCANNING and a == "finish":
             return self._finish(now)
+        if s == SCANNING and a == "cancel":
+            # Only before anything is borrowed or being checked: a loan once journaled is the
+            # patron's (and the catalogue's), and a "cancel" that seemed to undo it would lie.
+            if any(r.state in ("ok", "pending") for r in self.p.rows):
+                return []
+            return self._end(now, "cancelled")
         if s == SUMMARY and self.p.printing:
             return []                           # wait for the printer's answer
         if s == SUMMARY and a == "receipt" and self._receipt_possible():

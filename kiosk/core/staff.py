@@ -26,7 +26,8 @@ Screens (`Show.model` keys; every model also has `countdown` and `notice`):
 - counter_identify: see kiosk/core/counter.py
 - staff_register: step (insert, pin, last_try, authenticating, pin2, last_try2, reading, scan,
   confirm, linking, done, error), digits, tries_left, patron_id, valid_until, linked_before, error,
-  first_pin_tried (the same PIN already cost the 券面事項入力補助 PIN a try: pin2 says so)
+  first_pin_tried (the same PIN already cost the 券面事項入力補助 PIN a try: pin2 says so),
+  patron_name (confirm only, once the catalogue named the scanned library card)
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class _Registration:
     birth_date_sent: bool = False
     error: str | None = None
     first_pin_tried: bool = False
+    patron_name: str | None = None      # the catalogue's name for the card, for staff to check
 
     def wipe(self) -> None:
         for i in range(len(self.pin)):
@@ -191,6 +193,8 @@ class StaffMode:
             m.update(step=r.step, digits=len(r.pin), tries_left=r.tries_left, patron_id=r.patron_id,
                      valid_until=r.identity.not_after.date().isoformat() if r.identity else None,
                      linked_before=r.linked_to is not None, error=r.error, first_pin_tried=r.first_pin_tried)
+            if r.step == "confirm" and r.patron_name:
+                m["patron_name"] = r.patron_name
         return m
 
     def _render(self, now: float) -> list[fx.Effect]:
@@ -406,6 +410,14 @@ class StaffMode:
         return self._identify_event(lambda i: i.handed_over(e), now)
 
     def _on_StaffData(self, e: ev.StaffData, now: float) -> list[fx.Effect]:
+        if e.kind == "patron_name":             # kept with the registration, not in _data
+            r = self._reg
+            data = e.data if isinstance(e.data, dict) else {}
+            if self.screen != REGISTER or r.step != "confirm" or data.get("patron_id") != r.patron_id:
+                return []                       # late: another card, or staff moved on
+            name = data.get("name")
+            r.patron_name = name if isinstance(name, str) and name.strip() else None
+            return self._render(now)
         if e.kind == "selftest":                # results arrive one part at a time
             self._data.setdefault("selftest", {}).update(e.data)
         else:
@@ -425,7 +437,10 @@ class StaffMode:
                 return self._go(REGISTER, now, notice="not_a_library_card")
             self._reg.patron_id = code
             self._reg.step = "confirm"
-            return self._go(REGISTER, now)
+            self._reg.patron_name = None
+            # The catalogue's name for this card, so staff can check it is the person at the
+            # desk (staff screen only: never on a patron screen, never logged).
+            return [fx.StaffCommand("patron_name", code)] + self._go(REGISTER, now)
         return []
 
     def _on_Tick(self, e: ev.Tick, now: float) -> list[fx.Effect]:
@@ -535,6 +550,7 @@ class StaffMode:
         if r.step == "confirm" and a in ("link", "unlink"):
             assert r.identity is not None and r.patron_id is not None
             r.step = "linking"
+            r.patron_name = None
             if a == "unlink":
                 return [fx.UnlinkCard(r.identity, serial=self.serial)] + self._go(REGISTER, now)
             birth, r.birth_date = r.birth_date, None     # kept only to be sent with the link

@@ -12,7 +12,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
-from kiosk.i18n import Translator
+from kiosk.i18n import Translator, translator
 from kiosk.screens import fonts
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import Context, paint
@@ -39,6 +39,10 @@ class Header(BoxLayout):
         super().__init__(orientation="vertical" if two_rows else "horizontal", size_hint_y=None,
                          height=th.header + name_row + th.gap if two_rows else th.header, spacing=th.gap)
         self.ctx = ctx
+        # Badges that share the row with the language buttons keep one width in every
+        # language (else a swap moves the buttons); in portrait the buttons have a row of
+        # their own and the name needs the room on a narrow panel, so they fit their words.
+        self._steady_badges = language_bar and not two_rows
         self.name = Text(th, text=escape(ctx.library_name), halign="left", size=th.font_body, bold=True,
                          color=th.palette.muted, fixed_font=True, font_name=fonts.registered(ctx.default_language),
                          prefer_single=True)
@@ -56,8 +60,10 @@ class Header(BoxLayout):
                 self.add_widget(below)
             else:
                 if not th.large_text:
-                    self.name.size_hint_x = 0.42
-                    self.languages.size_hint_x = 0.58
+                    # Badges as wide as their widest wording (see _badge) leave the language
+                    # buttons this share of the rest: still at least 9 mm wide on a 7" panel.
+                    self.name.size_hint_x = 0.4
+                    self.languages.size_hint_x = 0.6
                     self.add_widget(self.name)
                 self.add_widget(self.badges)
                 self.add_widget(self.languages)
@@ -66,19 +72,29 @@ class Header(BoxLayout):
             self.add_widget(self.badges)
         self._badges: tuple | None = None
 
+    def _badge(self, msgid: str, color, on_color, ident: str, t: Translator) -> Badge:
+        th = self.ctx.theme
+        badge = Badge(th, t(msgid), color, on_color, ident=ident, font_name=fonts.registered(t.lang))
+        # As wide as its widest wording in this kiosk's languages (not a fixed guess that
+        # squeezes the name): a language swap never resizes it or moves what is beside it.
+        for lang in self.ctx.languages if self._steady_badges else ():
+            if lang != t.lang:
+                other = Badge(th, translator(lang)(msgid), color, on_color, font_name=fonts.registered(lang))
+                badge.width = max(badge.width, other.width)
+        return badge
+
     def render(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
         wanted = (bool(model.get("test_pki")), self.ctx.demo, t.lang)
         if wanted != self._badges:
             self._badges = wanted
             self.badges.clear_widgets()
-            font = fonts.registered(t.lang)
             if wanted[0]:
-                self.badges.add_widget(Badge(th, t("common.test_badge"), th.palette.warn, th.palette.on_warn,
-                                             ident="badge:test", font_name=font))
+                self.badges.add_widget(self._badge("common.test_badge", th.palette.warn, th.palette.on_warn,
+                                                   "badge:test", t))
             if wanted[1]:
-                self.badges.add_widget(Badge(th, t("common.demo_badge"), th.palette.error, th.palette.on_error,
-                                             ident="badge:demo", font_name=font))
+                self.badges.add_widget(self._badge("common.demo_badge", th.palette.error, th.palette.on_error,
+                                                   "badge:demo", t))
             self.badges.width = sum(b.width for b in self.badges.children) + th.gap * len(self.badges.children)
         if self.languages is not None:
             self.languages.render(t.lang)

@@ -1,5 +1,8 @@
 """Scanning books: one row per scan, newest on top, with the outcome in words.
 
+Until the first scan the list's room shows a drawing of where to scan and a cancel
+that borrows nothing (once anything is borrowed, Finish is the only way out).
+
 A row appears the moment the barcode is read ("Checking…") and is updated in place
 when the catalogue answers, so a fast scanner never waits for the screen. Refusals
 are shown with the friendly reason, never the catalogue's raw text. Rows are also
@@ -21,7 +24,8 @@ from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
-from kiosk.screens.widgets.layout import TextColumn
+from kiosk.screens.widgets.drawings import ScannerArt
+from kiosk.screens.widgets.layout import ScrollFit, TextColumn
 from kiosk.screens.widgets.text import ICON_INFO, ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
@@ -100,17 +104,21 @@ class LoanRow(BoxLayout):
 class RowList(BoxLayout):
     """Rows in a scroll view, updated in place by txn_id; a hint while empty."""
 
-    def __init__(self, theme: Theme, **kw) -> None:
+    def __init__(self, theme: Theme, newest_first: bool = True, empty: Widget | None = None,
+                 placeholder: Text | None = None, **kw) -> None:
         super().__init__(orientation="vertical", **kw)
         self.theme = theme
+        self.newest_first = newest_first     # scanning: newest on top; summary: in the model's order
         self.least_room = theme.touch * 1.5     # a TextColumn leaves it at least a row
         self.rows: dict[str, LoanRow] = {}
-        self.placeholder = Text(theme, color=theme.palette.muted, size=theme.font_body)
+        self.placeholder = placeholder or Text(theme, color=theme.palette.muted, size=theme.font_body)
+        # What stands in for the rows while there are none: the hint, or a panel holding it.
+        self.empty = empty if empty is not None else self.placeholder
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, theme.gap), scroll_type=["bars", "content"])
         self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=theme.gap)
         self.column.bind(minimum_height=self.column.setter("height"))
         self.scroll.add_widget(self.column)
-        self.add_widget(self.placeholder)
+        self.add_widget(self.empty)
 
     def render(self, rows: list[dict], t: Translator, font: str, empty_text: str,
                view_of: Callable[[dict, Translator], RowView] | None = None) -> None:
@@ -130,15 +138,21 @@ class RowList(BoxLayout):
             widget.show(view_of(row, t), font)
         for txn in [x for x in self.rows if x not in seen]:
             self.column.remove_widget(self.rows.pop(txn))
+        if not self.newest_first:
+            wanted = [self.rows[str(r.get("txn_id"))] for r in rows]
+            if list(reversed(self.column.children)) != wanted:
+                self.column.clear_widgets()
+                for widget in wanted:
+                    self.column.add_widget(widget)
         if self.rows:
-            if self.placeholder.parent is not None:
-                self.remove_widget(self.placeholder)
+            if self.empty.parent is not None:
+                self.remove_widget(self.empty)
                 self.add_widget(self.scroll)
         else:
             self.placeholder.text = empty_text
             if self.scroll.parent is not None:
                 self.remove_widget(self.scroll)
-                self.add_widget(self.placeholder)
+                self.add_widget(self.empty)
         if added:
             self.scroll.scroll_y = 1
 
@@ -148,7 +162,7 @@ class RowList(BoxLayout):
         self.placeholder.text = ""
         if self.scroll.parent is not None:
             self.remove_widget(self.scroll)
-            self.add_widget(self.placeholder)
+            self.add_widget(self.empty)
 
 
 class ScanningScreen(KioskScreen):
@@ -163,7 +177,20 @@ class ScanningScreen(KioskScreen):
                               size_hint_y=None, height=th.action if th.portrait else th.two_line_touch)
         self.my_account = KButton(th, lambda a, v: ctx.press(a, v), "my_account", kind="secondary",
                                   size_hint_y=None, height=self.finish.height)
-        self.list = RowList(th)
+        # Before the first book the list's room shows where to scan, and a way out that
+        # borrows nothing; the first scan replaces both with the rows (the core refuses a
+        # cancel once anything is borrowed or being checked: loans are never undone).
+        self.where = ScannerArt(th)
+        self.cancel = KButton(th, lambda a, v: ctx.press(a, v), "cancel", kind="secondary", size_hint=(None, None),
+                              width=max(th.touch * 3.5, th.width * 0.36), height=th.two_line_touch,
+                              pos_hint={"center_x": 0.5})
+        # Words as tall as they need, the drawing takes what is left; on a crowded small
+        # panel the whole panel scrolls rather than spilling over the notices.
+        empty = TextColumn(spacing=th.gap)
+        placeholder = Text(th, color=th.palette.muted, size=th.font_body)
+        for w in (self.where, placeholder, self.cancel):
+            empty.add_widget(w)
+        self.list = RowList(th, empty=ScrollFit(empty), placeholder=placeholder)
         if th.portrait:
             # Texts as tall as their words (TextColumn); the list takes the rest.
             body = TextColumn(spacing=th.gap)
@@ -218,6 +245,7 @@ class ScanningScreen(KioskScreen):
         self.counts.text = "\n".join(parts)
         self.finish.text = icon(ICON_OK) + " " + t("scan.finish")
         self.my_account.text = icon(ICON_INFO) + " " + t("account.open")
+        self.cancel.text = t("scan.cancel")
         self.list.render(list(model.get("rows") or []), t, fonts.registered(t.lang), t("scan.empty"))
 
     def clear_body(self) -> None:

@@ -1,5 +1,8 @@
 """The loans of this visit with their due dates, and the receipt choice.
 
+Borrowed books come first, then the refused and unconfirmed ones (the core orders them);
+when every borrowed book is due back the same day the date is said once, above the list.
+
 Shown only when every loan has an answer (or was given up as "not confirmed"), so
 "done" never appears while a book is still unregistered. The receipt question has
 the same countdown as every other screen: a walked-away patron is logged out.
@@ -10,13 +13,13 @@ from __future__ import annotations
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
-from kiosk.i18n import Translator
+from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_beside
-from kiosk.screens.scanning import RowList
+from kiosk.screens.scanning import RowList, row_view
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import TextColumn
-from kiosk.screens.widgets.text import ICON_OK, Text, icon
+from kiosk.screens.widgets.text import ICON_OK, Text, escape, icon
 
 
 class SummaryScreen(KioskScreen):
@@ -28,7 +31,8 @@ class SummaryScreen(KioskScreen):
         self.title = Text(th, size=th.font_title, bold=True, halign="left", prefer_single=True,
                           size_hint_y=None, height=th.font_title * 1.6)
         self.count = Text(th, size=th.font_body, halign="left", size_hint_y=None, height=th.font_body * 1.6)
-        self.list = RowList(th)
+        self.due = Text(th, size=th.font_body, bold=True, halign="left", size_hint_y=None, height=0)
+        self.list = RowList(th, newest_first=False)
         self.note = Text(th, size=th.font_body, bold=True, color=th.palette.warn, halign="left",
                          size_hint_y=None, height=0)
         self.question = Text(th, size=th.font_body, size_hint_y=None, height=0)
@@ -38,18 +42,18 @@ class SummaryScreen(KioskScreen):
         if th.portrait:
             body = BoxLayout(orientation="vertical", spacing=th.gap)
             self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-            for w in (self.title, self.count, self.list, self.note, self.question, self.actions):
+            for w in (self.title, self.count, self.due, self.list, self.note, self.question, self.actions):
                 body.add_widget(w)
             return body
         # The side column gives each text the room it needs (TextColumn), so a long note
         # wraps instead of shrinking below a readable size.
         side = TextColumn(spacing=th.gap, size_hint_x=0.4)
-        for w in (self.title, self.count, self.note, self.question):
+        for w in (self.title, self.count, self.due, self.note, self.question):
             w.size_hint_y = 1
         # The receipt choice goes under the list (list_beside), where two buttons side by side
         # have room for two-line labels; the side column keeps the words.
         self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-        for w in (self.title, self.count, self.note, Widget(size_hint_y=0.05), self.question):
+        for w in (self.title, self.count, self.due, self.note, Widget(size_hint_y=0.05), self.question):
             side.add_widget(w)
         return side
 
@@ -65,8 +69,17 @@ class SummaryScreen(KioskScreen):
         lent = sum(r.get("state") == "ok" for r in rows)
         self.title.text = t("summary.title")
         self.count.text = t.plural("summary.count", lent)
-        self.list.render(rows, t, fonts.registered(t.lang), "")
+        shared = model.get("due")
         portrait = th.portrait
+        if shared:      # said once here, so the rows leave it out
+            self.due.text = t("summary.due_all", date=escape(format_due(str(shared), t.lang)))
+            self._show(self.due, th.font_body * 1.6, 0.6, portrait)
+            view = lambda r, tr: row_view({**r, "due": ""}, tr)  # noqa: E731
+        else:
+            self.due.text = ""
+            self._show(self.due, 0, None, portrait)
+            view = row_view
+        self.list.render(rows, t, fonts.registered(t.lang), "", view_of=view)
         if any(r.get("state") == "unconfirmed" for r in rows):
             self.note.text = t("summary.counter_note")
             self._show(self.note, th.font_body * 2.8, 1.0, portrait)
@@ -103,5 +116,6 @@ class SummaryScreen(KioskScreen):
 
     def clear_body(self) -> None:
         self.count.text = ""
+        self.due.text = ""
         self.note.text = ""
         self.list.clear()

@@ -1,12 +1,12 @@
-"""Goodbye: a short screen that returns to idle by itself."""
+"""Goodbye: a short screen that returns to idle by itself, with the date to bring the books back."""
 
 from __future__ import annotations
 
 from kivy.uix.widget import Widget
 
-from kiosk.i18n import Translator
+from kiosk.i18n import Translator, format_due
 from kiosk.screens.base import KioskScreen, centred_button, message_column
-from kiosk.screens.widgets.text import ICON_OK, Text, icon
+from kiosk.screens.widgets.text import ICON_OK, Text, escape, icon
 
 
 class ThankYouScreen(KioskScreen):
@@ -24,5 +24,13 @@ class ThankYouScreen(KioskScreen):
     def render_body(self, model: dict, t: Translator) -> None:
         self.mark.text = icon(ICON_OK)
         self.title.text = t("thanks.title")
-        self.detail.text = t("thanks.body")
+        due, lent = model.get("due"), int(model.get("lent") or 0)
+        if due:
+            key = "thanks.due_first" if model.get("several_dates") else "thanks.due"
+            self.detail.text = t(key, date=escape(format_due(str(due), t.lang)))
+        else:           # borrowed without a date from the catalogue, or nothing borrowed
+            self.detail.text = t("thanks.body") if lent else ""
         self.ok.text = t("common.ok")
+
+    def clear_body(self) -> None:
+        self.detail.text = ""          # the due date is the last patron's

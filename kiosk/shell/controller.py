@@ -646,6 +646,22 @@ class Controller:
             kind = str(value)
             self._submit(self._net_pool, lambda: self.post(ev.StaffData(kind, backend.load(kind))), None)
 
+    def _staff_patron_name(self, value: Any) -> None:
+        """The catalogue's name for a library card being linked, for the staff confirm
+        screen only (the name is never logged)."""
+        catalogue, patron_id = self.catalogue, str(value)
+        if catalogue is None:
+            return
+
+        def work() -> None:
+            try:
+                name = catalogue.patron_status(patron_id).name
+            except CatalogueUnavailable:
+                name = None
+            self.post(ev.StaffData("patron_name", {"patron_id": patron_id, "name": name}))
+
+        self._submit(self._net_pool, work, None)
+
     def _staff_resolve_conflict(self, value: Any) -> None:
         if self.staff_backend is not None:
             self.staff_backend.resolve_conflict(str(value))
@@ -684,6 +700,7 @@ class Controller:
         "offline_lending": _staff_offline_lending,
         "sync_now": _staff_sync_now,
         "load": _staff_load,
+        "patron_name": _staff_patron_name,
         "resolve_conflict": _staff_resolve_conflict,
         "self_test": _staff_self_test,
         "lock_signin": _staff_lock_signin,

@@ -89,21 +89,37 @@ class StaffRegisterScreen(StaffScreen):
         # confirm: what will be linked
         # Rows with room for a label that wraps to two lines (large text on a narrow panel).
         fact_row = max(th.font_title * 1.8, th.line * 2 + th.gap)
+        self._fact_row = fact_row
         self.facts = GridLayout(cols=2, spacing=(th.pad, th.gap), size_hint_y=None,
                                 height=fact_row * 2 + th.gap)
         self.card_label = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
         self.card_value = Text(th, halign="left", bold=True, size=th.font_title, prefer_single=True)
         self.card_value.ident = "patron_id"
+        # The catalogue's name for the card: staff check it is the person at the desk.
+        self.name_label = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
+        self.name_value = Text(th, halign="left", bold=True, prefer_single=True)
+        self.name_value.ident = "patron_name"
         self.valid_label = Text(th, halign="left", color=th.palette.muted, prefer_single=True)
         self.valid_value = Text(th, halign="left", bold=True, prefer_single=True)
         self.valid_value.ident = "valid_until"
-        for w in (self.card_label, self.card_value, self.valid_label, self.valid_value):
-            self.facts.add_widget(w)
+        self._show_facts(False)
         self.linked_before = Text(th, size=th.font_body, bold=True, color=th.palette.warn)
         self.linked_before.ident = "linked_before"
         self.step: str | None = None
         self._layout: tuple | None = None
         return body
+
+    def _show_facts(self, named: bool) -> None:
+        th = self.ctx.theme
+        rows = [(self.card_label, self.card_value)]
+        if named:
+            rows.append((self.name_label, self.name_value))
+        rows.append((self.valid_label, self.valid_value))
+        self.facts.clear_widgets()
+        for label, value in rows:
+            self.facts.add_widget(label)
+            self.facts.add_widget(value)
+        self.facts.height = self._fact_row * len(rows) + th.gap * (len(rows) - 1)
 
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
@@ -207,6 +223,10 @@ class StaffRegisterScreen(StaffScreen):
         elif step == "confirm":
             self.card_label.text = t("staff.register.library_card")
             self.card_value.text = escape(str(model.get("patron_id") or ""))
+            name = model.get("patron_name")
+            self.name_label.text = t("staff.register.patron_name")
+            self.name_value.text = escape(str(name)) if name else ""
+            self._show_facts(bool(name))
             self.valid_label.text = t("staff.register.valid_until")
             valid = model.get("valid_until") or ""
             self.valid_value.text = format_due(valid, t.lang) if valid else "—"
@@ -232,6 +252,7 @@ class StaffRegisterScreen(StaffScreen):
     def clear_body(self) -> None:
         self.dots.text = ""
         self.card_value.text = ""
+        self.name_value.text = ""
         self.valid_value.text = ""
         self.message.text = ""
         self.detail.text = ""

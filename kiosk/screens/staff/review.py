@@ -18,6 +18,33 @@ from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, Text, escape, icon
 
 
+# Outbox reasons (kiosk/store/outbox.py Conflict.reason) that say more than "refused".
+_REASONS = ("withdrawn_but_lent", "withdrawn_unanswered", "kiosk_error")
+# A catalogue's own refusal words, as some catalogues send them, to the kiosk's refusal.
+_ALIASES = {"blocked": "patron_blocked", "patron blocked": "patron_blocked", "hold": "on_hold",
+            "on hold": "on_hold", "reserved": "on_hold", "limit": "limit_reached", "too many": "limit_reached",
+            "checked out": "already_out", "charged": "already_out", "unknown item": "item_unknown",
+            "not found": "item_unknown", "unknown patron": "patron_unknown"}
+
+
+def conflict_reason(conflict: dict, t: Translator) -> str:
+    """Why a loan waits for staff, in the staff's language: the refusal's words, the
+    outbox's reason, or a catalogue's free text mapped to the refusal it means (its raw
+    English never reaches the screen; anything unrecognised reads as "other")."""
+    refusal = str(conflict.get("refusal") or "")
+    if refusal and t.has(f"refusal.{refusal}"):
+        return t(f"refusal.{refusal}")
+    reason = str(conflict.get("reason") or "")
+    if reason in _REASONS:
+        return t(f"staff.review.why.{reason}")
+    for text in (refusal, reason):
+        word = text.rsplit(":", 1)[-1].strip().lower().replace("_", " ")
+        mapped = _ALIASES.get(word) or word.replace(" ", "_")
+        if word and t.has(f"refusal.{mapped}"):
+            return t(f"refusal.{mapped}")
+    return t("refusal.other")
+
+
 class ConflictRow(BoxLayout):
     """One loan the catalogue refused after it was lent offline: what, whose, why, when."""
 
@@ -28,9 +55,7 @@ class ConflictRow(BoxLayout):
         paint(self, th.palette.surface, radius=th.gap)
         self.conflict_id = str(conflict.get("id"))
         words = TextColumn()
-        refusal = conflict.get("refusal")
-        reason = t(f"refusal.{refusal}") if refusal and t.has(f"refusal.{refusal}") else escape(
-            str(conflict.get("reason") or "—"))
+        reason = conflict_reason(conflict, t)
         self.heading = Text(th, halign="left", bold=True, prefer_single=True,
                             text=t("staff.review.item", item_id=escape(str(conflict.get("item_id") or "—")))
                             + "   " + t("staff.review.patron", patron_id=escape(str(conflict.get("patron_id") or "—"))))

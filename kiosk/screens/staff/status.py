@@ -24,6 +24,11 @@ def status_value(key: str, value: object, t: Translator) -> str:
             return t(f"staff.value.{value}")
         if value.startswith("failing (") and value.endswith(")") and value[len("failing ("):-1].isdigit():
             return t.plural("staff.value.failing", int(value[len("failing ("):-1]))
+    # Config words (hardware.scanner, a site-local configuration) in the staff's language.
+    if key == "scanner" and isinstance(value, str) and t.has(f"staff.value.scanner.{value}"):
+        return t(f"staff.value.scanner.{value}")
+    if key == "config_version" and value == "site":
+        return t("staff.value.config_site")
     if key in ("oldest_pending", "last_sync") and isinstance(value, str):
         return escape(value.replace("T", " ")[:16])
     if key == "store_problem" and isinstance(value, str) and t.has(f"staff.store_problem.{value}"):

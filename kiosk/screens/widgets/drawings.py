@@ -144,3 +144,45 @@ class BarcodeArt(Widget):
             for i, bw in enumerate(widths):
                 Rectangle(pos=(x, y), size=(bw * unit_w, h))
                 x += (bw + 1 + (i % 2) * 0.5) * unit_w
+
+
+class ScannerArt(Widget):
+    """A book held with its barcode over the scanner's window, the red beam on the stripes:
+    where and how to scan, before the first book (the scanning screen's empty list)."""
+
+    def __init__(self, theme: Theme, **kw) -> None:
+        super().__init__(**kw)
+        p = theme.palette
+        self._colors = (p.muted, p.bg, p.primary, p.on_primary, p.text, p.error)
+        self.bind(pos=self._draw, size=self._draw)
+
+    def _draw(self, *_) -> None:
+        self.canvas.clear()
+        muted, bg, book, page, ink, beam = self._colors
+        unit = max(1.0, min(self.width / 1.6, self.height / 1.3))
+        cx, base = self.center_x, self.center_y - unit * 0.6
+        sw, sh = unit * 1.1, unit * 0.2                  # the scanner, lying under the book
+        bw, bh = unit * 0.62, unit * 0.78                # the book, spine up, back cover facing the scanner
+        bx, by = cx - bw / 2, base + sh + unit * 0.22
+        with self.canvas:
+            Color(*muted)
+            RoundedRectangle(pos=(cx - sw / 2, base), size=(sw, sh), radius=[unit * 0.05])
+            Color(*bg)
+            Rectangle(pos=(cx - sw * 0.3, base + sh * 0.62), size=(sw * 0.6, sh * 0.18))   # its window
+            Color(*beam[:3], 0.35)
+            Triangle(points=[cx - sw * 0.28, base + sh * 0.8, cx + sw * 0.28, base + sh * 0.8,
+                             cx, by + bh * 0.2])
+            Color(*book)
+            RoundedRectangle(pos=(bx, by), size=(bw, bh), radius=[unit * 0.03])
+            Color(*page)
+            label_w, label_h = bw * 0.7, bh * 0.3
+            lx, ly = cx - label_w / 2, by + bh * 0.06
+            Rectangle(pos=(lx, ly), size=(label_w, label_h))
+            Color(*ink)
+            x = lx + label_w * 0.15
+            for stripe in (2, 1, 1, 3, 1, 2, 1, 1, 2, 3, 1, 2):
+                Rectangle(pos=(x, ly + label_h * 0.15), size=(stripe * label_w * 0.018, label_h * 0.7))
+                x += (stripe + 1.2) * label_w * 0.018
+            Color(*beam)
+            Line(points=[lx - bw * 0.08, ly + label_h / 2, lx + label_w + bw * 0.08, ly + label_h / 2],
+                 width=max(1.5, unit * 0.015))
