@@ -45,7 +45,7 @@ def test_counts_read_right_on_the_screens(make_view, kivy_window, lang, n, count
                     name=None, holds_ready=0, offline=False, countdown=n)
     assert scanning.counts.text.splitlines() == counts
     assert scanning.countdown.label.text == countdown
-    summary_screen = show(view, kivy_window, "summary", lang, rows=lent_rows(n), receipt_available=False)
+    summary_screen = show(view, kivy_window, "summary", lang, rows=lent_rows(n), receipt_available=False, due=None)
     assert summary_screen.count.text == summary
     pin = show(view, kivy_window, "pin", lang, purpose="card", digits=0, max_digits=4, tries_left=n)
     assert pin.tries.text.endswith(tries)

@@ -57,8 +57,14 @@ class KivyHarness:
 
     def reset(self) -> None:
         """The window's first size and density: what one test set (a panel's size and dpi)
-        must not leak into the next, which would lay out larger and scroll."""
+        must not leak into the next, which would lay out larger and scroll. Clock events a
+        test left behind (a ScrollView's delayed touch up, 0.2 s) run out here, not in the
+        next test, where they would swallow its first tap."""
         self.set_size(1024, 600, self.default_dpi)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.settle(1)
 
     def frames(self, n: int = 3) -> None:
         """Whole frames, drawn. Only screenshots need them: SDL's offscreen driver leaks
@@ -91,13 +97,27 @@ class KivyHarness:
         """A real touch down/up at the widget's centre, through the event loop."""
         from kivy.tests.common import UnitTestTouch
 
+        self.settle(1)                      # the layout of the last change first, as a frame would
         x, y = widget.to_window(*widget.center)
         touch = UnitTestTouch(x, y)
         touch.touch_down()
-        self.settle(1)
+        # A finger rests about 80 ms: a ScrollView decides within 55 ms (scroll_timeout)
+        # whether a touch is a scroll or a tap, by the clock.
+        deadline = time.monotonic() + 0.08
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.settle(1)
         touch.touch_up()
         if settle:
             self.settle(2)
+        if _in_scroll_view(widget):
+            # A ScrollView passes a quick tap on as a simulated touch down, and the touch up
+            # 0.2 s later by the clock (Kivy's ScrollView.on_scroll_stop): a finger lifts in
+            # real time, and the kiosk's loop keeps drawing frames meanwhile.
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                self.settle(1)
 
     def type_keys(self, text: str, enter: bool = True) -> None:
         """Keystrokes as a keyboard-wedge scanner sends them (no focus, straight to Window)."""
@@ -134,6 +154,17 @@ class KivyHarness:
         numbered = Path(taken[0])          # Kivy appends 0001 to the name (trap 3)
         shutil.move(numbered, path)
         return path
+
+
+def _in_scroll_view(widget) -> bool:
+    from kivy.uix.scrollview import ScrollView
+
+    w = widget.parent
+    while w is not None and w is not w.parent:
+        if isinstance(w, ScrollView):
+            return True
+        w = w.parent
+    return False
 
 
 _harness: KivyHarness | None = None
