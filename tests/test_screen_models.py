@@ -105,7 +105,7 @@ def test_rows_are_checked_one_by_one():
     assert refusal("scanning", scanning(rows=[row(), row(state="lent")])).key == "rows[1].state"
     assert refusal("scanning", scanning(rows=[row(title=None)])).key == "rows[0].title"
     assert refusal("summary", dict(language="ja", countdown=None, card_reminder=False, test_pki=False, notice=None,
-                                   rows=[row(extra=1)], receipt_available=False)).key == "rows[0].extra"
+                                   rows=[row(extra=1)], receipt_available=False, due=None)).key == "rows[0].extra"
     assert refusal("scanning", scanning(rows=["t1"])).key == "rows[0]"
 
 
