@@ -193,6 +193,16 @@ def insert(k, name: str):
     return card
 
 
+def remove(k) -> None:
+    """Take the card away and wait until the kiosk has seen it go (pcscd polls in real time,
+    the test's clock is fake: a wipe timed by it must not race the removal)."""
+    k.readers.remove()
+    deadline = time.monotonic() + 10
+    while k.controller.card_present:
+        assert time.monotonic() < deadline, "the kiosk never saw the card go"
+        k.pump()
+
+
 def sign_in(k) -> None:
     k.until("staff_signin")
     k.enter_pin(STAFF_PIN)
@@ -232,7 +242,7 @@ def test_identification_journeys_through_real_touches(counter_kiosk, tmp_path, c
     assert zbar(shot) == [f"A{NUMBER}A"]
     texts = " ".join(k.view.texts())
     assert NUMBER not in texts and t("counter.identified") in texts
-    k.readers.remove()
+    remove(k)
     k.elapse(9)                                             # the barcode's time is up: wiped
     model = k.until_model(lambda m: m.get("step") == "insert")
     assert model["bars"] is None and screen("counter_identify").symbol.module_px == 0
