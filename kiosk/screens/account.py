@@ -15,7 +15,8 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
-from kiosk.screens.widgets.layout import TextColumn
+from kiosk.screens.widgets.layout import TextColumn, scroll_fit
+from kiosk.screens.widgets.notices import Banner
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_WAIT, ICON_WARN, Text, escape, icon
 
 #: Patron-status flags grouped into the few plain reasons the screen words.
@@ -91,14 +92,24 @@ class AccountScreen(KioskScreen):
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
         press = lambda a, v: ctx.press(a, v)  # noqa: E731
-        body = TextColumn(spacing=th.gap)
-        self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left", prefer_single=True)
-        # Holds, charges and loans scroll together: a long account never pushes the buttons off.
+        # The account's words: title, standing notices (blocks, charges) and the counts,
+        # holds and fines. Beside the loans in landscape, heading their list in portrait, so the
+        # notices never take the list's room on a small panel (they scroll instead).
+        self.words = TextColumn(spacing=th.gap, size_hint_x=0.4)
+        self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
+        self.notes = BoxLayout(orientation="vertical", size_hint_y=None, height=0, spacing=th.gap)
+        self.notes.bind(minimum_height=self.notes.setter("height"), height=lambda *_: self.words.poke())
+        self._note_specs: list | None = None
+        self.page = Text(th, size=th.font_body, halign="left")
+        for w in (self.title, self.page, self.notes):
+            self.words.add_widget(w)
+        self.info: list[Text] = []
+        # The loans scroll: a long account never pushes the buttons off.
         self.scroll = ScrollView(do_scroll_x=False, bar_width=max(4, th.gap), scroll_type=["bars", "content"])
+        self.scroll.least_room = th.touch * 1.5         # a TextColumn leaves it at least a row
         self.column = BoxLayout(orientation="vertical", size_hint_y=None, spacing=th.gap * 0.5)
         self.column.bind(minimum_height=self.column.setter("height"), width=lambda *_: self._fit_lines())
         self.scroll.add_widget(self.column)
-        self.info: list[Text] = []
         # One row of buttons: page back, renew all, back to borrowing, page on.
         # Room for two-line labels (large text on a narrow panel).
         self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
@@ -108,28 +119,61 @@ class AccountScreen(KioskScreen):
         self.next = KButton(th, press, "page", size_hint_x=0.6)
         for w in (self.prev, self.renew_all, self.back, self.next):
             self.actions.add_widget(w)
-        for w in (self.title, self.scroll, self.actions):
-            body.add_widget(w)
         self._line_widgets: list[AccountLine] = []
+        if not th.portrait:
+            return self.words
+        # Portrait: the words head the scrolling list, the buttons stay in view below.
+        self.words.size_hint = (1, None)
+        self.words.bind(width=self._fit_words, need_changed=self._fit_words)
+        self.column.add_widget(self.words)
+        body = TextColumn(spacing=th.gap)
+        for w in (self.scroll, self.actions):
+            body.add_widget(w)
         return body
+
+    def _fit_words(self, *_) -> None:
+        if self.words.width > 4:
+            self.words.height = self.words.natural_height(self.words.width)
+
+    def compose(self) -> Widget:
+        """Landscape: the words on the left (scrolling on a small panel in large text), the
+        loans on the right below any passing notice, the buttons across the bottom."""
+        th = self.ctx.theme
+        if th.portrait:
+            return super().compose()
+        frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+        frame.add_widget(self.header)
+        row = BoxLayout(orientation="horizontal", spacing=th.pad)
+        row.add_widget(scroll_fit(self.words))
+        right = TextColumn(spacing=th.gap)
+        right.add_widget(self.banners)
+        right.add_widget(self.scroll)
+        row.add_widget(scroll_fit(right))
+        for w in (row, self.actions, self.footer):
+            frame.add_widget(w)
+        return frame
 
     def _info_lines(self, lines: list[str]) -> None:
         th = self.ctx.theme
         while len(self.info) < len(lines):
-            text = Text(th, size=th.font_small, halign="left", size_hint_y=None, height=th.font_small * 3.2)
+            text = Text(th, size=th.font_small, halign="left")
             self.info.append(text)
-            self.column.add_widget(text, index=len(self.column.children))
+            self.words.add_widget(text)
         for i, text in enumerate(self.info):
             text.text = lines[i] if i < len(lines) else ""
-            text.height = th.font_small * 3.2 if i < len(lines) else 0
-            text.opacity = 1 if i < len(lines) else 0
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        """Passing notices only; the account's standing ones are among its words."""
         specs = super().banner_specs(model, t)
         if model.get("loading"):
             specs.append(("info", t("account.loading"), "loading"))
         if model.get("unavailable"):
             specs.append(("warn", t("account.unavailable"), "unavailable"))
+        return specs
+
+    def note_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        """Why the patron cannot renew or borrow, and what they owe."""
+        specs = []
         why = model.get("why_not")
         if why and model.get("loan_count") and not (why == "blocked" and model.get("blocks")):
             specs.append(("warn", t("account.why_not." + str(why)), "why_not"))
@@ -141,6 +185,14 @@ class AccountScreen(KioskScreen):
             specs.append(("warn", t("account.fines", amount=escape(str(model["fee_amount"])),
                                     currency=escape(str(model.get("currency") or ""))), "fines"))
         return specs
+
+    def _render_notes(self, specs: list[tuple[str, str, str]], font: str) -> None:
+        if specs == self._note_specs:
+            return
+        self._note_specs = specs
+        self.notes.clear_widgets()
+        for kind, text, ident in specs:
+            self.notes.add_widget(Banner(self.ctx.theme, text, kind, font_name=font, ident=ident))
 
     def render_body(self, model: dict, t: Translator) -> None:
         font = fonts.registered(t.lang)
@@ -162,8 +214,7 @@ class AccountScreen(KioskScreen):
         for fine in model.get("fines") or []:
             parts.append(icon(ICON_WARN) + " " + escape(str(fine)))
         self._info_lines(parts)
-        for text in self.info:
-            text.font_name = font
+        self._render_notes(self.note_specs(model, t), font)
         loans = list(model.get("loans") or [])
         while len(self._line_widgets) < len(loans):
             line = AccountLine(self)
@@ -186,8 +237,7 @@ class AccountScreen(KioskScreen):
         for b in (self.prev, self.next):
             b.opacity = 1 if pages > 1 else 0
             b.size_hint_x = 0.6 if pages > 1 else 0.001
-        if pages > 1:
-            self.title.text = t("account.title") + "　" + t("account.page", page=page + 1, pages=pages)
+        self.page.text = t("account.page", page=page + 1, pages=pages) if pages > 1 else ""
         self.renew_all.text = t("account.renewing") if model.get("renew_all") == "renewing" else t("account.renew_all")
         self.renew_all.disabled = not model.get("can_renew") or model.get("renew_all") == "renewing"
         self.back.text = t("account.back")
@@ -195,13 +245,11 @@ class AccountScreen(KioskScreen):
         self.scroll.scroll_y = 1
 
     def _fit_lines(self) -> None:
-        """Each line of the scrolling column as tall as its words need at full size (the
-        column scrolls rather than shrinking them)."""
+        """Each loan as tall as its words need at full size (the list scrolls rather than
+        shrinking them)."""
         width = self.column.width
         if width <= 4:
             return
-        for text in self.info:
-            text.height = text.natural_height(width) if text.opacity else 0
         for line in self._line_widgets:
             if line.opacity:
                 line.fit(width)
@@ -209,5 +257,7 @@ class AccountScreen(KioskScreen):
     def clear_body(self) -> None:
         for text in self.info:
             text.text = ""
+        self.page.text = ""
+        self._render_notes([], fonts.registered(self.ctx.default_language))
         for line in self._line_widgets:
             line.heading.text = line.detail.text = ""

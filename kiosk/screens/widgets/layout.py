@@ -50,6 +50,10 @@ class TextColumn(BoxLayout):
         self.need_changed += 1
         self._trigger_layout()
 
+    def poke(self) -> None:
+        """A fixed-height part of it changed height (a strip of notices): measure again."""
+        self._changed()
+
     def add_widget(self, widget: Widget, *args, **kw) -> None:
         if isinstance(widget, (FitMixin, TextColumn, TextRow)) and widget.size_hint_y is not None and widget not in self._texts:
             self._texts.append(widget)
