@@ -41,7 +41,9 @@ class Header(BoxLayout):
         self.ctx = ctx
         # Badges that share the row with the language buttons keep one width in every
         # language (else a swap moves the buttons); in portrait the buttons have a row of
-        # their own and the name needs the room on a narrow panel, so they fit their words.
+        # their own and the name needs the room on a narrow panel, so they fit their words
+        # (held at their widest, Vietnamese, wording they would clip a library's name in
+        # large text on the 720-px Touch Display 2; nothing a finger touches moves).
         self._steady_badges = language_bar and not two_rows
         self.name = Text(th, text=escape(ctx.library_name), halign="left", size=th.font_body, bold=True,
                          color=th.palette.muted, fixed_font=True, font_name=fonts.registered(ctx.default_language),
@@ -106,6 +108,8 @@ class KioskScreen(Screen):
     # The countdown's room is kept free while it is not shown, so that nothing moves under
     # a finger when it appears (screens that never time out give the room to the body).
     reserve_countdown = True
+    # The notice shown while the catalogue cannot be reached (screens that keep working offline).
+    offline_msgid = ""
 
     def __init__(self, ctx: Context, screen: str = "") -> None:
         if screen:
@@ -176,6 +180,8 @@ class KioskScreen(Screen):
         if notice:
             kind = "info" if notice in INFO_NOTICES else "warn"
             specs.append((kind, self.notice_text(notice, model, t), "notice:" + notice))
+        if self.offline_msgid and model.get("offline"):
+            specs.append(("info", t(self.offline_msgid), "offline"))
         return specs
 
     def notice_text(self, notice: str, model: dict, t: Translator) -> str:

@@ -37,6 +37,7 @@ def return_row_view(row: dict, t: Translator) -> RowView:
 
 class ReturnsScreen(KioskScreen):
     screen = "returns"
+    offline_msgid = "returns.offline"
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
@@ -68,12 +69,6 @@ class ReturnsScreen(KioskScreen):
         if self.ctx.theme.portrait:
             return super().compose()
         return list_beside(self, under_words=self.actions)
-
-    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
-        specs = super().banner_specs(model, t)
-        if model.get("offline"):
-            specs.append(("info", t("returns.offline"), "offline"))
-        return specs
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
