@@ -17,7 +17,7 @@ from kiosk.config.load import ConfigError, identity_problem, load_config, read_s
 from kiosk.config.push_scope import MIN_SCRYPT, scrypt_cost_error
 from kiosk.config.rollback import Rollback
 from kiosk.config.signed import verify_bundle
-from kiosk.config.usable import check_font, check_usable
+from kiosk.config.usable import check_font, check_picture, check_usable
 from kiosk.core.patterns import fullmatch, pattern_error
 from kiosk.core.staff_pins import hash_pin
 from kiosk_testing.fleet import make_bundle
@@ -147,6 +147,33 @@ def test_fonts_must_be_fonts(tmp_path):
     broken = tmp_path / "broken.ttf"
     broken.write_bytes(b"\x00\x01\x00\x00\x00\x40" + b"\x00" * 6)      # a header promising 64 tables
     assert check_font(str(broken)) is not None
+
+
+def test_a_scanner_picture_must_be_a_picture_the_screen_can_show(tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "scanner.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(good)
+    photo = tmp_path / "scanner.jpg"
+    Image.new("RGB", (64, 48), (20, 30, 200)).save(photo)
+    assert check_picture(str(good)) is None and check_picture(str(photo)) is None
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    huge = tmp_path / "huge.png"
+    Image.new("1", (5000, 8)).save(huge)               # a few hundred bytes, wider than a Pi's textures
+    for path, reason in ((tmp_path / "absent.png", "cannot be read"), (Path("/etc/passwd"), "not a PNG or JPEG"),
+                         (truncated, "cannot be decoded"), (huge, "pixels on a side")):
+        assert reason in check_picture(str(path)), path
+    from kiosk.config.load import merge
+
+    base = load_config(None)
+    for path in (Path("/etc/passwd"), truncated):
+        layer = {"ui": {"scan_picture": str(path)}}
+        with pytest.raises(ConfigError) as e:
+            check_usable(merge(base, layer), layer, "layer")
+        assert e.value.key == "ui.scan_picture"
+    layer = {"ui": {"scan_picture": str(good)}}
+    check_usable(merge(base, layer), layer, "layer")
 
 
 def test_tls_material_must_load(tmp_path, fleet_pki):

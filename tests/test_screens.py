@@ -313,6 +313,31 @@ def test_card_reminder_banner_on_any_screen(make_view, kivy_window, screen):
     assert view.find("card_reminder") is None
 
 
+def test_a_site_shows_its_own_scanner_picture_and_the_drawing_stands_in_for_a_bad_one(make_view, kivy_window,
+                                                                                     tmp_path):
+    from kivy.uix.image import Image as KivyImage
+    from PIL import Image
+
+    from kiosk.screens.widgets.drawings import ScannerArt
+
+    photo = tmp_path / "our-scanner.png"
+    Image.new("RGB", (320, 200), (0, 160, 80)).save(photo)
+    view, _ = make_view(scan_picture=str(photo))
+    show(view, kivy_window, "scanning", rows=[])
+    where = view.screens["scanning"].where
+    assert isinstance(where, KivyImage) and tuple(where.texture.size) == (320, 200)
+    assert where.get_root_window() is not None and where.height > 40
+    shot = kivy_window.screenshot(ARTIFACTS / "scanning-site-picture.png")
+    x, y = (int(c) for c in where.to_window(*where.center))
+    with Image.open(shot) as drawn:                              # the photo itself is on screen
+        assert drawn.convert("RGB").getpixel((x, drawn.height - 1 - y)) == (0, 160, 80)
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(photo.read_bytes()[:40])                 # broken after the configuration check
+    view, _ = make_view(scan_picture=str(damaged))
+    show(view, kivy_window, "scanning", rows=[])
+    assert isinstance(view.screens["scanning"].where, ScannerArt)
+
+
 def test_test_badge_follows_the_model_and_demo_badge_the_mode(make_view, kivy_window):
     view, _ = make_view()
     show(view, kivy_window, "take_card", test_pki=True)

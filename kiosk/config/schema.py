@@ -106,6 +106,7 @@ SCHEMA: dict[str, Any] = {
         "font": Field("path", live=False),
         "show_patron_name": Field("bool"),
         "help_text": Field("str"),
+        "scan_picture": Field("path", live=False),
     },
     "timeouts": {
         "default": _SECONDS,

@@ -33,6 +33,10 @@ _SECRET_TEXT_KEYS = ("catalogue.sip2.password_file", "catalogue.sip2.terminal_pa
 _PATTERN_KEYS = ("loans.item_pattern", "loans.patron_pattern", "loans.offline_refused_patterns",
                  "staff.badge_pattern")
 _SFNT_MAGIC = (b"\x00\x01\x00\x00", b"OTTO", b"true", b"typ1", b"ttcf")
+_PICTURE_KEYS = ("ui.scan_picture",)
+_PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+MAX_PICTURE_BYTES = 8 * 1024 * 1024
+MAX_PICTURE_SIDE = 4096          # a Pi's texture limit; larger would be decoded to fail on screen
 
 
 def check_font(path: str) -> str | None:
@@ -58,6 +62,34 @@ def check_font(path: str) -> str | None:
         ImageFont.truetype(path, 24)
     except (OSError, ValueError) as e:
         return f"FreeType cannot open it ({type(e).__name__})"
+    return None
+
+
+def check_picture(path: str) -> str | None:
+    """Why `path` is not a picture the scanning screen can show, or None: a PNG or JPEG of
+    sensible size that Pillow decodes (a damaged one would leave a blank where the patron
+    looks for the scanner)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = f.seek(0, 2)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not any(head.startswith(m) for m in _PICTURE_MAGIC):
+        return "not a PNG or JPEG picture"
+    if size > MAX_PICTURE_BYTES:
+        return f"larger than {MAX_PICTURE_BYTES // (1024 * 1024)} MB"
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(path) as image:
+            if max(image.size) > MAX_PICTURE_SIDE:
+                return f"larger than {MAX_PICTURE_SIDE} pixels on a side"
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return f"cannot be decoded ({type(e).__name__})"
     return None
 
 
@@ -112,6 +144,12 @@ def check_usable(config: dict, layer: dict | None, source: str) -> None:
         path = _get(config, dotted)
         if path and touched(dotted):
             reason = check_font(path)
+            if reason:
+                raise ConfigError(source, dotted, f"{path}: {reason}")
+    for dotted in _PICTURE_KEYS:
+        path = _get(config, dotted)
+        if path and touched(dotted):
+            reason = check_picture(path)
             if reason:
                 raise ConfigError(source, dotted, f"{path}: {reason}")
     for dotted in _SECRET_TEXT_KEYS:

@@ -24,7 +24,7 @@ from kiosk.screens.base import KioskScreen, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
-from kiosk.screens.widgets.drawings import ScannerArt
+from kiosk.screens.widgets.drawings import where_to_scan
 from kiosk.screens.widgets.layout import ScrollFit, TextColumn
 from kiosk.screens.widgets.text import ICON_INFO, ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
@@ -167,6 +167,7 @@ class RowList(BoxLayout):
 
 class ScanningScreen(KioskScreen):
     screen = "scanning"
+    offline_msgid = "scan.offline"
 
     def build_body(self) -> Widget:
         ctx, th = self.ctx, self.ctx.theme
@@ -180,7 +181,7 @@ class ScanningScreen(KioskScreen):
         # Before the first book the list's room shows where to scan, and a way out that
         # borrows nothing; the first scan replaces both with the rows (the core refuses a
         # cancel once anything is borrowed or being checked: loans are never undone).
-        self.where = ScannerArt(th)
+        self.where = where_to_scan(th, ctx.scan_picture)
         self.cancel = KButton(th, lambda a, v: ctx.press(a, v), "cancel", kind="secondary", size_hint=(None, None),
                               width=max(th.touch * 3.5, th.width * 0.36), height=th.two_line_touch,
                               pos_hint={"center_x": 0.5})
@@ -222,8 +223,6 @@ class ScanningScreen(KioskScreen):
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         specs = super().banner_specs(model, t)
-        if model.get("offline"):
-            specs.append(("info", t("scan.offline"), "offline"))
         holds = int(model.get("holds_ready") or 0)
         if holds:
             specs.append(("info", t.plural("scan.holds_ready", holds), "holds_ready"))

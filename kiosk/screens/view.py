@@ -96,6 +96,7 @@ class UiOptions:
     large_text: bool = False
     font: str = ""
     help_text: str = ""
+    scan_picture: str = ""
     library_name: str = ""
     demo: bool = False
     keyboard_wedge: bool = True
@@ -114,6 +115,7 @@ class UiOptions:
             large_text=bool(ui.get("large_text", False)),
             font=ui.get("font") or "",
             help_text=ui.get("help_text") or "",
+            scan_picture=ui.get("scan_picture") or "",
             library_name=library_name,
             demo=demo,
             keyboard_wedge=keyboard_wedge,
@@ -258,7 +260,7 @@ class KioskView(FloatLayout):
         o = self.options
         return Context(theme=self.theme, post=self.post, library_name=o.library_name, languages=o.languages,
                        default_language=o.default_language, demo=o.demo, help_text=o.help_text,
-                       toggle=self.toggle)
+                       scan_picture=o.scan_picture, toggle=self.toggle)
 
     def toggle(self, what: str) -> None:
         """Idle's larger-text / high-contrast buttons: the view's own state, not the session's."""

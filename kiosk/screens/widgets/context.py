@@ -23,6 +23,7 @@ class Context:
     default_language: str = "ja"
     demo: bool = False
     help_text: str = ""
+    scan_picture: str = ""          # this site's photo of its scanner ("" = the drawing)
     toggle: Callable[[str], None] = lambda what: None     # view-local: "large_text", "high_contrast"
 
     def press(self, action: str, value: str | None = None) -> None:

@@ -1,9 +1,11 @@
 """Pictures drawn on the canvas: the spinner, the card on its reader, a barcode.
 
 Drawn rather than loaded from image files, so they follow the theme's colours and
-any panel size."""
+any panel size (a site may show a photo of its own scanner instead of the drawing)."""
 
 from __future__ import annotations
+
+import logging
 
 from kivy.animation import Animation
 from kivy.clock import Clock
@@ -12,6 +14,8 @@ from kivy.properties import NumericProperty, StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk.screens.theme import Theme
+
+log = logging.getLogger(__name__)
 
 
 class Spinner(Widget):
@@ -186,3 +190,20 @@ class ScannerArt(Widget):
             Color(*beam)
             Line(points=[lx - bw * 0.08, ly + label_h / 2, lx + label_w + bw * 0.08, ly + label_h / 2],
                  width=max(1.5, unit * 0.015))
+
+
+def where_to_scan(theme: Theme, picture: str = "") -> Widget:
+    """This site's own photo of its scanner (`ui.scan_picture`) when it loads, else the
+    drawing: a picture gone missing or damaged since the configuration check never
+    leaves the patron a blank where they look for the scanner."""
+    if picture:
+        from kivy.uix.image import Image
+
+        try:
+            image = Image(source=picture, fit_mode="contain")
+        except Exception:  # noqa: BLE001 - Kivy's loaders raise anything; the drawing stands in
+            image = None
+        if image is not None and image.texture is not None:
+            return image
+        log.warning("ui.scan_picture could not be loaded; showing the drawing instead")
+    return ScannerArt(theme)
