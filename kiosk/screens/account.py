@@ -16,7 +16,6 @@ from kiosk.screens.base import KioskScreen
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.layout import TextColumn, scroll_fit
-from kiosk.screens.widgets.notices import Banner
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_WAIT, ICON_WARN, Text, escape, icon
 
 #: Patron-status flags grouped into the few plain reasons the screen words.
@@ -97,9 +96,6 @@ class AccountScreen(KioskScreen):
         # notices never take the list's room on a small panel (they scroll instead).
         self.words = TextColumn(spacing=th.gap, size_hint_x=0.4)
         self.title = Text(th, size=th.font_body * 1.15, bold=True, halign="left")
-        self.notes = BoxLayout(orientation="vertical", size_hint_y=None, height=0, spacing=th.gap)
-        self.notes.bind(minimum_height=self.notes.setter("height"), height=lambda *_: self.words.poke())
-        self._note_specs: list | None = None
         self.page = Text(th, size=th.font_body, halign="left")
         for w in (self.title, self.page, self.notes):
             self.words.add_widget(w)
@@ -163,7 +159,7 @@ class AccountScreen(KioskScreen):
             text.text = lines[i] if i < len(lines) else ""
 
     def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
-        """Passing notices only; the account's standing ones are among its words."""
+        """Passing notices; the account's standing ones are among its words (note_specs)."""
         specs = super().banner_specs(model, t)
         if model.get("loading"):
             specs.append(("info", t("account.loading"), "loading"))
@@ -173,7 +169,7 @@ class AccountScreen(KioskScreen):
 
     def note_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
         """Why the patron cannot renew or borrow, and what they owe."""
-        specs = []
+        specs = super().note_specs(model, t)
         why = model.get("why_not")
         if why and model.get("loan_count") and not (why == "blocked" and model.get("blocks")):
             specs.append(("warn", t("account.why_not." + str(why)), "why_not"))
@@ -185,14 +181,6 @@ class AccountScreen(KioskScreen):
             specs.append(("warn", t("account.fines", amount=escape(str(model["fee_amount"])),
                                     currency=escape(str(model.get("currency") or ""))), "fines"))
         return specs
-
-    def _render_notes(self, specs: list[tuple[str, str, str]], font: str) -> None:
-        if specs == self._note_specs:
-            return
-        self._note_specs = specs
-        self.notes.clear_widgets()
-        for kind, text, ident in specs:
-            self.notes.add_widget(Banner(self.ctx.theme, text, kind, font_name=font, ident=ident))
 
     def render_body(self, model: dict, t: Translator) -> None:
         font = fonts.registered(t.lang)
@@ -214,7 +202,6 @@ class AccountScreen(KioskScreen):
         for fine in model.get("fines") or []:
             parts.append(icon(ICON_WARN) + " " + escape(str(fine)))
         self._info_lines(parts)
-        self._render_notes(self.note_specs(model, t), font)
         loans = list(model.get("loans") or [])
         while len(self._line_widgets) < len(loans):
             line = AccountLine(self)
@@ -258,6 +245,5 @@ class AccountScreen(KioskScreen):
         for text in self.info:
             text.text = ""
         self.page.text = ""
-        self._render_notes([], fonts.registered(self.ctx.default_language))
         for line in self._line_widgets:
             line.heading.text = line.detail.text = ""

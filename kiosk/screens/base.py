@@ -127,8 +127,11 @@ class KioskScreen(Screen):
         th = ctx.theme
         self.clear_widgets()
         self.header = Header(ctx, self.language_bar)
-        self.banners = BoxLayout(orientation="vertical", size_hint_y=None, height=0, spacing=th.gap)
-        self.banners.bind(minimum_height=self.banners.setter("height"))
+        self.banners = self._strip()
+        # Standing notices (holds ready, offline, an account's blocks) go here when the
+        # screen places this strip among its words; else they join the banners.
+        self.notes = self._strip()
+        self.notes.bind(height=self._notes_resized)
         self.body = self.build_body()
         self.footer = Slot()
         self.countdown = CountdownBar(ctx)
@@ -136,9 +139,18 @@ class KioskScreen(Screen):
         self.frame = self.compose()
         paint(self.frame, th.palette.bg)
         self.add_widget(self.frame)
-        self._banner_specs = None
+        self._banner_specs = self._note_specs = None
         self.after_build()
         self.built_for = th
+
+    def _strip(self) -> BoxLayout:
+        strip = BoxLayout(orientation="vertical", size_hint_y=None, height=0, spacing=self.ctx.theme.gap)
+        strip.bind(minimum_height=strip.setter("height"))
+        return strip
+
+    def _notes_resized(self, *_) -> None:
+        if isinstance(self.notes.parent, TextColumn):
+            self.notes.parent.poke()
 
     def build_body(self) -> Widget:
         raise NotImplementedError
@@ -160,7 +172,11 @@ class KioskScreen(Screen):
         self.model = model
         font = fonts.registered(t.lang)
         self.header.render(model, t)
-        self._render_banners(self.banner_specs(model, t), font)
+        banners, notes = self.banner_specs(model, t), self.note_specs(model, t)
+        if self.notes.parent is None:
+            banners, notes = banners + notes, []
+        self._banner_specs = self._render_strip(self.banners, banners, self._banner_specs, font)
+        self._note_specs = self._render_strip(self.notes, notes, self._note_specs, font)
         seconds = model.get("countdown")
         if seconds is None:
             self.footer.set(self.countdown_room if self.reserve_countdown else None)
@@ -180,9 +196,14 @@ class KioskScreen(Screen):
         if notice:
             kind = "info" if notice in INFO_NOTICES else "warn"
             specs.append((kind, self.notice_text(notice, model, t), "notice:" + notice))
-        if self.offline_msgid and model.get("offline"):
-            specs.append(("info", t(self.offline_msgid), "offline"))
         return specs
+
+    def note_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        """(kind, text, ident) for each standing notice: true for the whole visit, so on a
+        screen with a list they sit with its words and leave the list its room."""
+        if self.offline_msgid and model.get("offline"):
+            return [("info", t(self.offline_msgid), "offline")]
+        return []
 
     def notice_text(self, notice: str, model: dict, t: Translator) -> str:
         msgid = "notice." + notice
@@ -190,13 +211,12 @@ class KioskScreen(Screen):
             msgid += "." + (model.get("purpose") or "card")
         return t(msgid) if t.has(msgid) else t("error.unknown")
 
-    def _render_banners(self, specs: list[tuple[str, str, str]], font: str) -> None:
-        if specs == self._banner_specs:
-            return
-        self._banner_specs = specs
-        self.banners.clear_widgets()
-        for kind, text, ident in specs:
-            self.banners.add_widget(Banner(self.ctx.theme, text, kind, font_name=font, ident=ident))
+    def _render_strip(self, strip: BoxLayout, specs: list, shown: list | None, font: str) -> list:
+        if specs != shown:
+            strip.clear_widgets()
+            for kind, text, ident in specs:
+                strip.add_widget(Banner(self.ctx.theme, text, kind, font_name=font, ident=ident))
+        return specs
 
     def render_body(self, model: dict, t: Translator) -> None:
         raise NotImplementedError
@@ -208,8 +228,9 @@ class KioskScreen(Screen):
         self.model = {}
         if self.built_for is None:
             return
-        self._banner_specs = None
+        self._banner_specs = self._note_specs = None
         self.banners.clear_widgets()
+        self.notes.clear_widgets()
         self.footer.set(self.countdown_room if self.reserve_countdown else None)
         self.countdown.render(None, None, "")
         self.clear_body()
@@ -264,6 +285,18 @@ def side_by_side(screen: KioskScreen, left: tuple[Widget, ...], right: Widget,
     if bottom is not None:
         frame.add_widget(bottom)
     return frame
+
+
+def list_below(screen: KioskScreen, under: Widget) -> Widget:
+    """Portrait frame of the screens with a book list: notices on top, then the words and
+    the list (which keeps a whole row; on a crowded panel the words shrink to their
+    readable least, then all of it scrolls), and `under`, the buttons, always in view."""
+    th = screen.ctx.theme
+    frame = BoxLayout(orientation="vertical", padding=th.pad, spacing=th.gap)
+    for w in (screen.header, screen.banners, scroll_fit(screen.body), under, screen.footer):
+        frame.add_widget(w)
+    return frame
+
 
 
 def list_beside(screen: KioskScreen, under_list: Widget | None = None, under_words: Widget | None = None) -> Widget:

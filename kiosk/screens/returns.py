@@ -13,7 +13,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen, list_beside
+from kiosk.screens.base import KioskScreen, list_below, list_beside
 from kiosk.screens.scanning import RowList, RowView
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import TextColumn
@@ -56,18 +56,18 @@ class ReturnsScreen(KioskScreen):
             # Texts as tall as their words (TextColumn); the list takes the rest.
             body = TextColumn(spacing=th.gap)
             self.list.size_hint_y = 1.6
-            for w in (self.title, self.counts, self.list, self.actions):
+            for w in (self.title, self.counts, self.notes, self.list):
                 body.add_widget(w)
         else:
             # The words scroll on a small panel; the buttons stay in view under them (list_beside).
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
-            for w in (self.title, self.counts):
+            for w in (self.title, self.counts, self.notes):
                 body.add_widget(w)
         return body
 
     def compose(self) -> Widget:
         if self.ctx.theme.portrait:
-            return super().compose()
+            return list_below(self, self.actions)
         return list_beside(self, under_words=self.actions)
 
     def render_body(self, model: dict, t: Translator) -> None:

@@ -20,7 +20,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen, list_beside
+from kiosk.screens.base import KioskScreen, list_below, list_beside
 from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
@@ -60,8 +60,13 @@ def row_view(row: dict, t: Translator) -> RowView:
 
 
 class LoanRow(BoxLayout):
+    @staticmethod
+    def least_height(theme: Theme) -> float:
+        """A row's usual height: a title line and two lines of outcome."""
+        return theme.font_body * 1.6 + theme.font_small * 2.9 + theme.pad
+
     def __init__(self, theme: Theme, txn_id: str) -> None:
-        height = theme.font_body * 1.6 + theme.font_small * 2.9 + theme.pad
+        height = self.least_height(theme)
         super().__init__(orientation="horizontal", size_hint_y=None, height=height,
                          padding=(theme.pad * 0.6, theme.pad * 0.3), spacing=theme.pad * 0.6)
         self.theme = theme
@@ -109,7 +114,8 @@ class RowList(BoxLayout):
         super().__init__(orientation="vertical", **kw)
         self.theme = theme
         self.newest_first = newest_first     # scanning: newest on top; summary: in the model's order
-        self.least_room = theme.touch * 1.5     # a TextColumn leaves it at least a row
+        # A TextColumn leaves it at least a whole row: the newest book's outcome in full.
+        self.least_room = LoanRow.least_height(theme)
         self.rows: dict[str, LoanRow] = {}
         self.placeholder = placeholder or Text(theme, color=theme.palette.muted, size=theme.font_body)
         # What stands in for the rows while there are none: the hint, or a panel holding it.
@@ -198,15 +204,15 @@ class ScanningScreen(KioskScreen):
             self.title.size_hint_y = 0.7
             self.counts.size_hint_y = 0.9
             self.list.size_hint_y = 1.6
-            buttons = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
+            self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
             self.my_account.size_hint_x, self.finish.size_hint_x = 0.45, 0.55
-            buttons.add_widget(self.my_account)
-            buttons.add_widget(self.finish)
-            for w in (self.greeting, self.title, self.counts, self.list, buttons):
+            self.actions.add_widget(self.my_account)
+            self.actions.add_widget(self.finish)
+            for w in (self.greeting, self.title, self.counts, self.notes, self.list):
                 body.add_widget(w)
         else:
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
-            for w in (self.greeting, self.title, self.counts):
+            for w in (self.greeting, self.title, self.counts, self.notes):
                 body.add_widget(w)
             # Both buttons stay in view under the words (which scroll on a small panel).
             self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None,
@@ -216,13 +222,14 @@ class ScanningScreen(KioskScreen):
         return body
 
     def compose(self) -> Widget:
-        """Landscape: notices sit above the list, so the instructions keep their room."""
+        """Landscape: passing notices sit above the list and standing ones (holds ready,
+        offline) among the instructions, so neither takes the list's room."""
         if self.ctx.theme.portrait:
-            return super().compose()
+            return list_below(self, self.actions)
         return list_beside(self, under_words=self.actions)
 
-    def banner_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
-        specs = super().banner_specs(model, t)
+    def note_specs(self, model: dict, t: Translator) -> list[tuple[str, str, str]]:
+        specs = super().note_specs(model, t)
         holds = int(model.get("holds_ready") or 0)
         if holds:
             specs.append(("info", t.plural("scan.holds_ready", holds), "holds_ready"))

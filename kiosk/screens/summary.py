@@ -15,7 +15,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
-from kiosk.screens.base import KioskScreen, list_beside
+from kiosk.screens.base import KioskScreen, list_below, list_beside
 from kiosk.screens.scanning import RowList, row_view
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import TextColumn
@@ -39,28 +39,27 @@ class SummaryScreen(KioskScreen):
         self.receipt = KButton(th, press, "receipt", kind="primary")
         self.no_receipt = KButton(th, press, "done", kind="secondary")
         self.done = KButton(th, press, "done", kind="primary")
-        if th.portrait:
-            body = BoxLayout(orientation="vertical", spacing=th.gap)
-            self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
-            for w in (self.title, self.count, self.due, self.list, self.note, self.question, self.actions):
-                body.add_widget(w)
-            return body
-        # The side column gives each text the room it needs (TextColumn), so a long note
-        # wraps instead of shrinking below a readable size.
-        side = TextColumn(spacing=th.gap, size_hint_x=0.4)
+        # The column gives each text the room its words need (TextColumn), so a long note
+        # wraps instead of shrinking below a readable size; the list takes the rest.
+        column = TextColumn(spacing=th.gap, size_hint_x=1 if th.portrait else 0.4)
         for w in (self.title, self.count, self.due, self.note, self.question):
             w.size_hint_y = 1
+        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
+        if th.portrait:
+            # The list between the words, the receipt choice in view below (list_below).
+            for w in (self.title, self.count, self.due, self.list, self.note, self.question):
+                column.add_widget(w)
+            return column
         # The receipt choice goes under the list (list_beside), where two buttons side by side
         # have room for two-line labels; the side column keeps the words.
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.touch)
         for w in (self.title, self.count, self.due, self.note, Widget(size_hint_y=0.05), self.question):
-            side.add_widget(w)
-        return side
+            column.add_widget(w)
+        return column
 
     def compose(self) -> Widget:
-        """Landscape: notices above the list, the receipt choice keeps its room on the left."""
+        """Notices above the list; the receipt choice always in view."""
         if self.ctx.theme.portrait:
-            return super().compose()
+            return list_below(self, self.actions)
         return list_beside(self, under_list=self.actions)
 
     def render_body(self, model: dict, t: Translator) -> None:
@@ -73,26 +72,21 @@ class SummaryScreen(KioskScreen):
         portrait = th.portrait
         if shared:      # said once here, so the rows leave it out
             self.due.text = t("summary.due_all", date=escape(format_due(str(shared), t.lang)))
-            self._show(self.due, th.font_body * 1.6, 0.6, portrait)
             view = lambda r, tr: row_view({**r, "due": ""}, tr)  # noqa: E731
         else:
             self.due.text = ""
-            self._show(self.due, 0, None, portrait)
             view = row_view
         self.list.render(rows, t, fonts.registered(t.lang), "", view_of=view)
         if any(r.get("state") == "unconfirmed" for r in rows):
             self.note.text = t("summary.counter_note")
-            self._show(self.note, th.font_body * 2.8, 1.0, portrait)
         else:
             self.note.text = ""
-            self._show(self.note, 0, None, portrait)
         self.actions.clear_widgets()
         printing = model.get("notice") == "printing"     # the session waits for the printer
         for button in (self.receipt, self.no_receipt, self.done):
             button.disabled = printing
         if model.get("receipt_available"):
             self.question.text = t("summary.receipt_question")
-            self._show(self.question, th.font_body * 2.6, 0.9, portrait)
             self.receipt.text = t("summary.receipt")
             self.no_receipt.text = t("summary.no_receipt")
             vertical = self.actions.orientation == "vertical"
@@ -101,18 +95,9 @@ class SummaryScreen(KioskScreen):
             self.actions.add_widget(self.no_receipt if vertical else self.receipt)
         else:
             self.question.text = ""
-            self._show(self.question, 0, None, portrait)
             self.done.text = icon(ICON_OK) + " " + t("summary.done")
             self.actions.height = th.touch
             self.actions.add_widget(self.done)
-
-    @staticmethod
-    def _show(widget: Widget, height: float, weight: float | None, portrait: bool) -> None:
-        """Fixed height in portrait (the list takes the rest); in landscape the side column
-        (a TextColumn) sizes it by its words."""
-        if portrait:
-            widget.size_hint_y = None
-            widget.height = height
 
     def clear_body(self) -> None:
         self.count.text = ""
