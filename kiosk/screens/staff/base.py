@@ -1,5 +1,6 @@
 """What every staff screen shares: no language bar, staff notices, a title row, the
-back button and the PIN pad of the sign-in and registration screens.
+back button, the menus' button grid and the PIN pad of the sign-in and registration
+screens.
 
 Staff screens draw kiosk/core/staff.py's plain models exactly as the patron screens draw
 the session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
@@ -41,6 +42,22 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
     for name in list("123456789") + ["clear", "0", "delete"]:
         pad.add_widget(keys[name])
     return pad, keys
+
+
+def button_grid(screen: KioskScreen, actions: tuple[str, ...], cols: int,
+                kinds: dict[str, str]) -> tuple[GridLayout, dict[str, KButton]]:
+    """The menus' grid, a button for each action (`kinds` names those not "secondary").
+    Its rows keep room for two-line labels: on a small panel in large text the screen
+    scrolls (ScrollFit) rather than squeezing them."""
+    th = screen.ctx.theme
+    rows = -(-len(actions) // cols)
+    grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
+    grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
+    buttons: dict[str, KButton] = {}
+    for action in actions:
+        buttons[action] = KButton(th, press_for(screen), action, kind=kinds.get(action, "secondary"))
+        grid.add_widget(buttons[action])
+    return grid, buttons
 
 
 def label_pad_keys(keys: dict[str, KButton], t: Translator) -> None:
