@@ -1,6 +1,6 @@
 """What every staff screen shares: no language bar, staff notices, a title row, the
-back button, the menus' button grid and the PIN pad of the sign-in and registration
-screens.
+back button, the menus' button grid, the PIN pad of the sign-in and card screens and the
+card screens' spinner.
 
 Staff screens draw kiosk/core/staff.py's plain models exactly as the patron screens draw
 the session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+from kivy.uix.anchorlayout import AnchorLayout
 from kivy.uix.gridlayout import GridLayout
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
+from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.drawings import Spinner
 from kiosk.screens.widgets.text import ICON_BACK, Text, icon
 
 # Notices that report progress rather than a problem.
@@ -63,6 +66,28 @@ def button_grid(screen: KioskScreen, actions: tuple[str, ...], cols: int,
 def label_pad_keys(keys: dict[str, KButton], t: Translator) -> None:
     keys["clear"].text = t("pin.clear")
     keys["delete"].text = icon(ICON_BACK) + "\n" + t("pin.delete")
+
+
+class BusySpinner(AnchorLayout):
+    """The card screens' spinner while the card is read: a square in the middle of the
+    room it gets, at most a large touch target across."""
+
+    def __init__(self, th: Theme) -> None:
+        super().__init__()
+        self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))
+        self.add_widget(self.spinner)
+
+        def follow(_w, size) -> None:
+            edge = max(0.0, min(size[0], size[1], th.touch * 1.6) * 0.9)
+            self.spinner.size = (edge, edge)
+
+        self.bind(size=follow)
+
+    def start(self) -> None:
+        self.spinner.start()
+
+    def stop(self) -> None:
+        self.spinner.stop()
 
 
 class StaffScreen(KioskScreen):
