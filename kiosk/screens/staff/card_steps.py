@@ -42,7 +42,7 @@ class CardStepScreen(StaffScreen):
         self.card_art = CardArt(th, "down")
         self.busy = BusySpinner(th)
         self.pin = StaffPinStep(self)
-        self.dots, self.tries = self.pin.dots, self.pin.tries
+        self.dots, self.tries = self.pin.dots, self.pin.tries     # as on the other PIN screens
         self.step: str | None = None
         self._layout: tuple | None = None
         return body
