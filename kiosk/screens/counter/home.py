@@ -3,13 +3,11 @@ menu, sign out. No self-checkout: a counter terminal never lends."""
 
 from __future__ import annotations
 
-from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
 from kiosk.screens.counter.identify import outcome_text
-from kiosk.screens.staff.base import StaffScreen, press_for
-from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.staff.base import StaffScreen, button_grid
 from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import Text, escape
 
@@ -21,20 +19,10 @@ class StaffCounterScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        # As on the staff menu: rows with room for two-line labels; on a small panel in
-        # large text the screen scrolls (ScrollFit) rather than squeezing them.
         body = TextColumn(spacing=th.gap)
         body.add_widget(self.title_row(fixed=False))
-        cols = 1 if th.portrait else 2
-        rows = -(-len(ACTIONS) // cols)
-        self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
-        self.grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
         kinds = {"identify": "primary", "register": "primary"}
-        self.buttons: dict[str, KButton] = {}
-        for action in ACTIONS:
-            b = KButton(th, press_for(self), action, kind=kinds.get(action, "secondary"))
-            self.buttons[action] = b
-            self.grid.add_widget(b)
+        self.grid, self.buttons = button_grid(self, ACTIONS, 1 if th.portrait else 2, kinds)
         body.add_widget(self.grid)
         self.last = Text(th, size=th.font_body, prefer_single=True)
         self.last.ident = "last"

@@ -1,5 +1,6 @@
 """What every staff screen shares: no language bar, staff notices, a title row, the
-back button and the PIN pad of the sign-in and registration screens.
+back button, the menus' button grid, the PIN pad of the sign-in and card screens and the
+card screens' spinner.
 
 Staff screens draw kiosk/core/staff.py's plain models exactly as the patron screens draw
 the session's: touches go back only as kiosk.core.events.Press, nothing is kept once a
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+from kivy.uix.anchorlayout import AnchorLayout
 from kivy.uix.gridlayout import GridLayout
 
 from kiosk.i18n import Translator
 from kiosk.screens.base import KioskScreen
+from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.widgets.drawings import Spinner
 from kiosk.screens.widgets.text import ICON_BACK, Text, icon
 
 # Notices that report progress rather than a problem.
@@ -43,9 +47,47 @@ def staff_pin_pad(screen: KioskScreen) -> tuple[GridLayout, dict[str, KButton]]:
     return pad, keys
 
 
+def button_grid(screen: KioskScreen, actions: tuple[str, ...], cols: int,
+                kinds: dict[str, str]) -> tuple[GridLayout, dict[str, KButton]]:
+    """The menus' grid, a button for each action (`kinds` names those not "secondary").
+    Its rows keep room for two-line labels: on a small panel in large text the screen
+    scrolls (ScrollFit) rather than squeezing them."""
+    th = screen.ctx.theme
+    rows = -(-len(actions) // cols)
+    grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
+    grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
+    buttons: dict[str, KButton] = {}
+    for action in actions:
+        buttons[action] = KButton(th, press_for(screen), action, kind=kinds.get(action, "secondary"))
+        grid.add_widget(buttons[action])
+    return grid, buttons
+
+
 def label_pad_keys(keys: dict[str, KButton], t: Translator) -> None:
     keys["clear"].text = t("pin.clear")
     keys["delete"].text = icon(ICON_BACK) + "\n" + t("pin.delete")
+
+
+class BusySpinner(AnchorLayout):
+    """The card screens' spinner while the card is read: a square in the middle of the
+    room it gets, at most a large touch target across."""
+
+    def __init__(self, th: Theme) -> None:
+        super().__init__()
+        self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))
+        self.add_widget(self.spinner)
+
+        def follow(_w, size) -> None:
+            edge = max(0.0, min(size[0], size[1], th.touch * 1.6) * 0.9)
+            self.spinner.size = (edge, edge)
+
+        self.bind(size=follow)
+
+    def start(self) -> None:
+        self.spinner.start()
+
+    def stop(self) -> None:
+        self.spinner.stop()
 
 
 class StaffScreen(KioskScreen):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
-from kiosk.screens.staff.base import StaffScreen, press_for
-from kiosk.screens.widgets.buttons import KButton
+from kiosk.screens.staff.base import StaffScreen, button_grid
 from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, escape, icon
 
@@ -21,20 +19,10 @@ class StaffMenuScreen(StaffScreen):
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
-        # The grid keeps rows tall enough for two-line labels; on a small panel in large
-        # text the screen scrolls (ScrollFit) rather than squeezing them.
         body = TextColumn(spacing=th.gap)
         body.add_widget(self.title_row(fixed=False))
-        cols = 2 if th.portrait else 3
-        rows = -(-len(MENU_ACTIONS) // cols)
-        self.grid = GridLayout(cols=cols, rows=rows, spacing=th.gap)
-        self.grid.least_room = rows * th.two_line_touch + (rows - 1) * th.gap
         kinds = {"register": "primary", "exit": "primary", "restart": "warn", "shutdown": "warn"}
-        self.buttons: dict[str, KButton] = {}
-        for action in MENU_ACTIONS:
-            b = KButton(th, press_for(self), action, kind=kinds.get(action, "secondary"))
-            self.buttons[action] = b
-            self.grid.add_widget(b)
+        self.grid, self.buttons = button_grid(self, MENU_ACTIONS, 2 if th.portrait else 3, kinds)
         body.add_widget(self.grid)
         return body
 

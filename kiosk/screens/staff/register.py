@@ -5,20 +5,15 @@ One screen for the whole registration; the body shown follows the model's `step`
 
 from __future__ import annotations
 
-from kivy.uix.anchorlayout import AnchorLayout
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator, format_due
-from kiosk.screens import fonts
-from kiosk.screens.base import side_by_side
 from kiosk.screens.error import error_text
-from kiosk.screens.pin_pad import masked
-from kiosk.screens.staff.base import StaffScreen, label_pad_keys, press_for, staff_pin_pad
+from kiosk.screens.staff.base import press_for
+from kiosk.screens.staff.card_steps import CardStepScreen
 from kiosk.screens.widgets.buttons import KButton
-from kiosk.screens.widgets.layout import TextColumn
-from kiosk.screens.widgets.drawings import BarcodeArt, CardArt, Spinner
+from kiosk.screens.widgets.drawings import BarcodeArt
 from kiosk.screens.widgets.text import ICON_INFO, ICON_OK, ICON_WARN, Text, escape, icon
 
 BUSY_STEPS = {"authenticating": "staff.register.authenticating", "reading": "staff.register.reading",
@@ -31,20 +26,16 @@ def registration_error(code: str | None, t: Translator) -> str:
     return t(msgid) if code and t.has(msgid) else error_text(code, t)
 
 
-class StaffRegisterScreen(StaffScreen):
+class StaffRegisterScreen(CardStepScreen):
     """One screen for the whole registration; the body shown follows model["step"]."""
 
     screen = "staff_register"
+    busy_steps = BUSY_STEPS
 
     def build_body(self) -> Widget:
         th = self.ctx.theme
         press = press_for(self)
-        body = TextColumn(spacing=th.gap)
-        body.add_widget(self.title_row(fixed=False))
-        self.stage = TextColumn(spacing=th.gap)
-        body.add_widget(self.stage)
-        self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
-        body.add_widget(self.actions)
+        body = self.card_step_body()
         self.buttons = {
             "cancel": KButton(th, press, "cancel"),
             "ok": KButton(th, press, "ok", kind="primary"),
@@ -54,38 +45,7 @@ class StaffRegisterScreen(StaffScreen):
             "again": KButton(th, press, "again"),
             "done": KButton(th, press, "done", kind="primary"),
         }
-        self.message = Text(th, size=th.font_body, prefer_single=True)
-        self.detail = Text(th, size=th.font_small, color=th.palette.muted, size_hint_y=0.6)
-        self.card_art = CardArt(th, "down")
         self.barcode_art = BarcodeArt(th)
-        self.spinner_holder = AnchorLayout()
-        self.spinner = Spinner(th, size_hint=(None, None), size=(0, 0))
-        self.spinner_holder.add_widget(self.spinner)
-
-        def follow(_w, size) -> None:
-            edge = max(0.0, min(size[0], size[1], th.touch * 1.6) * 0.9)
-            self.spinner.size = (edge, edge)
-
-        self.spinner_holder.bind(size=follow)
-        # pin / pin2: words on the left, the pad on the right (stacked in portrait)
-        self.pad, self.keys = staff_pin_pad(self)
-        self.pad_holder = AnchorLayout(anchor_x="center", anchor_y="center")
-        self.pad_holder.add_widget(self.pad)
-        self.dots = Text(th, size=th.font_title * 1.25, fixed_font=True, font_name=fonts.ICON_FONT_NAME, prefer_single=True)
-        self.tries = Text(th, size=th.font_body, prefer_single=True, size_hint_y=0.7)
-        self.pin_words = TextColumn(spacing=th.gap)
-        # Portrait: the pad goes under the words; landscape: in a side column as tall as
-        # the screen below the header (as on the patron PIN screen), empty on other steps.
-        self.pin_row = TextColumn(spacing=th.pad)
-        self.pin_row.add_widget(self.pin_words)
-        self.side = BoxLayout(orientation="vertical", size_hint_x=None, width=0)
-        if th.portrait:
-            self.pad_holder.size_hint_y = None
-            self.pad_holder.height = self.pad.height
-            self.pin_row.add_widget(self.pad_holder)
-        else:
-            self.pad_holder.size_hint_x = None
-            self.pad_holder.width = self.pad.width
         # confirm: what will be linked
         # Rows with room for a label that wraps to two lines (large text on a narrow panel).
         fact_row = max(th.font_title * 1.8, th.line * 2 + th.gap)
@@ -105,8 +65,6 @@ class StaffRegisterScreen(StaffScreen):
         self._show_facts(False)
         self.linked_before = Text(th, size=th.font_body, bold=True, color=th.palette.warn)
         self.linked_before.ident = "linked_before"
-        self.step: str | None = None
-        self._layout: tuple | None = None
         return body
 
     def _show_facts(self, named: bool) -> None:
@@ -121,95 +79,57 @@ class StaffRegisterScreen(StaffScreen):
             self.facts.add_widget(value)
         self.facts.height = self._fact_row * len(rows) + th.gap * (len(rows) - 1)
 
-    def compose(self) -> Widget:
-        if self.ctx.theme.portrait:
-            return super().compose()
-        return side_by_side(self, (self.banners, self.body), self.side, self.footer)
+    def step_widgets(self) -> tuple[Widget, ...]:
+        return (self.barcode_art, self.facts, self.linked_before)
 
-    def _arrange(self, step: str, linked_before: bool) -> None:
-        """Put the step's widgets in the stage and its buttons in the action row."""
-        key = (step, linked_before)
-        if key == self._layout:
-            return
-        self._layout = key
-        for w in (self.message, self.detail, self.card_art, self.barcode_art, self.spinner_holder, self.dots,
-                  self.tries, self.pin_row, self.facts, self.linked_before):
-            if w.parent is not None:
-                w.parent.remove_widget(w)
-        self.stage.clear_widgets()
-        self.pin_words.clear_widgets()
-        self.actions.clear_widgets()
-        self.side.clear_widgets()
-        self.side.width = 0
-        self.spinner.stop()
+    def place(self, step: str, *shape) -> list[KButton]:
+        (linked_before,) = shape
         b = self.buttons
         if step in ("pin", "pin2"):
-            for w in (self.message, self.dots, self.tries, self.detail):
-                self.pin_words.add_widget(w)
-            self.stage.add_widget(self.pin_row)
-            if not self.ctx.theme.portrait:
-                self.side.add_widget(self.pad_holder)
-                self.side.width = self.pad.width
-            buttons = [b["cancel"], b["ok"]]
-        elif step == "insert":
-            self.stage.add_widget(self.card_art)
+            self.pin.show(self.stage, self.message, self.detail)
+            return [b["cancel"], b["ok"]]
+        if step == "insert":
+            for w in (self.card_art, self.message, self.detail):
+                self.stage.add_widget(w)
+            return [b["cancel"]]
+        if step in ("last_try", "last_try2"):
             self.stage.add_widget(self.message)
             self.stage.add_widget(self.detail)
-            buttons = [b["cancel"]]
-        elif step in ("last_try", "last_try2"):
-            self.stage.add_widget(self.message)
-            self.stage.add_widget(self.detail)
-            buttons = [b["cancel"], b["confirm_last_try"]]
-        elif step in BUSY_STEPS:
-            self.stage.add_widget(self.message)
-            self.stage.add_widget(self.spinner_holder)
-            self.stage.add_widget(self.detail)
-            self.spinner.start()
-            buttons = [] if step == "linking" else [b["cancel"]]
-        elif step == "scan":
+            return [b["cancel"], b["confirm_last_try"]]
+        if step in BUSY_STEPS:
+            self.show_busy()
+            return [] if step == "linking" else [b["cancel"]]
+        if step == "scan":
             self.stage.add_widget(self.barcode_art)
             self.stage.add_widget(self.message)
-            buttons = [b["cancel"]]
-        elif step == "confirm":
+            return [b["cancel"]]
+        if step == "confirm":
             self.stage.add_widget(self.facts)
             if linked_before:
                 self.stage.add_widget(self.linked_before)
             self.stage.add_widget(Widget())
-            buttons = [b["cancel"]] + ([b["unlink"]] if linked_before else []) + [b["link"]]
-        else:                                   # done, error
-            self.stage.add_widget(self.message)
-            self.stage.add_widget(self.detail)
-            buttons = [b["again"], b["done"]]
-        for button in buttons:
-            self.actions.add_widget(button)
+            return [b["cancel"]] + ([b["unlink"]] if linked_before else []) + [b["link"]]
+        self.stage.add_widget(self.message)     # done, error
+        self.stage.add_widget(self.detail)
+        return [b["again"], b["done"]]
 
     def render_body(self, model: dict, t: Translator) -> None:
         th = self.ctx.theme
         step = model.get("step") or "insert"
         self.step = step
         linked_before = bool(model.get("linked_before"))
-        self._arrange(step, linked_before)
+        self.arrange(step, linked_before)
         self.title.text = t("staff.register.title") + "  —  " + t(f"staff.register.step.{step}")
-        self.message.color = th.palette.text
-        self.message.bold = False
-        self.detail.text = ""
+        self.reset_words()
         if step == "insert":
             self.message.text = t("staff.register.insert")
             self.detail.text = t("staff.register.insert_hint")
         elif step in ("pin", "pin2"):
             self.message.text = t(f"staff.register.{step}")
-            self.dots.text = masked(int(model.get("digits") or 0), 4, "card")
-            tries = model.get("tries_left")
-            if tries is not None:
-                warn = tries <= 2
-                self.tries.text = (icon(ICON_WARN) + " " if warn else "") + t.plural("pin.tries_left", tries)
-                self.tries.color = th.palette.warn if warn else th.palette.text
-            else:
-                self.tries.text = ""
+            self.pin.render(model, t)
             self.detail.text = t("staff.register.pin_hint")
             if step == "pin2" and model.get("first_pin_tried"):
                 self.detail.text = t("staff.register.pin2_tried") + "\n" + self.detail.text
-            label_pad_keys(self.keys, t)
         elif step in ("last_try", "last_try2"):
             self.message.text = icon(ICON_WARN) + " " + t(f"staff.register.{step}")
             self.message.color = th.palette.warn
@@ -250,23 +170,7 @@ class StaffRegisterScreen(StaffScreen):
         b["done"].text = t("staff.back")
 
     def clear_body(self) -> None:
-        self.dots.text = ""
         self.card_value.text = ""
         self.name_value.text = ""
         self.valid_value.text = ""
-        self.message.text = ""
-        self.detail.text = ""
-        self._layout = None
-        self.stage.clear_widgets()
-        self.actions.clear_widgets()
-        self.side.clear_widgets()
-        self.side.width = 0
-        self.spinner.stop()
-        self.step = None
-
-    def deactivate(self) -> None:
-        self.spinner.stop()
-
-    def activate(self) -> None:
-        if self.step in BUSY_STEPS:
-            self.spinner.start()
+        super().clear_body()
