@@ -282,10 +282,11 @@ def problems_on(view, cell: Cell, size: tuple[int, int]) -> tuple[list[str], dic
             if x0 < -1 or y0 < -1 or x1 > W + 1 or y1 > H + 1:
                 faults.append(f"off screen: {type(w).__name__}({getattr(w, 'text', '')[:20]!r}) {rect}")
             drawn.append((w, rect))
-    # A screen of books keeps room for a whole row at least: the newest book's outcome in
+    # A screen of books keeps a whole row in view at least: the newest book's outcome in
     # full, however many notices there are (standing ones sit with the words, not above it).
     books = getattr(screen, "scroll", None) if cell.screen == "account" else getattr(screen, "list", None)
-    row = theme.touch * 1.3 if cell.screen == "account" else LoanRow.least_height(theme)
+    # (a row's words: its height less the padding above and below them)
+    row = theme.touch * 1.3 if cell.screen == "account" else LoanRow.least_height(theme) - theme.pad * 0.6
     if books is not None and (size, theme.large_text, cell.name) not in CRAMPED_LISTS:
         seen = _clip(books, _rect(books))
         height = 0 if seen is None else seen[3] - seen[1]
