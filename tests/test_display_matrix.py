@@ -113,7 +113,7 @@ def returns(lang: str, **extra) -> dict:
     return m
 
 
-STATUS = {"reader": "ok", "scanner": "wedge", "catalogue": "failing (3)", "catalogue_error": "ConnectionRefused",
+STATUS = {"reader": "ok", "scanner": "wedge", "catalogue": "failing (3)", "catalogue_error": "tls",
           "outbox_pending": 2, "oldest_pending": "2025-04-01T10:15", "last_sync": "", "conflicts": 1,
           "config_version": "42", "app_version": "0.1.0", "disk_free_mb": 5120, "uptime_s": 7380}
 

@@ -192,8 +192,7 @@ def test_fleet_status_prints_one_table_for_many_kiosks(fleet_kiosk, fleet_keys, 
     chuo.outbox = OutboxStats(pending=3, in_flight=1, oldest_created=now - timedelta(minutes=42),
                               last_success=now - timedelta(minutes=7), conflicts=0)
     chuo.metrics.observe(ReaderChanged(True))
-    chuo.metrics.rollbacks = lambda: 1
-    chuo.metrics.last_rollback = lambda: (now - timedelta(hours=3)).timestamp()
+    chuo.metrics.layer_rollbacks = lambda: (1, (now - timedelta(hours=3)).timestamp())
     assert https(fleet_pki).put(chuo.url + "/config", data=make_bundle(
         fleet_keys.private, {"timeouts": {"scanning": 90}}, 6, now=now.astimezone())).ok
     kita.metrics.observe(ReaderChanged(False, "pcscd_gone"))

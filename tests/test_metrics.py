@@ -30,7 +30,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 def test_counts_sessions_and_signin_failures_by_reason_and_nothing_personal():
     stats = SimpleNamespace(pending=3, oldest_created=NOW - timedelta(minutes=45), damaged=1, conflicts=0,
                             last_success=NOW - timedelta(minutes=50))
-    m = KioskMetrics(outbox_stats=lambda: stats, config_version=lambda: 7, rollbacks=lambda: 2,
+    m = KioskMetrics(outbox_stats=lambda: stats, config_version=lambda: 7, layer_rollbacks=lambda: (2, None),
                      release_rollback=lambda: 1_700_000_000.0, wall=lambda: NOW)
     for item in [
         fx.EndSession("20000001", "finished"), fx.EndSession("20000002", "finished"),
@@ -71,13 +71,39 @@ def test_a_broken_source_leaves_its_metrics_out_and_the_rest_in():
     def broken():
         raise OSError("disk")
 
-    m = KioskMetrics(outbox_stats=broken, config_version=broken, rollbacks=lambda: 0)
+    m = KioskMetrics(outbox_stats=broken, config_version=broken, layer_rollbacks=lambda: (0, None))
     m.observe(ev.ReaderChanged(False, "no_reader"))
     s = samples(m.render()[1].decode())
     assert ("kiosk_outbox_pending", ()) not in s and ("kiosk_config_version", ()) not in s
     assert s[("kiosk_device_up", (("device", "reader"),))] == 0
     assert s[("kiosk_device_up", (("device", "pcscd"),))] == 1             # pcscd answers; no reader on it
-    assert s[("kiosk_rollbacks", ())] == 0
+    assert s[("kiosk_rollbacks", ())] == 0 and s[("kiosk_last_rollback_timestamp_seconds", ())] == 0
+    m.layer_rollbacks = broken                      # an unreadable layer state: both of its gauges go
+    s = samples(m.render()[1].decode())
+    assert ("kiosk_rollbacks", ()) not in s and ("kiosk_last_rollback_timestamp_seconds", ()) not in s
+
+
+class Reads:
+    """A scrape-time source that counts how often it is read."""
+
+    def __init__(self, value: object) -> None:
+        self.value, self.count = value, 0
+
+    def __call__(self) -> object:
+        self.count += 1
+        return self.value
+
+
+def test_a_scrape_reads_each_source_once():
+    stats = SimpleNamespace(pending=0, oldest_created=None, damaged=0, conflicts=0, last_success=NOW)
+    sources = dict(outbox_stats=Reads(stats), config_version=Reads(3), scanner_ok=Reads(True),
+                   layer_rollbacks=Reads((2, 1.0e9)), release_rollback=Reads(1.1e9))
+    m = KioskMetrics(wall=lambda: NOW, **sources)
+    for scrape in (1, 2, 3):
+        s = samples(m.render()[1].decode())
+        assert {name: read.count for name, read in sources.items()} == dict.fromkeys(sources, scrape)
+    assert s[("kiosk_rollbacks", ())] == 2 and s[("kiosk_last_rollback_timestamp_seconds", ())] == 1.0e9
+    assert s[("kiosk_release_last_rollback_timestamp_seconds", ())] == 1.1e9
 
 
 def test_the_registry_is_private():
@@ -95,7 +121,9 @@ def running_kiosk(tmp_path: Path, fleet_keys, fleet_pki):
         yield kiosk
 
 
-def test_metrics_of_a_running_kiosk_over_mtls(running_kiosk, fleet_pki):
+def test_metrics_of_a_running_kiosk_over_mtls(running_kiosk, fleet_pki, monkeypatch):
+    import kiosk.release.status
+
     services, controller, view, loop, url = running_kiosk
     controller.post(ev.Barcode("20000001"))
     loop.pump_until(lambda: view.screen == "scanning")
@@ -106,7 +134,22 @@ def test_metrics_of_a_running_kiosk_over_mtls(running_kiosk, fleet_pki):
     if view.screen == "summary":
         controller.post(ev.Press("done"))
     loop.pump_until(lambda: view.screen in ("thank_you", "idle"))
-    services.metrics.rollbacks = lambda: 1              # the hook whoever records rollbacks sets
+    # One scrape reads the layer state once and the release state once (counted on the real reads).
+    layer_state, release_status = services.applier.layer_state, kiosk.release.status.release_status
+    reads = {"layer": 0, "release": 0}
+
+    def counted(key, read):
+        def wrapper(*args, **kwargs):
+            reads[key] += 1
+            return read(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(services.applier, "layer_state", counted("layer", layer_state))
+    monkeypatch.setattr(kiosk.release.status, "release_status", counted("release", release_status))
+    with https(fleet_pki) as s:
+        assert s.get(url + "/metrics", timeout=10).status_code == 200
+    assert reads == {"layer": 1, "release": 1}
+    services.metrics.layer_rollbacks = lambda: (1, None)    # the hook whoever records rollbacks sets
 
     with https(fleet_pki) as s:
         r = s.get(url + "/metrics", timeout=10)

@@ -619,7 +619,7 @@ def test_checkouts_wait_while_the_acs_says_checkout_not_allowed_then_go_exactly_
         assert worker.next_delay() == 5                               # the backoff grows: (1, 2, 5, ...)
         assert worker.status.last_error.startswith("CheckoutsHeld")
         shown = staff.status()
-        assert shown["catalogue"] == "failing (3)" and shown["catalogue_error"] == "CheckoutsHeld"
+        assert shown["catalogue"] == "failing (3)" and shown["catalogue_error"] == "held"
         assert shown["outbox_pending"] == 3
 
         held_acs.checkout_ok = True                                    # the library opens circulation

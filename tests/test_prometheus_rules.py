@@ -72,7 +72,7 @@ def test_every_metric_the_alerts_name_is_exported_by_the_kiosk():
     now = datetime(2025, 4, 1, 12, 0, tzinfo=timezone.utc)
     stats = SimpleNamespace(pending=1, oldest_created=now - timedelta(minutes=1), damaged=0, conflicts=0,
                             last_success=now)
-    m = KioskMetrics(outbox_stats=lambda: stats, rollbacks=lambda: 1, last_rollback=lambda: 1.0e9,
+    m = KioskMetrics(outbox_stats=lambda: stats, layer_rollbacks=lambda: (1, 1.0e9),
                      scanner_ok=lambda: True, wall=lambda: now)
     m.observe(ev.ReaderChanged(True))
     exported = {s.name for f in text_string_to_metric_families(m.render()[1].decode()) for s in f.samples}

@@ -33,13 +33,37 @@ class Refusal(str, enum.Enum):
     OTHER = "other"
 
 
+class Outage(str, enum.Enum):
+    """Why the catalogue could not be used, in a few words staff can act on (the status
+    screen and /metrics show these, never the exception text, which may quote a reply)."""
+
+    UNREACHABLE = "unreachable"              # no connection: refused, no route, name not found, hung up
+    TIMEOUT = "timeout"                      # connected (or trying), but no answer in time
+    TLS = "tls"                              # the TLS handshake failed: certificate, protocol version
+    LOGIN_REFUSED = "login_refused"          # SIP2 login 94 N, HTTP 401/403: the kiosk's account
+    PROTOCOL = "protocol"                    # a garbled, unreadable or mismatched answer (checksum, schema)
+    REFUSED_BY_SERVER = "refused_by_server"  # a well-formed error answer (HTTP 4xx/5xx)
+    HELD = "held"                            # it answers but takes no checkouts now (SIP2 98)
+    OTHER = "other"                          # anything else (a kiosk or backend bug)
+
+
 class CatalogueUnavailable(Exception):
-    """The catalogue could not be reached or answered garbage; the caller may retry later."""
+    """The catalogue could not be reached or answered garbage; the caller may retry later.
+
+    `reason`: why, when the backend knows at the raise (None: see the exception's cause).
+    """
+
+    def __init__(self, *args: object, reason: Outage | None = None) -> None:
+        super().__init__(*args)
+        self.reason = reason
 
 
 class CheckoutsHeld(CatalogueUnavailable):
     """The catalogue answers but takes no checkouts now (SIP2 98: checkout not allowed, or
     off-line). Nothing was sent; the queue waits and asks again later."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, reason=Outage.HELD)
 
 
 class LinkRefused(Exception):

@@ -197,7 +197,7 @@ class Services:
     stop_app: Any = None                # set by make_app: stops the UI loop
     exit_how: str | None = None         # "restart" / "shutdown" (staff), "stop" (a signal): the first wins
     scanner: Any = None                 # the HID/serial scanner thread, when fitted (its `connected` event)
-    metrics: KioskMetrics | None = None  # /metrics (start_management); rollbacks: set metrics.rollbacks
+    metrics: KioskMetrics | None = None  # /metrics (start_management); rollbacks: metrics.layer_rollbacks
     backends: Any = None                # BackgroundBackends while they are built beside the first frame
 
     def request_exit(self, how: str) -> None:
@@ -705,7 +705,8 @@ def build_metrics(services: Services) -> KioskMetrics:
     controller, the hardware and the backends, so it reads them lazily."""
     from kiosk.shell.metrics import KioskMetrics
 
-    def rollback_state() -> tuple[int, float | None]:
+    def layer_rollbacks() -> tuple[int, float | None]:
+        """Both rollback gauges from one read of the layer state (once per scrape)."""
         state = services.applier.layer_state() if services.applier is not None else None
         if state is None or state.last_rollback is None:
             return 0, None
@@ -728,8 +729,7 @@ def build_metrics(services: Services) -> KioskMetrics:
         kiosk_id=services.config["kiosk"]["id"], group=services.config["kiosk"]["group"],
         outbox_stats=lambda: services.outbox.stats() if services.outbox is not None else None,
         config_version=lambda: services.applier.version if services.applier is not None else None,
-        scanner_ok=scanner_ok, rollbacks=lambda: rollback_state()[0], last_rollback=lambda: rollback_state()[1],
-        release_rollback=release_rollback)
+        scanner_ok=scanner_ok, layer_rollbacks=layer_rollbacks, release_rollback=release_rollback)
 
 
 def attach_metrics(metrics: KioskMetrics, services: Services, controller: Controller) -> None:

@@ -45,7 +45,9 @@ def _bounded(value: object, allowed: tuple[str, ...]) -> str:
 
 class KioskMetrics(Collector):
     """The kiosk's metrics. `observe(item)` takes any controller event or effect (any thread);
-    the callables are read at scrape time and may raise (that metric is left out)."""
+    the callables are read at scrape time, each once per scrape, and may raise (what they feed
+    is left out). `layer_rollbacks` gives (rollbacks, time of the last or None) from one read
+    of the layer state, so the two gauges agree and a scrape reads the state once."""
 
     def __init__(
         self,
@@ -55,8 +57,7 @@ class KioskMetrics(Collector):
         outbox_stats: Callable[[], Any] | None = None,
         config_version: Callable[[], int | None] = lambda: None,
         scanner_ok: Callable[[], bool | None] = lambda: None,
-        rollbacks: Callable[[], int] = lambda: 0,
-        last_rollback: Callable[[], float | None] = lambda: None,
+        layer_rollbacks: Callable[[], tuple[int, float | None]] = lambda: (0, None),
         release_rollback: Callable[[], float | None] = lambda: None,
         wall: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         monotonic: Callable[[], float] = time.monotonic,
@@ -65,8 +66,7 @@ class KioskMetrics(Collector):
         self.outbox_stats = outbox_stats
         self.config_version = config_version
         self.scanner_ok = scanner_ok
-        self.rollbacks = rollbacks
-        self.last_rollback = last_rollback
+        self.layer_rollbacks = layer_rollbacks
         self.release_rollback = release_rollback
         self._wall = wall
         self._monotonic = monotonic
@@ -118,18 +118,18 @@ class KioskMetrics(Collector):
         yield info
         yield GaugeMetricFamily("kiosk_uptime_seconds", "Seconds since the app started",
                                 value=self._monotonic() - self._started)
-        for name, doc, read in (
+        layer = _read(self.layer_rollbacks)
+        rollbacks, last_rollback = layer if layer is not None else (None, None)
+        for name, doc, value in (
             ("kiosk_config_version", "Version of the signed configuration layer in force (0: site file only)",
-             lambda: self.config_version() or 0),
-            ("kiosk_rollbacks", "Signed configuration layers rolled back since the app started",
-             self.rollbacks),
+             _read(lambda: self.config_version() or 0)),
+            ("kiosk_rollbacks", "Signed configuration layers rolled back since the app started", rollbacks),
             ("kiosk_last_rollback_timestamp_seconds", "When the last rollback happened (0: never)",
-             lambda: self.last_rollback() or 0),
+             None if layer is None else last_rollback or 0),
             ("kiosk_release_last_rollback_timestamp_seconds",
              "When the release guard last rolled a software release back (0: never)",
-             lambda: self.release_rollback() or 0),
+             _read(lambda: self.release_rollback() or 0)),
         ):
-            value = _read(read)
             if value is not None:
                 yield GaugeMetricFamily(name, doc, value=float(value))
         with self._lock:

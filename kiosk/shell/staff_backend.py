@@ -107,7 +107,8 @@ class StaffBackend:
             "reader": "ok" if (self.reader_ok is None or self.reader_ok()) else "unavailable",
             "scanner": self.scanner,
             "catalogue": "ok" if worker is None or not worker.failures else f"failing ({worker.failures})",
-            "catalogue_error": worker.last_error.split(":")[0] if worker and worker.last_error else "",
+            # An Outage code (staff read it in their language), never the exception text.
+            "catalogue_error": worker.reason if worker and worker.failures else "",
             "outbox_pending": stats.pending,
             "oldest_pending": stats.oldest_created.isoformat(timespec="minutes") if stats.oldest_created else "",
             "last_sync": stats.last_success.isoformat(timespec="minutes") if stats.last_success else "",

@@ -26,6 +26,7 @@ from kiosk.core.catalogue import (
     ItemInfo,
     LoanRequest,
     LoanResult,
+    Outage,
     PatronAccount,
     PatronStatus,
     Refusal,
@@ -87,7 +88,7 @@ class LocalCatalogue:
 
     def _check(self) -> None:
         if not self.available:
-            raise CatalogueUnavailable("local catalogue switched off")
+            raise CatalogueUnavailable("local catalogue switched off", reason=Outage.UNREACHABLE)  # the demo's outage
 
     def _patron(self, patron_id: str) -> dict | None:
         return self._db.table("patrons").get(Query().id == patron_id)

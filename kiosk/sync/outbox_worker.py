@@ -16,7 +16,7 @@ Decisions per answer (made atomically by `Outbox.settle`):
 - CatalogueUnavailable                      -> back off, retry the same loan
 - the catalogue says it takes no checkouts  -> hold: nothing is sent, the worker backs
   (CheckoutGate.checkout_hold, e.g. SIP2       off and asks again; staff see it in
-  98 "checkout not allowed" or off-line)       `status` (held, last_error CheckoutsHeld)
+  98 "checkout not allowed" or off-line)       `status` (held, reason "held")
 - any other exception from the backend      -> back off; after `max_errors` in a
                                                row the loan goes to conflicts so one
                                                poisoned loan cannot block the queue
@@ -44,10 +44,12 @@ from kiosk.core.catalogue import (
     CheckoutsHeld,
     LoanRequest,
     LoanResult,
+    Outage,
     Refusal,
 )
 from kiosk.store.outbox import KIOSK_ERROR, WITHDRAWN_UNANSWERED, Outbox, PendingLoan
 from kiosk.store.outbox import WITHDRAWN as WITHDRAWN_STATE
+from kiosk.sync.outage import outage_of
 from kiosk.worker_thread import WorkerThread
 
 _log = logging.getLogger(__name__)
@@ -68,8 +70,9 @@ class DrainReport:
 class WorkerStatus:
     failures: int                   # consecutive failed attempts on the head loan
     next_retry_at: datetime | None
-    last_error: str
+    last_error: str                 # exception type and text: may quote a reply, never shown to staff
     held: str = ""                  # why the catalogue takes no checkouts now ("" = not held)
+    reason: str = ""                # last_error as an Outage code for staff and metrics ("" = none)
 
 
 def _replayed_return(entry: PendingLoan, result: LoanResult) -> LoanResult:
@@ -134,6 +137,7 @@ class OutboxWorker(WorkerThread):
         self._errors: dict[str, int] = {}   # txn_id -> unexpected backend errors in a row
         self._next_retry_at: datetime | None = None
         self._last_error = ""
+        self._reason: Outage | None = None
         self._held = ""
 
     # -- control -------------------------------------------------------------
@@ -155,7 +159,8 @@ class OutboxWorker(WorkerThread):
 
     @property
     def status(self) -> WorkerStatus:
-        return WorkerStatus(self._failures, self._next_retry_at, self._last_error, self._held)
+        return WorkerStatus(self._failures, self._next_retry_at, self._last_error, self._held,
+                            self._reason.value if self._reason else "")
 
     # -- draining ------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class OutboxWorker(WorkerThread):
         except CheckoutsHeld as exc:
             reason = str(exc) or "held"
         except CatalogueUnavailable as exc:
-            self._failed(f"{type(exc).__name__}: {exc}")
+            self._failed(f"{type(exc).__name__}: {exc}", outage_of(exc))
             return False
         except Exception as exc:  # a backend bug must not kill the worker; hold rather than guess
             _log.error("outbox: checkout status check failed: %s", type(exc).__name__)
@@ -205,7 +210,7 @@ class OutboxWorker(WorkerThread):
             if not self._held:
                 _log.warning("outbox: catalogue takes no checkouts now; holding the queue")
             self._held = reason
-            self._failed(f"{CheckoutsHeld.__name__}: {reason}")
+            self._failed(f"{CheckoutsHeld.__name__}: {reason}", Outage.HELD)
             return False
         if self._held:
             _log.info("outbox: catalogue takes checkouts again; sending the queue")
@@ -275,7 +280,7 @@ class OutboxWorker(WorkerThread):
             try:
                 results = self._checkout([e.loan for e in chunk], batched=size > 1) if chunk else []
             except CatalogueUnavailable as exc:
-                self._failed(f"CatalogueUnavailable: {exc}")
+                self._failed(f"CatalogueUnavailable: {exc}", outage_of(exc))
                 return answers, sendable[pos + len(group):], False    # the group was on the wire
             except Exception as exc:  # a backend bug must not kill the worker or lose the loan
                 if size > 1:
@@ -330,17 +335,20 @@ class OutboxWorker(WorkerThread):
         self._report(result)
         return "conflict"
 
-    def _failed(self, error: str) -> None:
+    def _failed(self, error: str, reason: Outage = Outage.OTHER) -> None:
         # Exception text may quote catalogue replies (patron ids): it stays in memory for
-        # `status`/`drain_once`, the log gets only its type.
+        # `status`/`drain_once`, the log gets only its type; staff see only `reason`.
         self._failures += 1
         self._last_error = error
-        _log.warning("outbox: catalogue attempt %d failed: %s", self._failures, error.split(":", 1)[0])
+        self._reason = reason
+        _log.warning("outbox: catalogue attempt %d failed: %s (%s)", self._failures, error.split(":", 1)[0],
+                     reason.value)
 
     def _answered(self, txn_id: str) -> None:
         self._failures = 0
         self._next_retry_at = None
         self._last_error = ""
+        self._reason = None
         self._errors.pop(txn_id, None)
 
     def _report(self, result: LoanResult) -> None:

@@ -39,6 +39,7 @@ from kiosk.core.catalogue import (
     LinkRefused,
     LoanRequest,
     LoanResult,
+    Outage,
     PatronAccount,
     PatronStatus,
     Refusal,
@@ -47,6 +48,7 @@ from kiosk.core.catalogue import (
     from_catalogue,
 )
 from kiosk.logs import log_event
+from kiosk.sync.outage import outage_of
 
 if TYPE_CHECKING:
     from kiosk.config.settings import RestSettings
@@ -353,7 +355,7 @@ class RestCatalogue:
             _, data = self._post("checkout", "/loans", {"loans": [bodies[i] for i in chunk]}, "LoanResults")
             answers = data["results"]
             if len(answers) != len(chunk):
-                raise self._unavailable("checkout", "wrong number of results")
+                raise self._unavailable("checkout", "wrong number of results", reason=Outage.PROTOCOL)
             for index, answer in zip(chunk, answers):
                 loan = loans[index]
                 self._same("checkout", answer["idempotency_key"], loan.txn_id)
@@ -459,9 +461,9 @@ class RestCatalogue:
             response = self._session.post(self.base_url + path, json=body, timeout=self._timeout,
                                           verify=self._verify, cert=self._cert, allow_redirects=False)
         except requests.RequestException as exc:
-            raise self._unavailable(operation, type(exc).__name__) from exc
+            raise self._unavailable(operation, type(exc).__name__, reason=outage_of(exc)) from exc
         except OSError as exc:                      # e.g. the CA bundle file vanished
-            raise self._unavailable(operation, type(exc).__name__) from exc
+            raise self._unavailable(operation, type(exc).__name__, reason=outage_of(exc)) from exc
         status = response.status_code
         with response:
             try:
@@ -474,7 +476,7 @@ class RestCatalogue:
                     if error["code"] == known[status]:
                         return status, error
             except (ValueError, ContractViolation) as exc:
-                raise self._unavailable(operation, type(exc).__name__, status) from None
+                raise self._unavailable(operation, type(exc).__name__, status, reason=Outage.PROTOCOL) from None
             code = self._error_code(response)
         raise self._unavailable(operation, code or "unexpected status", status)
 
@@ -496,13 +498,19 @@ class RestCatalogue:
 
     def _same(self, operation: str, answered: str, asked: str) -> None:
         if answered != asked:
-            raise self._unavailable(operation, "answer names another record")
+            raise self._unavailable(operation, "answer names another record", reason=Outage.PROTOCOL)
 
     @staticmethod
-    def _unavailable(operation: str, error: str, status: int | None = None) -> CatalogueUnavailable:
+    def _unavailable(operation: str, error: str, status: int | None = None, *,
+                     reason: Outage | None = None) -> CatalogueUnavailable:
+        """`reason` defaults by the HTTP status: 401/403 the kiosk's credentials, any other a
+        well-formed refusal from the server."""
+        if reason is None:
+            reason = Outage.LOGIN_REFUSED if status in (401, 403) else Outage.REFUSED_BY_SERVER
         log_event(log, "catalogue.rest.unavailable", logging.WARNING,
                   operation=operation, status=status, error=error)
-        return CatalogueUnavailable(f"{operation}: {error}" + (f" (HTTP {status})" if status else ""))
+        return CatalogueUnavailable(f"{operation}: {error}" + (f" (HTTP {status})" if status else ""),
+                                    reason=reason)
 
 
 def _key(key: str | None) -> str:

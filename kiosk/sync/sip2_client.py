@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kiosk.core.catalogue import CatalogueUnavailable
+from kiosk.core.catalogue import CatalogueUnavailable, Outage
 from kiosk.sync import sip2_codec as codec
+from kiosk.sync.outage import outage_of
 from kiosk.sync.sip2_codec import AcsStatus, SipChecksumError, SipDecodeError, SipMessage
 
 log = logging.getLogger("kiosk.sync.sip2")
@@ -70,6 +71,10 @@ def make_ssl_context(config: Sip2Config) -> ssl.SSLContext:
 class _Retry(Exception):
     """This connection is unusable; drop it and try again (counted against `attempts`)."""
 
+    def __init__(self, message: str, reason: Outage) -> None:
+        super().__init__(message)
+        self.reason = reason
+
 
 class Sip2Client:
     """A thread-safe SIP2 SC: `request()` sends one message and returns its response."""
@@ -120,7 +125,7 @@ class Sip2Client:
         """Run `action` on a live connection; reconnect with backoff, at most `attempts` times."""
         cfg = self.config
         with self._lock:
-            last_error = "no attempt"
+            last_error, last_reason = "no attempt", Outage.OTHER
             for attempt in range(cfg.attempts):
                 if attempt:
                     self._sleep(min(cfg.backoff_max, cfg.backoff * 2 ** (attempt - 1)))
@@ -134,14 +139,16 @@ class Sip2Client:
                     raise
                 except (_Retry, OSError, SipDecodeError) as exc:
                     last_error = _describe(exc)
+                    last_reason = exc.reason if isinstance(exc, _Retry) else outage_of(exc)
                     log.info("sip2 %s attempt %d/%d failed: %s", label, attempt + 1, cfg.attempts, last_error)
                     self._drop()
                     if once and self._on_wire:
                         raise CatalogueUnavailable(f"SIP2 {label} sent, then failed: {last_error}; "
-                                                   "not sent again") from None
+                                                   "not sent again", reason=last_reason) from None
                 finally:
                     self._request_started = False
-            raise CatalogueUnavailable(f"SIP2 {label} failed after {cfg.attempts} attempts: {last_error}")
+            raise CatalogueUnavailable(f"SIP2 {label} failed after {cfg.attempts} attempts: {last_error}",
+                                       reason=last_reason)
 
     def close(self) -> None:
         with self._lock:
@@ -188,13 +195,14 @@ class Sip2Client:
             reply = self._exchange(codec.login(cfg.login_user, cfg.login_password, cfg.location), "94")
             if reply.flag("ok") != "1":
                 log.warning("sip2 login refused")
-                raise CatalogueUnavailable("SIP2 login refused: check the SIP user and password")
+                raise CatalogueUnavailable("SIP2 login refused: check the SIP user and password",
+                                           reason=Outage.LOGIN_REFUSED)
             log.info("sip2 login ok")
         if cfg.status_on_connect:
             self.acs_status = codec.parse_acs_status(self._exchange(codec.sc_status(), "98"))
             if not self.acs_status.online:
                 log.warning("sip2 ACS reports off-line")
-                raise _Retry("ACS off-line")
+                raise _Retry("ACS off-line", Outage.HELD)
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None
@@ -261,7 +269,7 @@ class Sip2Client:
                 reply = codec.decode(raw, charset=self.config.charset)
             except SipChecksumError:
                 if asked_97 >= self._retry_limit():
-                    raise _Retry("checksum errors exceeded the retry limit") from None
+                    raise _Retry("checksum errors exceeded the retry limit", Outage.PROTOCOL) from None
                 asked_97 += 1
                 log.info("sip2 bad checksum (%d bytes), sending 97 (%d)", len(raw), asked_97)
                 self._send(resend_frame, "97")
@@ -275,7 +283,7 @@ class Sip2Client:
                     log.info("sip2 got 96 after our 97; waiting")
                     continue
                 if resent_96 >= self._retry_limit():
-                    raise _Retry("ACS kept asking for resends (96)")
+                    raise _Retry("ACS kept asking for resends (96)", Outage.PROTOCOL)
                 resent_96 += 1
                 log.info("sip2 ACS asked for a resend (96), resending %s (%d)", message.command, resent_96)
                 self._send(frame, message.command)
@@ -317,15 +325,15 @@ class Sip2Client:
                 return frame
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise _Retry("timed out waiting for a response")
+                raise _Retry("timed out waiting for a response", Outage.TIMEOUT)
             assert self._sock is not None
             self._sock.settimeout(remaining)
             try:
                 data = self._sock.recv(4096)
             except TimeoutError:
-                raise _Retry("timed out waiting for a response") from None
+                raise _Retry("timed out waiting for a response", Outage.TIMEOUT) from None
             if not data:
-                raise _Retry("connection closed by the server")
+                raise _Retry("connection closed by the server", Outage.UNREACHABLE)
             self._frames.feed(data)
 
 

@@ -31,6 +31,8 @@ def status_value(key: str, value: object, t: Translator) -> str:
         return t("staff.value.config_site")
     if key in ("oldest_pending", "last_sync") and isinstance(value, str):
         return escape(value.replace("T", " ")[:16])
+    if key == "catalogue_error" and isinstance(value, str) and t.has(f"staff.status.reason.{value}"):
+        return t(f"staff.status.reason.{value}")
     if key == "store_problem" and isinstance(value, str) and t.has(f"staff.store_problem.{value}"):
         return t(f"staff.store_problem.{value}")
     if key == "disk_free_mb":
