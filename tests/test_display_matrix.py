@@ -37,11 +37,6 @@ MIN_TEXT_MM = 3.0       # em height of the smallest print (captions, notes)
 MIN_BODY_MM = 3.4       # em height of body text and everything larger
 MIN_TOUCH_MM = 9.0      # shorter side of any button
 
-# Known and not yet solved: on the 720x1280 Touch Display 2 in large text, the busiest
-# scanning and return screens (two passing notices, a standing one, three lines of counts)
-# show their list only after the words are scrolled; everything else of the cell is checked.
-CRAMPED_LISTS = {((720, 1280), True, name) for name in ("scanning", "scanning_empty", "returns", "returns_summary")}
-
 # name, width, height, dots per inch of the real panel
 DISPLAYS = [
     ("800x480", 800, 480, 131),          # Raspberry Pi Touch Display, 7"
@@ -287,7 +282,7 @@ def problems_on(view, cell: Cell, size: tuple[int, int]) -> tuple[list[str], dic
     books = getattr(screen, "scroll", None) if cell.screen == "account" else getattr(screen, "list", None)
     # (a row's words: its height less the padding above and below them)
     row = theme.touch * 1.3 if cell.screen == "account" else LoanRow.least_height(theme) - theme.pad * 0.6
-    if books is not None and (size, theme.large_text, cell.name) not in CRAMPED_LISTS:
+    if books is not None:
         seen = _clip(books, _rect(books))
         height = 0 if seen is None else seen[3] - seen[1]
         if height < row - 1:

@@ -7,7 +7,6 @@ library card would get the patron their books today, the screen offers that sign
 
 from __future__ import annotations
 
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator
@@ -51,7 +50,6 @@ class ErrorScreen(KioskScreen):
             self.body.remove_widget(self.library_card)
 
     def render_body(self, model: dict, t: Translator) -> None:
-        th = self.ctx.theme
         self.code = model.get("code")
         self.title.text = icon(ICON_WARN) + " " + t("error.title")
         self.message.text = error_text(self.code, t)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable
 
 from kivy.uix.anchorlayout import AnchorLayout
-from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
 from kiosk.i18n import Translator

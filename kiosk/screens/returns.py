@@ -16,7 +16,7 @@ from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_below, list_beside
 from kiosk.screens.scanning import RowList, RowView
 from kiosk.screens.widgets.buttons import KButton
-from kiosk.screens.widgets.layout import TextColumn
+from kiosk.screens.widgets.layout import TextColumn, WordsAboveList
 from kiosk.screens.widgets.text import ICON_NO, ICON_OK, ICON_WAIT, ICON_WARN, Text, escape, icon
 
 
@@ -53,11 +53,11 @@ class ReturnsScreen(KioskScreen):
         self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None,
                                  height=self.button_height)
         if th.portrait:
-            # Texts as tall as their words (TextColumn); the list takes the rest.
-            body = TextColumn(spacing=th.gap)
-            self.list.size_hint_y = 1.6
-            for w in (self.title, self.counts, self.notes, self.list):
-                body.add_widget(w)
+            # Texts as tall as their words; the list takes the rest, a whole row at least.
+            words = TextColumn(spacing=th.gap)
+            for w in (self.title, self.counts, self.notes):
+                words.add_widget(w)
+            body = WordsAboveList(words, self.list, spacing=th.gap)
         else:
             # The words scroll on a small panel; the buttons stay in view under them (list_beside).
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)

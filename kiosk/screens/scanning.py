@@ -25,7 +25,7 @@ from kiosk.screens.theme import Theme
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.context import paint
 from kiosk.screens.widgets.drawings import where_to_scan
-from kiosk.screens.widgets.layout import ScrollFit, TextColumn
+from kiosk.screens.widgets.layout import ScrollFit, TextColumn, WordsAboveList
 from kiosk.screens.widgets.text import ICON_INFO, ICON_NO, ICON_OK, ICON_UNKNOWN, ICON_WAIT, Text, escape, icon
 
 
@@ -199,17 +199,15 @@ class ScanningScreen(KioskScreen):
             empty.add_widget(w)
         self.list = RowList(th, empty=ScrollFit(empty), placeholder=placeholder)
         if th.portrait:
-            # Texts as tall as their words (TextColumn); the list takes the rest.
-            body = TextColumn(spacing=th.gap)
-            self.title.size_hint_y = 0.7
-            self.counts.size_hint_y = 0.9
-            self.list.size_hint_y = 1.6
+            # Texts as tall as their words; the list takes the rest, a whole row at least.
+            words = TextColumn(spacing=th.gap)
+            for w in (self.greeting, self.title, self.counts, self.notes):
+                words.add_widget(w)
+            body = WordsAboveList(words, self.list, spacing=th.gap)
             self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
             self.my_account.size_hint_x, self.finish.size_hint_x = 0.45, 0.55
             self.actions.add_widget(self.my_account)
             self.actions.add_widget(self.finish)
-            for w in (self.greeting, self.title, self.counts, self.notes, self.list):
-                body.add_widget(w)
         else:
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
             for w in (self.greeting, self.title, self.counts, self.notes):
@@ -236,7 +234,6 @@ class ScanningScreen(KioskScreen):
         return specs
 
     def render_body(self, model: dict, t: Translator) -> None:
-        th = self.ctx.theme
         name = model.get("name")
         if name:
             self.greeting.text = t("scan.greeting", name=escape(str(name)))

@@ -196,6 +196,29 @@ class ScrollFit(ScrollView):
             self.scroll_y = 1
 
 
+class WordsAboveList(BoxLayout):
+    """Portrait body of a screen with a book list: the words take the room they need, but
+    never so much that the list under them has less than its least room (a whole row);
+    past that the words scroll on their own and the list stays in view."""
+
+    def __init__(self, words: TextColumn, books: Widget, **kw) -> None:
+        kw.setdefault("orientation", "vertical")
+        super().__init__(**kw)
+        self.words, self.books = words, books
+        self.scroll = ScrollFit(words, size_hint_y=None, height=0)
+        self.add_widget(self.scroll)
+        self.add_widget(books)
+        self.fbind("size", self._fit)
+        words.fbind("need_changed", self._fit)
+
+    def _fit(self, *_) -> None:
+        if self.width <= 4:
+            return
+        least = getattr(self.books, "least_room", 0.0)
+        room = self.height - self.spacing - self.padding[1] - self.padding[3] - least
+        self.scroll.height = max(0.0, min(self.words.natural_height(self.width), room))
+
+
 def scroll_fit(widget: Widget) -> Widget:
     """`widget` in a ScrollFit if it is a TextColumn (see ScrollFit), else itself."""
     return ScrollFit(widget) if isinstance(widget, TextColumn) else widget
