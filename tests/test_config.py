@@ -130,6 +130,25 @@ def test_config_check_command_exit_codes(tmp_path):
     assert missing.returncode == 1 and "file not found" in missing.stderr
 
 
+def test_config_check_full_loads_the_files_a_site_file_names(tmp_path):
+    def check(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kiosk", "config", "check", *args], capture_output=True, text=True)
+
+    not_a_key = write(tmp_path, "not a key\n", "release.pem")
+    site = write(tmp_path, "[kiosk]\nid = 'ok-1'\n[ui]\nfont = '/etc/passwd'\n[management]\n"
+                 f"release_url = 'https://it.example/{{kiosk}}.json'\nrelease_keys = ['{not_a_key}']\n", "site.toml")
+    assert check(str(site)).returncode == 0                  # the shape is right: files are not opened
+    full = check("--full", str(site))
+    assert full.returncode == 1 and f"{site}: ui.font: /etc/passwd: not a TrueType/OpenType font" in full.stderr
+    site.write_text(site.read_text(encoding="utf-8").replace("font = '/etc/passwd'", "font = ''"), encoding="utf-8")
+    full = check("--full", str(site))
+    assert full.returncode == 1 and "management.release_keys" in full.stderr and "not a PEM public key" in full.stderr
+    keyless = write(tmp_path, "[kiosk]\nid = 'ok-1'\n[management]\nrelease_url = 'https://it.example/r.json'\n",
+                    "keyless.toml")
+    ko = check(str(keyless))
+    assert ko.returncode == 1 and "management.release_keys: release_url is set" in ko.stderr
+
+
 def test_booleans_are_not_numbers_and_numbers_not_booleans():
     with pytest.raises(ConfigError, match="true or false"):
         validate_layer({"kiosk": {"demo": 1}}, "x")

@@ -48,6 +48,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {args.file}: kiosk.id: {problem}", file=sys.stderr)
         return 1
+    m = config["management"]
+    if m["release_url"] and not m["release_keys"]:
+        print(f"error: {args.file}: management.release_keys: release_url is set, but no key to check a release "
+              "with (the kiosk would never install one)", file=sys.stderr)
+        return 1
+    if args.full:
+        try:
+            _check_files(config, args.file)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     print(f"{args.file}: OK")
     if not config["kiosk"]["id"]:
         print(f"note: {args.file}: kiosk.id is not set (needed before central IT's management is enabled)")
@@ -55,6 +66,21 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for line in describe(config):
             print("  " + line)
     return 0
+
+
+def _check_files(config: dict, source: str) -> None:
+    """What the kiosk builds from the files the configuration names, as at start-up: fonts,
+    pictures, secret files, TLS material, patterns, and the pinned config and release keys."""
+    from kiosk.config.load import ConfigError
+    from kiosk.config.signed import load_public_keys
+    from kiosk.config.usable import check_usable
+
+    check_usable(config, None, source)
+    for key in ("trusted_keys", "release_keys"):
+        try:
+            load_public_keys(config["management"][key])
+        except ConfigError as e:
+            raise ConfigError(source, f"management.{key}", f"{e.source}: {e.reason}") from None
 
 
 def cmd_staff_hash_pin(args: argparse.Namespace) -> int:
@@ -101,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("check", help="validate a site configuration file")
     c.add_argument("file")
     c.add_argument("-v", "--verbose", action="store_true", help="print every resulting setting")
+    c.add_argument("--full", action="store_true",
+                   help="also load every file it names, as the kiosk will (run it on the kiosk, as its user)")
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("staff", help="staff accounts")

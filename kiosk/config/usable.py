@@ -39,15 +39,22 @@ MAX_PICTURE_BYTES = 8 * 1024 * 1024
 MAX_PICTURE_SIDE = 4096          # a Pi's texture limit; larger would be decoded to fail on screen
 
 
+def _head(path: str, n: int) -> tuple[bytes, int] | str:
+    """The first `n` bytes of `path` and its size, or why it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n), f.seek(0, 2)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+
+
 def check_font(path: str) -> str | None:
     """Why `path` is not a font the kiosk can draw with, or None. An sfnt table directory
     that fits the file, then FreeType (through Pillow, where installed) opens it."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            size = f.seek(0, 2)
-    except OSError as e:
-        return f"cannot be read ({e.strerror})"
+    read = _head(path, 12)
+    if isinstance(read, str):
+        return read
+    head, size = read
     if len(head) < 12 or head[:4] not in _SFNT_MAGIC:
         return "not a TrueType/OpenType font"
     if head[:4] != b"ttcf":
@@ -69,12 +76,10 @@ def check_picture(path: str) -> str | None:
     """Why `path` is not a picture the scanning screen can show, or None: a PNG or JPEG of
     sensible size that Pillow decodes (a damaged one would leave a blank where the patron
     looks for the scanner)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            size = f.seek(0, 2)
-    except OSError as e:
-        return f"cannot be read ({e.strerror})"
+    read = _head(path, 8)
+    if isinstance(read, str):
+        return read
+    head, size = read
     if not any(head.startswith(m) for m in _PICTURE_MAGIC):
         return "not a PNG or JPEG picture"
     if size > MAX_PICTURE_BYTES:
@@ -140,18 +145,13 @@ def check_usable(config: dict, layer: dict | None, source: str) -> None:
         BackendSettings.from_config(config)
     except ConfigError as e:
         raise ConfigError(source, e.key, e.reason) from None
-    for dotted in _FONT_KEYS:
-        path = _get(config, dotted)
-        if path and touched(dotted):
-            reason = check_font(path)
-            if reason:
-                raise ConfigError(source, dotted, f"{path}: {reason}")
-    for dotted in _PICTURE_KEYS:
-        path = _get(config, dotted)
-        if path and touched(dotted):
-            reason = check_picture(path)
-            if reason:
-                raise ConfigError(source, dotted, f"{path}: {reason}")
+    for keys, check in ((_FONT_KEYS, check_font), (_PICTURE_KEYS, check_picture), (_CA_KEYS, _ca_error)):
+        for dotted in keys:
+            path = _get(config, dotted)
+            if path and touched(dotted):
+                reason = check(path)
+                if reason:
+                    raise ConfigError(source, dotted, f"{path}: {reason}")
     for dotted in _SECRET_TEXT_KEYS:
         path = _get(config, dotted)
         if path and touched(dotted):
@@ -159,12 +159,6 @@ def check_usable(config: dict, layer: dict | None, source: str) -> None:
                 read_secret_file(path)
             except ConfigError as e:
                 raise ConfigError(source, dotted, f"{path}: {e.reason}") from None
-    for dotted in _CA_KEYS:
-        path = _get(config, dotted)
-        if path and touched(dotted):
-            reason = _ca_error(path)
-            if reason:
-                raise ConfigError(source, dotted, f"{path}: {reason}")
     for cert_key, key_key in _PAIRS:
         cert, key = _get(config, cert_key), _get(config, key_key)
         if not touched(cert_key, key_key) or not (cert or key):
