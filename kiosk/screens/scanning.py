@@ -144,11 +144,18 @@ class RowList(BoxLayout):
             seen.add(txn)
             widget = self.rows.get(txn)
             if widget is None:
+                # Laid out at the list's width before its words are set: typeset once at
+                # its real width, not again at each size the layout passes through.
                 widget = LoanRow(self.theme, txn)
+                if self.column.width > 4:
+                    widget.width = self.column.width
+                    widget.do_layout()
+                widget.show(self._words(txn, row, t, view_of), font)
                 self.rows[txn] = widget
                 self.column.add_widget(widget, index=len(self.column.children))
                 added = True
-            widget.show(self._words(txn, row, t, view_of), font)
+            else:
+                widget.show(self._words(txn, row, t, view_of), font)
         for txn in [x for x in self.rows if x not in seen]:
             self.column.remove_widget(self.rows.pop(txn))
             self._worded.pop(txn, None)
