@@ -389,9 +389,12 @@ def trace_latency() -> None:
     """BENCH_PHASES=1: where a scan's time goes (stderr), for profiling the latency."""
     import threading
 
-    from kiosk.core import effects
+    from kivy.base import EventLoop
+    from kivy.core.window import Window
+
     from kiosk.screens.view import KioskView
     from kiosk.shell.controller import Controller
+    from kiosk.store.outbox import Outbox
     from kiosk.sync.sip2_backend import Sip2Catalogue
 
     def wrap(owner, name, label):
@@ -410,20 +413,17 @@ def trace_latency() -> None:
     wrap(Controller, "_do_Checkout", "journal")
     wrap(KioskView, "show", lambda a: "show " + a[1])
     wrap(Sip2Catalogue, "checkout", lambda a: f"sip2 checkout ({threading.current_thread().name})")
-    from kiosk.store.outbox import Outbox
     for name in ("mark_sent_many", "settle_many", "head", "append"):
         wrap(Outbox, name, "outbox." + name)
     wrap(Controller, "on_loan_result", "posted ItemDone")
-    from kivy.base import EventLoop
-    from kivy.core.window import Window
     Window.bind(on_draw=lambda *_: TRACE.append((time.perf_counter(), "draw")))
     idle = EventLoop.idle
 
     def frame():
         TRACE.append((time.perf_counter(), "loop"))
         return idle()
+
     EventLoop.idle = frame
-    del effects
 
 
 class Timeline:
