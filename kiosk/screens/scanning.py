@@ -72,6 +72,7 @@ class LoanRow(BoxLayout):
         self.theme = theme
         self.txn_id = txn_id
         self.kind = ""
+        self._shown: tuple[RowView, str] | None = None
         paint(self, theme.palette.surface, radius=theme.gap)
         self.mark = Text(theme, size=theme.font_title, bold=True, size_hint_x=None,
                          width=theme.font_title * 1.6, fixed_font=True)
@@ -92,6 +93,11 @@ class LoanRow(BoxLayout):
             self.height = max(self._least, self.words.natural_height(self.words.width) + self.padding[1] * 2)
 
     def show(self, view: RowView, font: str) -> None:
+        """Words and colours for `view`; a row already showing it is left alone, so a new
+        scan does not set, typeset and lay out every earlier row again."""
+        if (view, font) == self._shown:
+            return
+        self._shown = (view, font)
         p = self.theme.palette
         bg, fg = {"ok": (p.ok, p.on_ok), "refused": (p.error, p.on_error),
                   "unconfirmed": (p.warn, p.on_warn)}.get(view.kind, (p.secondary, p.on_secondary))
@@ -107,7 +113,12 @@ class LoanRow(BoxLayout):
 
 
 class RowList(BoxLayout):
-    """Rows in a scroll view, updated in place by txn_id; a hint while empty."""
+    """Rows in a scroll view, updated in place by txn_id; a hint while empty.
+
+    Each row is worded once per (row, language, wording): the screen is redrawn on every
+    scan and every countdown tick, and formatting every due date and resetting every
+    row's text each time made a long list slower with every book. The words hold titles,
+    so they go with the rows in `clear` (the session's wipe)."""
 
     def __init__(self, theme: Theme, newest_first: bool = True, empty: Widget | None = None,
                  placeholder: Text | None = None, **kw) -> None:
@@ -117,6 +128,8 @@ class RowList(BoxLayout):
         # A TextColumn leaves it at least a whole row: the newest book's outcome in full.
         self.least_room = LoanRow.least_height(theme)
         self.rows: dict[str, LoanRow] = {}
+        # txn_id -> (the row as worded, language, view_of, its words)
+        self._worded: dict[str, tuple[dict, str, Callable[[dict, Translator], RowView], RowView]] = {}
         self.placeholder = placeholder or Text(theme, color=theme.palette.muted, size=theme.font_body)
         # What stands in for the rows while there are none: the hint, or a panel holding it.
         self.empty = empty if empty is not None else self.placeholder
@@ -137,13 +150,21 @@ class RowList(BoxLayout):
             seen.add(txn)
             widget = self.rows.get(txn)
             if widget is None:
+                # Laid out at the list's width before its words are set: typeset once at
+                # its real width, not again at each size the layout passes through.
                 widget = LoanRow(self.theme, txn)
+                if self.column.width > 4:
+                    widget.width = self.column.width
+                    widget.do_layout()
+                widget.show(self._words(txn, row, t, view_of), font)
                 self.rows[txn] = widget
                 self.column.add_widget(widget, index=len(self.column.children))
                 added = True
-            widget.show(view_of(row, t), font)
+            else:
+                widget.show(self._words(txn, row, t, view_of), font)
         for txn in [x for x in self.rows if x not in seen]:
             self.column.remove_widget(self.rows.pop(txn))
+            self._worded.pop(txn, None)
         if not self.newest_first:
             wanted = [self.rows[str(r.get("txn_id"))] for r in rows]
             if list(reversed(self.column.children)) != wanted:
@@ -162,8 +183,18 @@ class RowList(BoxLayout):
         if added:
             self.scroll.scroll_y = 1
 
+    def _words(self, txn: str, row: dict, t: Translator,
+               view_of: Callable[[dict, Translator], RowView]) -> RowView:
+        known = self._worded.get(txn)
+        if known is not None and known[1] == t.lang and known[2] is view_of and known[0] == row:
+            return known[3]
+        view = view_of(row, t)
+        self._worded[txn] = (dict(row), t.lang, view_of, view)
+        return view
+
     def clear(self) -> None:
         self.rows.clear()
+        self._worded.clear()
         self.column.clear_widgets()
         self.placeholder.text = ""
         if self.scroll.parent is not None:
