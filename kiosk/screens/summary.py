@@ -16,10 +16,16 @@ from kivy.uix.widget import Widget
 from kiosk.i18n import Translator, format_due
 from kiosk.screens import fonts
 from kiosk.screens.base import KioskScreen, list_below, list_beside
-from kiosk.screens.scanning import RowList, row_view
+from kiosk.screens.scanning import RowList, RowView, row_view
 from kiosk.screens.widgets.buttons import KButton
 from kiosk.screens.widgets.layout import TextColumn
 from kiosk.screens.widgets.text import ICON_OK, Text, escape, icon
+
+
+def _without_due(row: dict, t: Translator) -> RowView:
+    """A row's words without its due date, said once above the list (one function, so
+    the list knows the rows' words are unchanged between redraws)."""
+    return row_view({**row, "due": ""}, t)
 
 
 class SummaryScreen(KioskScreen):
@@ -72,7 +78,7 @@ class SummaryScreen(KioskScreen):
         portrait = th.portrait
         if shared:      # said once here, so the rows leave it out
             self.due.text = t("summary.due_all", date=escape(format_due(str(shared), t.lang)))
-            view = lambda r, tr: row_view({**r, "due": ""}, tr)  # noqa: E731
+            view = _without_due
         else:
             self.due.text = ""
             view = row_view
