@@ -196,3 +196,18 @@ def test_status_screen_says_why_in_the_staff_language(lang, make_view, kivy_wind
     assert shown.get_root_window() is not None
     texts = " ".join(view.texts())
     assert not any(raw in texts for raw in ("ConnectionRefused", "CatalogueUnavailable", "errno", "SIP2"))
+
+
+def test_a_kiosk_without_the_rest_backend_never_loads_requests():
+    """The classifier knows requests' exception types only once the REST backend has loaded
+    it: a SIP2 or local kiosk keeps requests (and urllib3) off its start-up path."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom kiosk.sync.outbox_worker import OutboxWorker\nfrom kiosk.sync.outage import outage_of\n"
+            "from kiosk.core.catalogue import CatalogueUnavailable\n"
+            "try:\n    raise CatalogueUnavailable('down') from ConnectionRefusedError(111, 'refused')\n"
+            "except CatalogueUnavailable as e:\n    print(outage_of(e).value)\n"
+            "print('requests' in sys.modules, 'urllib3' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["unreachable", "False False"]

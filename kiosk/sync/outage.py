@@ -11,20 +11,31 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
-
-import requests
+import sys
 
 from kiosk.core.catalogue import CatalogueUnavailable, Outage
 from kiosk.sync.sip2_codec import SipDecodeError
 
-# Checked in this order on each exception of the chain: a requests SSLError is also a
-# ConnectionError, a ConnectTimeout both a Timeout and a ConnectionError.
-_BY_TYPE: tuple[tuple[tuple[type[BaseException], ...], Outage], ...] = (
-    ((ssl.SSLError, ssl.CertificateError, requests.exceptions.SSLError), Outage.TLS),
-    ((TimeoutError, requests.exceptions.Timeout), Outage.TIMEOUT),
-    ((ConnectionError, socket.gaierror, socket.herror, requests.exceptions.ConnectionError), Outage.UNREACHABLE),
-    ((SipDecodeError, requests.exceptions.JSONDecodeError), Outage.PROTOCOL),
-)
+
+def _by_type() -> tuple[tuple[tuple[type[BaseException], ...], Outage], ...]:
+    """Exception types and what they mean, checked in this order on each exception of the
+    chain: a requests SSLError is also a ConnectionError, a ConnectTimeout both a Timeout
+    and a ConnectionError. requests' types only once something imported it (the REST
+    backend): a SIP2 kiosk never loads requests, and then no error can be one of them."""
+    tls: tuple[type[BaseException], ...] = (ssl.SSLError, ssl.CertificateError)
+    timeout: tuple[type[BaseException], ...] = (TimeoutError,)
+    unreachable: tuple[type[BaseException], ...] = (ConnectionError, socket.gaierror, socket.herror)
+    protocol: tuple[type[BaseException], ...] = (SipDecodeError,)
+    rex = sys.modules.get("requests.exceptions")
+    if rex is not None:
+        tls += (rex.SSLError,)
+        timeout += (rex.Timeout,)
+        unreachable += (rex.ConnectionError,)
+        protocol += (rex.JSONDecodeError,)
+    return ((tls, Outage.TLS), (timeout, Outage.TIMEOUT), (unreachable, Outage.UNREACHABLE),
+            (protocol, Outage.PROTOCOL))
+
+
 _NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRNOTAVAIL}
 
 
@@ -42,8 +53,9 @@ def outage_of(exc: BaseException) -> Outage:
     for link in chain:
         if isinstance(link, CatalogueUnavailable) and link.reason is not None:
             return link.reason
+    by_type = _by_type()
     for link in reversed(chain):             # the innermost cause is the most specific
-        for types, outage in _BY_TYPE:
+        for types, outage in by_type:
             if isinstance(link, types):
                 return outage
     if any(isinstance(link, OSError) and link.errno in _NO_ROUTE for link in chain):
