@@ -180,7 +180,7 @@ class Sip2Client:
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
-                sock = self._ssl.wrap_socket(raw, server_hostname=cfg.server_hostname or cfg.host)
+                sock: socket.socket = self._ssl.wrap_socket(raw, server_hostname=cfg.server_hostname or cfg.host)
             else:
                 sock = raw
         except BaseException:
@@ -190,7 +190,7 @@ class Sip2Client:
         self._frames = codec.FrameSplitter()
         self.acs_status = None                    # a new connection: the old 98 no longer speaks for it
         self.connections += 1
-        log.info("sip2 connected (%s)", "tls " + str(sock.version()) if self._ssl else "plain tcp")
+        log.info("sip2 connected (%s)", "tls " + str(sock.version()) if isinstance(sock, ssl.SSLSocket) else "plain tcp")
         if cfg.login_user is not None:
             reply = self._exchange(codec.login(cfg.login_user, cfg.login_password, cfg.location), "94")
             if reply.flag("ok") != "1":
