@@ -13,7 +13,7 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BIN = Path(sys.executable).parent
-TYPED = ("kiosk.core", "kiosk.card", "kiosk.store", "kiosk.config", "kiosk.release")
+TYPED = ("kiosk.core", "kiosk.card", "kiosk.store", "kiosk.config", "kiosk.release", "kiosk.sync")
 
 
 def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:

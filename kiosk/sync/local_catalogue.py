@@ -133,7 +133,7 @@ class LocalCatalogue:
                 self._db.table("items").update({"on_loan_to": loan.patron_id, "due_date": due, "renewals": 0},
                                                Query().id == loan.item_id)
                 patrons = self._db.table("patrons")
-                p = self._patron(loan.patron_id)
+                p = self._patron(loan.patron_id) or {"loans": []}     # a lent-to patron exists (_decide)
                 patrons.update({"loans": p["loans"] + [loan.item_id]}, Query().id == loan.patron_id)
             self._db.table("loans").insert({"txn_id": loan.txn_id, "result": _result_to(result)})
             return result
@@ -199,7 +199,8 @@ class LocalCatalogue:
                     r = done["result"]
                     return RenewAllResult(ok=r["ok"], renewed=tuple(r["renewed"]), unrenewed=tuple(r["unrenewed"]))
             p = self._patron(patron_id)
-            renewed, unrenewed = [], []
+            renewed: list[str] = []
+            unrenewed: list[str] = []
             for item_id in list(p["loans"]) if p else []:
                 (renewed if self._renew(patron_id, item_id, "").ok else unrenewed).append(item_id)
             result = RenewAllResult(ok=p is not None, renewed=tuple(renewed), unrenewed=tuple(unrenewed))

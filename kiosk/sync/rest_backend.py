@@ -133,11 +133,11 @@ def _contract():
     """
     import yaml
     from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
+    from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
     document = yaml.safe_load(API_SPEC.read_text(encoding="utf-8"))
-    registry = Registry().with_resource(SPEC_URI, Resource(document, specification=DRAFT202012))
+    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(document))
     return document, registry, Draft202012Validator
 
 

@@ -154,14 +154,15 @@ class Sip2Catalogue:
     def patron_status(self, patron_id: str, password: str | None = None) -> PatronStatus:
         if not self._sendable(patron_id):
             return PatronStatus(patron_id=patron_id, valid=False)
-        common = dict(terminal_password=self.terminal_password, patron_password=password,
-                      language=self.language)
         if self.patron_request == "63":
             # Summary position 0 asks for the available-hold items (AS) so they can be counted.
             request = codec.patron_information(self.institution, patron_id, self._now(),
-                                               summary="Y" + " " * 9, **common)
+                                               terminal_password=self.terminal_password, patron_password=password,
+                                               language=self.language, summary="Y" + " " * 9)
         else:
-            request = codec.patron_status(self.institution, patron_id, self._now(), **common)
+            request = codec.patron_status(self.institution, patron_id, self._now(),
+                                          terminal_password=self.terminal_password, patron_password=password,
+                                          language=self.language)
         reply = self.client.request(request)
         flags = codec.patron_flags(reply.flag("patron_status"))
         return from_catalogue(PatronStatus(
