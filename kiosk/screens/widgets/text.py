@@ -254,7 +254,7 @@ class FitMixin:
         self._remember(key)
 
     def _remember(self, key: tuple, height: float = 0.0) -> None:
-        if len(_FITS) > 4000:           # language switches and resizes: bounded, never patron data
+        if len(_FITS) > 4000:           # bounded; it holds titles too: forget_fits empties it at every session end
             _FITS.clear()
         _FITS[key] = (self.font_size, self.text_size, self.overflowing, height)
 
