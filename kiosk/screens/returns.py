@@ -55,13 +55,13 @@ class ReturnsScreen(KioskScreen):
         if th.portrait:
             # Texts as tall as their words; the list takes the rest, a whole row at least.
             words = TextColumn(spacing=th.gap)
-            for w in (self.title, self.counts, self.notes):
+            for w in (self.title, self.notes, self.counts):
                 words.add_widget(w)
             body = WordsAboveList(words, self.list, spacing=th.gap)
         else:
             # The words scroll on a small panel; the buttons stay in view under them (list_beside).
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
-            for w in (self.title, self.counts, self.notes):
+            for w in (self.title, self.notes, self.counts):
                 body.add_widget(w)
         return body
 

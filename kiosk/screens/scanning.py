@@ -232,7 +232,7 @@ class ScanningScreen(KioskScreen):
         if th.portrait:
             # Texts as tall as their words; the list takes the rest, a whole row at least.
             words = TextColumn(spacing=th.gap)
-            for w in (self.greeting, self.title, self.counts, self.notes):
+            for w in (self.greeting, self.title, self.notes, self.counts):
                 words.add_widget(w)
             body = WordsAboveList(words, self.list, spacing=th.gap)
             self.actions = BoxLayout(orientation="horizontal", spacing=th.gap, size_hint_y=None, height=th.action)
@@ -241,7 +241,7 @@ class ScanningScreen(KioskScreen):
             self.actions.add_widget(self.finish)
         else:
             body = TextColumn(spacing=th.gap, size_hint_x=0.38)
-            for w in (self.greeting, self.title, self.counts, self.notes):
+            for w in (self.greeting, self.title, self.notes, self.counts):
                 body.add_widget(w)
             # Both buttons stay in view under the words (which scroll on a small panel).
             self.actions = BoxLayout(orientation="vertical", spacing=th.gap, size_hint_y=None,
@@ -252,7 +252,8 @@ class ScanningScreen(KioskScreen):
 
     def compose(self) -> Widget:
         """Landscape: passing notices sit above the list and standing ones (holds ready,
-        offline) among the instructions, so neither takes the list's room."""
+        offline) right under the instruction, so neither takes the list's room and both are
+        read before the counts."""
         if self.ctx.theme.portrait:
             return list_below(self, self.actions)
         return list_beside(self, under_words=self.actions)
