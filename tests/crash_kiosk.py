@@ -161,13 +161,18 @@ def kiosk_run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     controller.start()
     say("STARTED")
     items = [i for i in args.items.split(",") if i]
-    if items and args.returns:
-        run(loop, lambda: view.screen == "returns")
+
+    def scan_each() -> None:
+        """Each book scanned, a patron's pause apart, its row answered before the next."""
         for item in items:
             time.sleep(args.think)
             controller.post(Barcode(item))
             run(loop, lambda: any(r["item_id"] == item and r["state"] != "pending"
                                   for r in view.model.get("rows", [])))
+
+    if items and args.returns:
+        run(loop, lambda: view.screen == "returns")
+        scan_each()
         controller.post(Press("finish"))
         run(loop, lambda: view.model.get("summary") is True)
         controller.post(Press("done"))
@@ -179,11 +184,7 @@ def kiosk_run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             controller.post(Press("digit", d))
         controller.post(Press("ok"))
         run(loop, lambda: view.screen == "scanning")
-        for item in items:
-            time.sleep(args.think)
-            controller.post(Barcode(item))
-            run(loop, lambda: any(r["item_id"] == item and r["state"] != "pending"
-                                  for r in view.model.get("rows", [])))
+        scan_each()
         controller.post(Press("finish"))
         run(loop, lambda: view.screen == "summary")
     # Whatever an earlier, killed run left in the outbox is drained before we say DONE.

@@ -209,17 +209,24 @@ class Controller:
     _STAFF_EVENTS = (ev.Press, ev.Barcode, ev.CardInserted, ev.CardRemoved, ev.CardProbed, ev.StaffData,
                      ev.RegistrationRead, ev.BirthDateRead, ev.LinkFound, ev.LinkDone)
 
-    def dispatch(self, event: ev.Event) -> None:
-        """Run one event through staff mode or the session. UI thread only."""
+    def _admit(self, event: ev.Event) -> bool:
+        """Whether `event` is handled now: never after stop; held until the backends are
+        connected (ticks excepted); a card's coming and going is noted either way it goes."""
         if self._stopped.is_set():
-            return
+            return False
         if not self._connected and not isinstance(event, ev.Tick):
             self._held.append(event)
+            return False
+        if isinstance(event, ev.CardInserted | ev.CardRemoved):
+            self.card_present = isinstance(event, ev.CardInserted)
+        return True
+
+    def dispatch(self, event: ev.Event) -> None:
+        """Run one event through staff mode or the session. UI thread only."""
+        if not self._admit(event):
             return
         now = self.clock()
         self._observe(event)
-        if isinstance(event, ev.CardInserted | ev.CardRemoved):
-            self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
         staff_open = staff is not None and staff.active
         if self._to_return_desk(event, now, staff_open) or self._to_account(event, now, staff_open):

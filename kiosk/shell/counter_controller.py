@@ -61,14 +61,9 @@ class CounterController(Controller):
     def dispatch(self, event: ev.Event) -> None:
         """Everything goes to staff mode; with nobody signed in, sign-in opens (a badge
         scanned signs in with it). The patron session only learns about the reader."""
-        if self._stopped.is_set():
-            return
-        if not self._connected and not isinstance(event, ev.Tick):
-            self._held.append(event)
+        if not self._admit(event):
             return
         now = self.clock()
-        if isinstance(event, ev.CardInserted | ev.CardRemoved):
-            self.card_present = isinstance(event, ev.CardInserted)
         staff = self.staff
         if staff is None:
             return
