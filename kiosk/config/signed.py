@@ -127,7 +127,8 @@ def load_public_keys(paths: Iterable[str | Path]) -> dict[str, Ed25519PublicKey]
     return keys
 
 
-def _pinned(keys: dict[str, Ed25519PublicKey] | Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+def keys_by_id(keys: dict[str, Ed25519PublicKey] | Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+    """Pinned keys by key id, given as that table or as a list (configuration layers and releases alike)."""
     return dict(keys) if isinstance(keys, dict) else {key_id(k): k for k in keys}
 
 
@@ -327,7 +328,7 @@ def verify_bundle(raw: bytes, pinned_keys: dict[str, Ed25519PublicKey] | Iterabl
     payload, sig = _structure(doc)
     version = _version(payload["version"])
     try:
-        return _verify_versioned(raw, payload, sig, version, _pinned(pinned_keys), kiosk_id, group,
+        return _verify_versioned(raw, payload, sig, version, keys_by_id(pinned_keys), kiosk_id, group,
                                  current_version, now)
     except BundleRefused as e:
         e.version = version

@@ -27,7 +27,8 @@ from typing import Any, Iterable, Mapping
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kiosk.config.signed import (ALG, BAD_SIGNATURE, EXPIRED, MALFORMED, OTHER_TARGET, TOO_LARGE, UNSIGNED,
-                                 WRONG_KEY, BundleRefused, canonical_json, check_signature, key_id, parse_json)
+                                 WRONG_KEY, BundleRefused, canonical_json, check_signature, key_id, parse_json,
+                                 keys_by_id)
 from kiosk.release.guard import ReleaseState, parse_version
 
 FORMAT = "kiosk-release/1"
@@ -155,8 +156,7 @@ def _verify(raw: bytes, release_keys: Any, kiosk_id: str, group: str | None, sta
         raise ReleaseRefused(MALFORMED, "created_at/expires_at need time zones, expiry after creation")
     target_kiosk, target_group = _target(payload["target"])
     files = _files(payload["files"])
-    keys = dict(release_keys) if isinstance(release_keys, dict) else {key_id(k): k for k in release_keys}
-    kid = check_signature(payload, sig, keys, prefix=SIGNED_PREFIX)
+    kid = check_signature(payload, sig, keys_by_id(release_keys), prefix=SIGNED_PREFIX)
     if now is not None and now >= expires:
         raise ReleaseRefused(EXPIRED, f"expired at {expires.isoformat(timespec='seconds')}")
     if target_kiosk is not None and target_kiosk != kiosk_id:
